@@ -1,0 +1,1 @@
+"""Provider clients and command handlers. Knows nothing about Slack."""

@@ -1,0 +1,268 @@
+"""The vocabulary every provider speaks: roles, replies, the command declaration and its context.
+
+Nothing here knows about Slack. A provider package declares its commands with `Command(...)`;
+`bot/` parses text into them, checks roles and approvals, calls the handler and renders the
+`Reply` for Slack or the terminal.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
+from zoneinfo import ZoneInfo
+
+import httpx
+from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic_settings import BaseSettings
+
+from commands.sandbox import Sandbox
+
+
+class Role(enum.IntEnum):
+    """Cumulative roles: each one includes every role below it."""
+
+    VIEWER = 1
+    OPERATOR = 2
+    APPROVER = 3
+    ADMIN = 4
+
+    @property
+    def variable(self) -> str:
+        """The configuration variable that grants this role."""
+        return f"BILLING_{self.name}S"
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class CommandError(Exception):
+    """A request the handler cannot carry out, explained in one sentence for the requester."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# ---------------------------------------------------------------------------------------------
+# Replies: what a handler returns. Rendered as Block Kit by bot/replies.py, as text by the console.
+
+
+@dataclass(frozen=True, kw_only=True)
+class Button:
+    """A stored command invocation: clicking runs `command` as the clicking user."""
+
+    label: str
+    command: str
+    style: Literal["primary", "danger"] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class File:
+    filename: str
+    content: bytes
+    title: str
+    mime: str = "application/pdf"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Table:
+    columns: Sequence[str]
+    rows: Sequence[Sequence[str]]
+    align_right: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reply:
+    """A result for people: a headline, optional detail, buttons and files.
+
+    `private` replies go only to the requester (login URLs, credentials, errors).
+    `audit_note` replaces the result text in the audit log when the result itself is sensitive.
+    """
+
+    text: str
+    sections: Sequence[str] = ()
+    fields: Sequence[tuple[str, str]] = ()
+    table: Table | None = None
+    buttons: Sequence[Button] = ()
+    files: Sequence[File] = ()
+    private: bool = False
+    audit_note: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Arguments and forms
+
+
+class Args(BaseModel):
+    """Base of every command's argument model.
+
+    `positional` names the fields filled in order from bare words; `rest` (the last positional)
+    swallows the remaining words. Every other field is given as `name=value`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    positional: ClassVar[tuple[str, ...]] = ()
+    rest: ClassVar[str | None] = None
+
+    def preview(self) -> dict[str, str]:
+        """The arguments as shown to people and the audit log: secrets masked."""
+        shown: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            shown[name] = "••••••" if isinstance(value, SecretStr) else format_value(value)
+        return shown
+
+
+class NoArgs(Args):
+    pass
+
+
+def format_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return ",".join(format_value(v) for v in value)
+    return str(value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FormField:
+    """One input of a modal. `name` is the Args field it fills."""
+
+    name: str
+    label: str
+    kind: Literal["text", "secret", "select", "email", "multiline"] = "text"
+    options: Sequence[tuple[str, str]] = ()  # (value, label) for selects
+    placeholder: str | None = None
+    hint: str | None = None
+    optional: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Form:
+    title: str
+    submit: str
+    fields: Sequence[FormField]
+
+
+# ---------------------------------------------------------------------------------------------
+# The handler's view of the request
+
+
+class Progress(Protocol):
+    async def __call__(self, done: int, total: int, label: str) -> None: ...
+
+
+class Notify(Protocol):
+    async def __call__(self, text: str) -> None: ...
+
+
+async def _no_progress(done: int, total: int, label: str) -> None:
+    return None
+
+
+async def _no_notify(text: str) -> None:
+    return None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(ZoneInfo("UTC"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Context:
+    """Who asked, where, and how to talk back while the work goes on."""
+
+    user_id: str
+    channel_id: str
+    tz: ZoneInfo = ZoneInfo("UTC")
+    clock: Callable[[], datetime] = _utcnow
+    progress: Progress = _no_progress
+    notify: Notify = _no_notify
+    approval_id: int | None = None
+
+    def now(self) -> datetime:
+        return self.clock().astimezone(self.tz)
+
+    def today(self) -> date:
+        return self.now().date()
+
+
+# ---------------------------------------------------------------------------------------------
+# Declarations
+
+A = TypeVar("A", bound=Args)
+C = TypeVar("C")
+S = TypeVar("S", bound=BaseSettings)
+
+Handler = Callable[[C, A, Context], Awaitable[Reply]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Command(Generic[A, C]):
+    """One command, declared next to its handler. Drives parsing, help, forms and approvals.
+
+    `idempotent=False` marks calls that change something at the provider: they are never
+    retried, and a timeout during them ends as "outcome unknown". `unknown_hint` tells people
+    what to check then.
+    """
+
+    slash: str
+    words: tuple[str, ...]
+    summary: str
+    args: type[A]
+    handler: Handler[C, A]
+    role: Role
+    approval: bool = False
+    idempotent: bool = True
+    form: Form | None = None
+    example: str | None = None
+    unknown_hint: Callable[[A], Reply] | None = None
+    describe: Callable[[A], str] | None = None
+
+    @property
+    def path(self) -> str:
+        return " ".join((self.slash, *self.words))
+
+    @property
+    def audit_name(self) -> str:
+        return f"/{self.path}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Provider(Generic[S, C]):
+    """A provider package's single export: settings, client factory, sandbox and commands.
+
+    `open_client` builds the typed client over an httpx client whose base URL and auth the
+    provider sets; `sandbox` returns (settings that point at the sandbox, its ASGI app).
+    `check` performs the provider's cheapest read and returns a one-line summary.
+    """
+
+    name: str
+    title: str
+    settings: Callable[[], S]
+    configured: Callable[[S], bool]
+    open_client: Callable[[S, httpx.AsyncBaseTransport | None], C]
+    sandbox: Callable[[], tuple[S, Sandbox]]
+    commands: Sequence[Command[Any, C]]
+    check: Callable[[C], Awaitable[str]]
+    schedule_kinds: Mapping[str, ScheduleKind[Any, C]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduleKind(Generic[A, C]):
+    """A recurring job a provider offers to `/billing schedule add <name>`."""
+
+    name: str
+    summary: str
+    args: type[A]
+    run: Handler[C, A]

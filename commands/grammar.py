@@ -1,0 +1,292 @@
+"""The typed-command grammar: `/<provider> <words…> [positional…] [name=value…]`.
+
+Text is split like a shell (quotes group words; Slack's curly quotes count as quotes). The longest
+run of leading words that names a declared command selects it; the rest fill its `Args` model.
+Help, usage lines and examples are generated from the same declarations.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, get_args
+
+from pydantic import SecretStr, ValidationError
+from pydantic.fields import FieldInfo
+
+from commands.base import Args, Command, Role
+from commands.types import Label
+
+_CURLY = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'"})
+_NAMED = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)=(.*)$", re.DOTALL)
+
+
+class GrammarError(Exception):
+    """Typed text that does not fit any declaration; `message` is what the user sees."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Parsed:
+    command: Command[Any, Any]
+    values: dict[str, Any]  # raw strings by field name, not validated yet
+
+
+@dataclass(frozen=True)
+class HelpRequest:
+    slash: str
+    prefix: tuple[str, ...]
+
+
+def tokenize(text: str) -> list[str]:
+    try:
+        return shlex.split(text.translate(_CURLY))
+    except ValueError as exc:
+        raise GrammarError(f"Could not read the command: {exc} (close every quote).") from exc
+
+
+def parse(slash: str, text: str, commands: Sequence[Command[Any, Any]]) -> Parsed | HelpRequest:
+    """Select the command and sort its words into raw field values."""
+    tokens = tokenize(text)
+    own = [c for c in commands if c.slash == slash]
+    if not tokens or tokens[0].lower() == "help":
+        return HelpRequest(slash, ())
+    lowered = [t.lower() for t in tokens]
+    best: Command[Any, Any] | None = None
+    for command in own:
+        n = len(command.words)
+        if tuple(lowered[:n]) == command.words and (best is None or n > len(best.words)):
+            best = command
+    if best is None:
+        prefix = _longest_known_prefix(lowered, own)
+        if prefix and len(lowered) > len(prefix) and lowered[len(prefix)] == "help":
+            return HelpRequest(slash, prefix)
+        if prefix and len(lowered) == len(prefix):
+            return HelpRequest(slash, prefix)
+        raise GrammarError(_unknown(slash, tokens, own))
+    rest = tokens[len(best.words) :]
+    if rest and rest[0].lower() == "help" and len(rest) == 1:
+        return HelpRequest(slash, best.words)
+    return Parsed(best, assign(best, rest))
+
+
+def assign(command: Command[Any, Any], tokens: Sequence[str]) -> dict[str, Any]:
+    model = command.args
+    fields = model.model_fields
+    positional = list(model.positional)
+    values: dict[str, Any] = {}
+    loose: list[str] = []
+    for token in tokens:
+        match = _NAMED.match(token)
+        name = match.group(1).replace("-", "_").lower() if match else ""
+        if match and name in fields and name not in positional:
+            if name in values:
+                raise GrammarError(f"`{name}` is given twice.\n{usage_block(command)}")
+            values[name] = match.group(2)
+        elif match and name in fields:
+            values[name] = match.group(2)
+        elif match and model.rest is None:
+            known = [f for f in fields if f not in positional]
+            guess = difflib.get_close_matches(name, known, n=1)
+            hint = f" Did you mean `{guess[0]}=`?" if guess else ""
+            raise GrammarError(
+                f"`{command.audit_name}` has no option `{name}`.{hint}\n{usage_block(command)}"
+            )
+        else:
+            loose.append(token)
+    slots = [p for p in positional if p not in values]
+    for i, token in enumerate(loose):
+        if i >= len(slots):
+            if model.rest and model.rest in slots:
+                break
+            raise GrammarError(
+                f"Too many words: `{' '.join(loose[len(slots) :])}` is not expected.\n"
+                f"{usage_block(command)}"
+            )
+        if slots[i] == model.rest:
+            values[slots[i]] = " ".join(loose[i:])
+            break
+        values[slots[i]] = token
+    return values
+
+
+def validate(command: Command[Any, Any], values: Mapping[str, Any]) -> Args:
+    """Build the Args model; a `FieldErrors` carries one sentence per bad field."""
+    try:
+        args: Args = command.args.model_validate(dict(values))
+    except ValidationError as exc:
+        raise FieldErrors(command, field_errors(exc)) from None
+    return args
+
+
+class FieldErrors(Exception):
+    def __init__(self, command: Command[Any, Any], errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.command = command
+        self.errors = errors
+
+    @property
+    def message(self) -> str:
+        lines = [f"`{name}`: {text}" for name, text in self.errors.items()]
+        return "\n".join([*lines, usage_block(self.command)])
+
+
+def field_errors(exc: ValidationError) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    for error in exc.errors():
+        name = ".".join(str(p) for p in error["loc"] if not isinstance(p, int)) or "arguments"
+        errors.setdefault(name, _sentence(error))
+    return errors
+
+
+def _sentence(error: Any) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not an option of this command"
+    message = str(error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    return message
+
+
+# --- help ----------------------------------------------------------------------------------
+
+
+def type_label(info: FieldInfo) -> str:
+    for meta in info.metadata:
+        if isinstance(meta, Label):
+            return meta.text
+    annotation = info.annotation
+    options = get_args(annotation)
+    if options and all(isinstance(o, str) for o in options):
+        return "|".join(options)
+    if annotation is SecretStr:
+        return "secret"
+    if annotation is int:
+        return "number"
+    if annotation is bool:
+        return "yes/no"
+    return "text"
+
+
+def usage(command: Command[Any, Any]) -> str:
+    model = command.args
+    parts = [f"/{command.path}"]
+    for name in model.positional:
+        info = model.model_fields[name]
+        word = f"<{name}…>" if name == model.rest else f"<{name}>"
+        parts.append(word if info.is_required() else f"[{word.strip('<>')}]")
+    for name, info in model.model_fields.items():
+        if name in model.positional:
+            continue
+        part = f"{name}=<{type_label(info)}>"
+        parts.append(part if info.is_required() else f"[{part}]")
+    return " ".join(parts)
+
+
+def example(command: Command[Any, Any]) -> str:
+    if command.example:
+        return command.example
+    model = command.args
+    parts = [f"/{command.path}"]
+    for name in model.positional:
+        sample = _sample(model.model_fields[name])
+        if sample is not None:
+            parts.append(_quote(sample))
+    for name, info in model.model_fields.items():
+        sample = _sample(info)
+        if name not in model.positional and info.is_required() and sample is not None:
+            parts.append(f"{name}={_quote(sample)}")
+    return " ".join(parts)
+
+
+def _sample(info: FieldInfo) -> str | None:
+    return str(info.examples[0]) if info.examples else None
+
+
+def _quote(value: str) -> str:
+    return f'"{value}"' if " " in value else value
+
+
+def usage_block(command: Command[Any, Any]) -> str:
+    return f"Expected: `{usage(command)}`\nExample: `{example(command)}`"
+
+
+def describe_fields(command: Command[Any, Any]) -> list[str]:
+    lines = []
+    for name, info in command.args.model_fields.items():
+        need = "required" if info.is_required() else "optional"
+        text = info.description or ""
+        sample = _sample(info)
+        tail = f", e.g. `{sample}`" if sample else ""
+        lines.append(f"• `{name}` ({type_label(info)}, {need}) {text}{tail}".rstrip())
+    return lines
+
+
+def help_text(
+    slash: str,
+    prefix: tuple[str, ...],
+    commands: Sequence[Command[Any, Any]],
+    *,
+    role: Role | None = None,
+) -> str:
+    """Everything under `/slash prefix…`, with role marks; a single command in full."""
+    matching = [c for c in commands if c.slash == slash and c.words[: len(prefix)] == prefix]
+    exact = [c for c in matching if c.words == prefix]
+    if len(exact) == 1 and len(matching) == 1:
+        command = exact[0]
+        lines = [
+            f"*/{command.path}* — {command.summary}",
+            f"Usage: `{usage(command)}`",
+            f"Example: `{example(command)}`",
+            f"Role: {command.role.label}"
+            + (" · needs a second person's approval" if command.approval else ""),
+        ]
+        if command.form:
+            lines.append("Typed with no arguments, it opens a form.")
+        fields = describe_fields(command)
+        if fields:
+            lines += ["Arguments:", *fields]
+        return "\n".join(lines)
+    if not matching:
+        return f"Nothing under `/{' '.join((slash, *prefix))}`."
+    lines = [f"*/{' '.join((slash, *prefix))}* commands:"]
+    for command in matching:
+        lock = "" if role is None or role >= command.role else f"  _(needs {command.role.label})_"
+        flag = " · approval" if command.approval else ""
+        lines.append(f"• `{usage(command)}` — {command.summary}{flag}{lock}")
+    lines.append(f"Add `help` after a command for its arguments, e.g. `/{matching[0].path} help`.")
+    return "\n".join(lines)
+
+
+def _longest_known_prefix(
+    words: Sequence[str], commands: Sequence[Command[Any, Any]]
+) -> tuple[str, ...]:
+    best: tuple[str, ...] = ()
+    for command in commands:
+        for n in range(1, len(command.words) + 1):
+            if tuple(words[:n]) == command.words[:n] and n > len(best):
+                best = command.words[:n]
+    return best
+
+
+def _unknown(slash: str, tokens: Sequence[str], commands: Sequence[Command[Any, Any]]) -> str:
+    typed = " ".join(tokens[:3]).lower()
+    paths = {" ".join(c.words): c for c in commands}
+    candidates = list(paths)
+    for n in (3, 2, 1):
+        guess = difflib.get_close_matches(" ".join(tokens[:n]).lower(), candidates, n=1, cutoff=0.6)
+        if guess:
+            return (
+                f"`/{slash} {typed}` is not a command. Did you mean `/{slash} {guess[0]}`?\n"
+                f"See `/{slash} help` for the list."
+            )
+    return f"`/{slash} {typed}` is not a command. See `/{slash} help` for the list."

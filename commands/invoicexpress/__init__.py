@@ -1,0 +1,1 @@
+"""InvoiceXpress (Portuguese invoicing): invoice sequences and AT communication settings."""

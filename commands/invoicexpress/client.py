@@ -1,0 +1,128 @@
+"""InvoiceXpress API client (sequences and AT communication).
+
+Quirk: the API key travels as the `api_key` query parameter, the provider's only way. It is
+registered as a secret, so log lines and messages carry `••••••` instead.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import httpx
+
+from commands.http import (
+    ProviderAuthError,
+    ProviderHTTP,
+    ProviderRejected,
+    ProviderUnavailable,
+    new_client,
+    status_sentence,
+)
+from commands.invoicexpress.models import Sequence, SequenceEnvelope, SequenceList
+from commands.secrets import register_secret
+
+PROVIDER = "InvoiceXpress"
+
+SEQUENCES = "/sequences.json"
+SEQUENCE = "/sequences/{id}.json"
+SET_CURRENT = "/sequences/{id}/set_current.json"
+REGISTER = "/sequences/{id}/register.json"
+AT_COMMUNICATION = "/api/v3/accounts/at_communication.json"
+
+COMMUNICATION_TYPES = ("auto", "guides", "manual", "portal_at")
+
+
+def base_url_for(account: str) -> str:
+    return f"https://{account}.app.invoicexpress.com"
+
+
+class InvoiceXpressClient:
+    def __init__(self, http: ProviderHTTP) -> None:
+        self.http = http
+
+    @classmethod
+    def open(
+        cls, *, base_url: str, api_key: str, transport: httpx.AsyncBaseTransport | None = None
+    ) -> InvoiceXpressClient:
+        register_secret(api_key)
+        client = new_client(
+            base_url=base_url,
+            headers={"Accept": "application/json"},
+            params={"api_key": api_key},
+            transport=transport,
+        )
+        return cls(ProviderHTTP(PROVIDER, client))
+
+    async def sequences(self) -> list[Sequence]:
+        response = await self.http.send("GET", SEQUENCES, idempotent=True)
+        return SequenceList.model_validate(self._ok(response)).sequences
+
+    async def sequence(self, sequence_id: int) -> Sequence:
+        response = await self.http.send("GET", SEQUENCE.format(id=sequence_id), idempotent=True)
+        return SequenceEnvelope.model_validate(self._ok(response, sequence_id)).sequence
+
+    async def set_current(self, sequence_id: int) -> None:
+        # Documented with no body; setting the default twice is harmless, so it may be retried.
+        response = await self.http.send("PUT", SET_CURRENT.format(id=sequence_id), idempotent=True)
+        self._ok(response, sequence_id)
+
+    async def create_sequence(self, serie: str, *, default: bool) -> Sequence:
+        body = {"sequence": {"serie": serie, "default_sequence": "1" if default else "0"}}
+        response = await self.http.send("POST", SEQUENCES, json=body, idempotent=False)
+        return SequenceEnvelope.model_validate(self._ok(response)).sequence
+
+    async def register_sequence(self, sequence_id: int) -> None:
+        response = await self.http.send("PUT", REGISTER.format(id=sequence_id), idempotent=False)
+        self._ok(response, sequence_id)
+
+    async def at_communication(
+        self, *, subuser: str, password: str, communication_type: str
+    ) -> None:
+        encoded = base64.b64encode(password.encode()).decode()
+        register_secret(password, encoded)
+        body = {
+            "at_communication": {
+                "at_subuser": subuser,
+                "at_password": encoded,
+                "communication_type": communication_type,
+            }
+        }
+        response = await self.http.send("POST", AT_COMMUNICATION, json=body, idempotent=False)
+        self._ok(response)
+
+    def _ok(self, response: httpx.Response, sequence_id: int | None = None) -> Any:
+        status = response.status_code
+        if status == 401:
+            raise ProviderAuthError(
+                PROVIDER,
+                "API key missing or wrong; check INVOICEXPRESS_API_KEY and INVOICEXPRESS_ACCOUNT",
+                status=status,
+            )
+        if status == 404:
+            what = f"no sequence {sequence_id}" if sequence_id is not None else "not found"
+            raise ProviderRejected(PROVIDER, what, status=status)
+        if status == 422:
+            raise ProviderRejected(PROVIDER, error_messages(response), status=status)
+        if status == 429 or status >= 500:
+            raise ProviderUnavailable(PROVIDER, status_sentence(status), status=status)
+        if status >= 400:
+            raise ProviderRejected(PROVIDER, status_sentence(status), status=status)
+        if not response.content.strip():
+            return None
+        return response.json()
+
+
+def error_messages(response: httpx.Response) -> str:
+    """422 bodies: `{"errors":[{"error":"…"}]}` or a list of strings, sometimes empty."""
+    try:
+        body = response.json()
+    except ValueError:
+        return "some parameters were incorrect"
+    errors = body.get("errors", body) if isinstance(body, dict) else body
+    if isinstance(errors, list):
+        texts = [str(e.get("error", e)) if isinstance(e, dict) else str(e) for e in errors]
+        texts = [t for t in texts if t]
+        if texts:
+            return "; ".join(texts)
+    return "some parameters were incorrect"

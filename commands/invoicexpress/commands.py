@@ -1,0 +1,349 @@
+"""`/invoicexpress`: invoice sequences and the tax authority (AT) communication settings."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+import httpx
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from commands.base import (
+    Args,
+    Button,
+    Command,
+    Context,
+    Form,
+    FormField,
+    NoArgs,
+    Provider,
+    Reply,
+    Role,
+    Table,
+)
+from commands.invoicexpress import client as api
+from commands.invoicexpress.client import InvoiceXpressClient
+from commands.invoicexpress.models import NOT_REGISTERED, Sequence
+from commands.invoicexpress.sandbox import (
+    SANDBOX_API_KEY,
+    SANDBOX_BASE_URL,
+    SUBUSER,
+    InvoiceXpressSandbox,
+)
+from commands.types import PositiveInt, YesNo
+
+SLASH = "invoicexpress"
+
+
+class InvoiceXpressSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="INVOICEXPRESS_", extra="ignore")
+
+    account: str | None = None
+    api_key: SecretStr | None = None
+    base_url: str | None = None
+
+
+# --- arguments -------------------------------------------------------------------------------
+
+
+class SequenceId(Args):
+    positional = ("id",)
+    id: PositiveInt = Field(
+        description="sequence id (see `/invoicexpress sequences`)", examples=[42]
+    )
+
+
+class CreateSequence(Args):
+    positional = ("serie",)
+    serie: str = Field(
+        description="series name, as printed on documents",
+        examples=["2027"],
+        min_length=1,
+        max_length=20,
+        pattern=r"^[A-Za-z0-9_\-/]+$",
+    )
+    default: YesNo = Field(False, description="make it the default sequence", examples=["yes"])
+
+
+class AtCommunication(Args):
+    subuser: str = Field(description="AT sub-user, NIF/number", examples=["123456789/3"])
+    password: SecretStr = Field(description="AT sub-user password (sent Base64-encoded)")
+    communication_type: Literal["auto", "guides", "manual", "portal_at"] = Field(
+        description="how documents are communicated to AT", examples=["auto"]
+    )
+
+    @field_validator("subuser")
+    @classmethod
+    def _subuser(cls, value: str) -> str:
+        if not SUBUSER.match(value):
+            raise ValueError("must be a 9-digit NIF, a slash and a number, like 123456789/3")
+        return value
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("is required")
+        return value
+
+
+# --- handlers --------------------------------------------------------------------------------
+
+
+def sequence_table(sequences: list[Sequence]) -> Table:
+    rows = [
+        [
+            ("★ " if s.default_sequence else "") + s.serie,
+            str(s.id),
+            str(s.current_invoice_number),
+            s.validation_code or NOT_REGISTERED,
+        ]
+        for s in sequences
+    ]
+    return Table(columns=["Serie", "ID", "Invoice no.", "ATCUD code"], rows=rows)
+
+
+async def list_sequences(client: InvoiceXpressClient, args: NoArgs, ctx: Context) -> Reply:
+    sequences = await client.sequences()
+    if not sequences:
+        return Reply(text="No sequences yet. Create one with `/invoicexpress sequence create`.")
+    buttons = [
+        Button(
+            label=f"Set {s.serie} as default",
+            command=f"/{SLASH} sequence set-current {s.id}",
+        )
+        for s in sequences
+        if not s.default_sequence
+    ]
+    return Reply(
+        text=f"*{len(sequences)} invoice sequences* (★ default; ATCUD `N/D` = not registered yet)",
+        table=sequence_table(sequences),
+        buttons=buttons,
+    )
+
+
+async def show_sequence(client: InvoiceXpressClient, args: SequenceId, ctx: Context) -> Reply:
+    s = await client.sequence(args.id)
+    buttons = []
+    if not s.default_sequence:
+        buttons.append(
+            Button(label="Set as default", command=f"/{SLASH} sequence set-current {s.id}")
+        )
+    if not s.registered:
+        buttons.append(
+            Button(label="Register with AT", command=f"/{SLASH} sequence register {s.id}")
+        )
+    return Reply(
+        text=f"*Sequence {s.serie}* (id {s.id})",
+        fields=[
+            ("Default", "yes ★" if s.default_sequence else "no"),
+            ("Current invoice number", str(s.current_invoice_number)),
+            ("ATCUD validation code", s.validation_code),
+        ],
+        buttons=buttons,
+    )
+
+
+async def set_current(client: InvoiceXpressClient, args: SequenceId, ctx: Context) -> Reply:
+    await client.set_current(args.id)
+    s = await client.sequence(args.id)
+    return Reply(text=f"★ Sequence *{s.serie}* (id {s.id}) is now the default.")
+
+
+async def create_sequence(client: InvoiceXpressClient, args: CreateSequence, ctx: Context) -> Reply:
+    s = await client.create_sequence(args.serie, default=args.default)
+    default = " and set as default ★" if s.default_sequence else ""
+    return Reply(
+        text=f"Sequence *{s.serie}* created (id {s.id}){default}.",
+        fields=[("ATCUD validation code", s.validation_code)],
+    )
+
+
+async def register_sequence(client: InvoiceXpressClient, args: SequenceId, ctx: Context) -> Reply:
+    await client.register_sequence(args.id)
+    s = await client.sequence(args.id)
+    return Reply(
+        text=f"Sequence *{s.serie}* (id {s.id}) is registered with the tax authority.",
+        fields=[("ATCUD validation code", s.validation_code)],
+    )
+
+
+async def at_communication(
+    client: InvoiceXpressClient, args: AtCommunication, ctx: Context
+) -> Reply:
+    await client.at_communication(
+        subuser=args.subuser,
+        password=args.password.get_secret_value(),
+        communication_type=args.communication_type,
+    )
+    return Reply(
+        text=(
+            f"AT communication saved: sub-user `{args.subuser}`, "
+            f"communication type `{args.communication_type}`. The password was sent, not kept."
+        )
+    )
+
+
+def _describe_create(args: CreateSequence) -> str:
+    body = {"sequence": {"serie": args.serie, "default_sequence": "1" if args.default else "0"}}
+    return (
+        f"Create invoice sequence *{args.serie}*"
+        f"{' as the default' if args.default else ''} and register it with the tax authority.\n"
+        f"`POST {api.SEQUENCES}` `{json.dumps(body)}`"
+    )
+
+
+def _describe_register(args: SequenceId) -> str:
+    return (
+        f"Register sequence {args.id} with the tax authority (AT).\n"
+        f"`PUT {api.REGISTER.format(id=args.id)}`"
+    )
+
+
+def _unknown_create(args: CreateSequence) -> Reply:
+    return Reply(
+        text=(
+            f"Check whether sequence *{args.serie}* exists before asking again: "
+            "the request reached InvoiceXpress but its answer was lost."
+        ),
+        buttons=[Button(label="List sequences", command=f"/{SLASH} sequences")],
+    )
+
+
+def _unknown_register(args: SequenceId) -> Reply:
+    return Reply(
+        text=(
+            f"Check sequence {args.id}'s ATCUD code before asking again: "
+            "the request reached InvoiceXpress but its answer was lost."
+        ),
+        buttons=[Button(label="Show sequence", command=f"/{SLASH} sequence {args.id}")],
+    )
+
+
+AT_FORM = Form(
+    title="AT communication",
+    submit="Save",
+    fields=[
+        FormField(
+            name="subuser",
+            label="AT sub-user",
+            placeholder="123456789/3",
+            hint="NIF (9 digits), a slash, and the sub-user number.",
+        ),
+        FormField(
+            name="password",
+            label="AT password",
+            kind="secret",
+            hint="Sent to InvoiceXpress Base64-encoded; never shown, logged or stored here.",
+        ),
+        FormField(
+            name="communication_type",
+            label="Communication type",
+            kind="select",
+            options=[(t, t) for t in api.COMMUNICATION_TYPES],
+        ),
+    ],
+)
+
+COMMANDS: list[Command[Any, InvoiceXpressClient]] = [
+    Command(
+        slash=SLASH,
+        words=("sequences",),
+        summary="list invoice sequences, with the default marked ★",
+        args=NoArgs,
+        handler=list_sequences,
+        role=Role.VIEWER,
+    ),
+    Command(
+        slash=SLASH,
+        words=("sequence",),
+        summary="show one sequence",
+        args=SequenceId,
+        handler=show_sequence,
+        role=Role.VIEWER,
+    ),
+    Command(
+        slash=SLASH,
+        words=("sequence", "set-current"),
+        summary="make a sequence the default",
+        args=SequenceId,
+        handler=set_current,
+        role=Role.OPERATOR,
+    ),
+    Command(
+        slash=SLASH,
+        words=("sequence", "create"),
+        summary="create a sequence (also registers it with the tax authority)",
+        args=CreateSequence,
+        handler=create_sequence,
+        role=Role.OPERATOR,
+        approval=True,
+        idempotent=False,
+        example="/invoicexpress sequence create 2027 default=yes",
+        describe=_describe_create,
+        unknown_hint=_unknown_create,
+    ),
+    Command(
+        slash=SLASH,
+        words=("sequence", "register"),
+        summary="register an existing sequence with the tax authority",
+        args=SequenceId,
+        handler=register_sequence,
+        role=Role.OPERATOR,
+        approval=True,
+        idempotent=False,
+        describe=_describe_register,
+        unknown_hint=_unknown_register,
+    ),
+    Command(
+        slash=SLASH,
+        words=("at-communication",),
+        summary="set the AT sub-user, password and communication type",
+        args=AtCommunication,
+        handler=at_communication,
+        role=Role.ADMIN,
+        idempotent=False,
+        form=AT_FORM,
+        example="/invoicexpress at-communication",
+    ),
+]
+
+
+def _configured(settings: InvoiceXpressSettings) -> bool:
+    return settings.api_key is not None and bool(settings.account or settings.base_url)
+
+
+def _open(
+    settings: InvoiceXpressSettings, transport: httpx.AsyncBaseTransport | None
+) -> InvoiceXpressClient:
+    assert settings.api_key is not None
+    base_url = settings.base_url or api.base_url_for(settings.account or "")
+    return InvoiceXpressClient.open(
+        base_url=base_url, api_key=settings.api_key.get_secret_value(), transport=transport
+    )
+
+
+def _sandbox() -> tuple[InvoiceXpressSettings, InvoiceXpressSandbox]:
+    settings = InvoiceXpressSettings(
+        account="sandbox", api_key=SecretStr(SANDBOX_API_KEY), base_url=SANDBOX_BASE_URL
+    )
+    return settings, InvoiceXpressSandbox()
+
+
+async def _check(client: InvoiceXpressClient) -> str:
+    sequences = await client.sequences()
+    default = next((s.serie for s in sequences if s.default_sequence), "none")
+    return f"{len(sequences)} sequences, default {default}"
+
+
+PROVIDER = Provider(
+    name=SLASH,
+    title="InvoiceXpress",
+    settings=InvoiceXpressSettings,
+    configured=_configured,
+    open_client=_open,
+    sandbox=_sandbox,
+    commands=COMMANDS,
+    check=_check,
+)

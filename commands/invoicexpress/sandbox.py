@@ -1,0 +1,158 @@
+"""A faithful fake of the InvoiceXpress endpoints the bot uses.
+
+Behaves as the documents say: every call needs `api_key`; an unknown id is 404 with an empty
+body; a duplicate serie is 422 with `{"errors":[{"error":"…"}]}`; `default_sequence` is sent and
+returned as "1"/"0"; `set_current` moves the default; creating a sequence also registers it with
+the tax authority (an ATCUD validation code appears), and `register` does it for an old one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from commands.invoicexpress import client as api
+from commands.sandbox import ControlMiddleware, SandboxControl
+
+SANDBOX_API_KEY = "sandbox-invoicexpress-key"
+SANDBOX_BASE_URL = "http://invoicexpress.sandbox"
+SUBUSER = re.compile(r"^\d{9}/\d+$")
+
+
+@dataclass
+class StoredSequence:
+    id: int
+    serie: str
+    default: bool
+    current_invoice_number: int
+    validation_code: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "serie": self.serie,
+            "default_sequence": "1" if self.default else "0",
+            "current_invoice_number": str(self.current_invoice_number),
+            "invoice_validation_code": self.validation_code,
+        }
+
+
+@dataclass
+class InvoiceXpressSandbox:
+    api_key: str = SANDBOX_API_KEY
+    control: SandboxControl = field(default_factory=SandboxControl)
+    sequences: dict[int, StoredSequence] = field(default_factory=dict)
+    at_settings: dict[str, str] | None = None
+    next_id: int = 100
+
+    def __post_init__(self) -> None:
+        if not self.sequences:
+            self.add("2025", default=False, number=214, code="JFKG7A2B")
+            self.add("2026", default=True, number=38, code="K9LX4T3P")
+            self.add("NC2026", default=False, number=0, code="N/D")
+
+    def add(self, serie: str, *, default: bool, number: int = 0, code: str = "N/D") -> int:
+        self.next_id += 1
+        if default:
+            for existing in self.sequences.values():
+                existing.default = False
+        self.sequences[self.next_id] = StoredSequence(self.next_id, serie, default, number, code)
+        return self.next_id
+
+    def app(self) -> Any:
+        routes = [
+            Route(api.SEQUENCES, self.list_or_create, methods=["GET", "POST"]),
+            Route("/sequences/{id:int}.json", self.show, methods=["GET"]),
+            Route("/sequences/{id:int}/set_current.json", self.set_current, methods=["PUT"]),
+            Route("/sequences/{id:int}/register.json", self.register, methods=["PUT"]),
+            Route(api.AT_COMMUNICATION, self.at_communication, methods=["POST"]),
+        ]
+        return ControlMiddleware(Starlette(routes=routes), self.control)
+
+    def _denied(self, request: Request) -> Response | None:
+        if request.query_params.get("api_key") != self.api_key:
+            return Response(status_code=401)
+        return None
+
+    def _find(self, request: Request) -> StoredSequence | None:
+        return self.sequences.get(int(request.path_params["id"]))
+
+    async def list_or_create(self, request: Request) -> Response:
+        if denied := self._denied(request):
+            return denied
+        if request.method == "GET":
+            items = [s.as_json() for s in self.sequences.values()]
+            return JSONResponse({"sequences": items})
+        try:
+            payload = (await request.json())["sequence"]
+            serie = str(payload["serie"]).strip()
+        except (ValueError, KeyError, TypeError):
+            return JSONResponse({"errors": [{"error": "Sequence is missing"}]}, status_code=422)
+        if not serie:
+            return JSONResponse({"errors": [{"error": "Serie can't be blank"}]}, status_code=422)
+        if any(s.serie == serie for s in self.sequences.values()):
+            return JSONResponse(
+                {"errors": [{"error": "Serie has already been taken"}]}, status_code=422
+            )
+        default = str(payload.get("default_sequence", "0")) == "1"
+        new_id = self.add(serie, default=default, code=_code(serie))
+        return JSONResponse({"sequence": self.sequences[new_id].as_json()}, status_code=201)
+
+    async def show(self, request: Request) -> Response:
+        if denied := self._denied(request):
+            return denied
+        found = self._find(request)
+        if found is None:
+            return Response(status_code=404)
+        return JSONResponse({"sequence": found.as_json()})
+
+    async def set_current(self, request: Request) -> Response:
+        if denied := self._denied(request):
+            return denied
+        found = self._find(request)
+        if found is None:
+            return Response(status_code=404)
+        for existing in self.sequences.values():
+            existing.default = existing.id == found.id
+        return Response(status_code=200)
+
+    async def register(self, request: Request) -> Response:
+        if denied := self._denied(request):
+            return denied
+        found = self._find(request)
+        if found is None:
+            return Response(status_code=404)
+        if found.validation_code != "N/D":
+            return JSONResponse(
+                {"errors": [{"error": "Sequence is already registered"}]}, status_code=422
+            )
+        found.validation_code = _code(found.serie)
+        return JSONResponse({"sequence": found.as_json()})
+
+    async def at_communication(self, request: Request) -> Response:
+        if denied := self._denied(request):
+            return denied
+        try:
+            payload = (await request.json())["at_communication"]
+            subuser = str(payload["at_subuser"])
+            password = base64.b64decode(str(payload["at_password"]), validate=True)
+            kind = str(payload["communication_type"])
+        except (ValueError, KeyError, TypeError, binascii.Error):
+            return Response(status_code=422)
+        if not SUBUSER.match(subuser) or not password or kind not in api.COMMUNICATION_TYPES:
+            return Response(status_code=422)
+        # Keep only what a settings page would show: never the password.
+        self.at_settings = {"at_subuser": subuser, "communication_type": kind}
+        return JSONResponse({"success": "true"})
+
+
+def _code(serie: str) -> str:
+    return "".join(ch for ch in (serie.upper() + "ATCUD0000") if ch.isalnum())[:8]

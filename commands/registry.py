@@ -1,0 +1,10 @@
+"""The providers the bot offers: adding one is one new package and one line here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from commands.base import Provider
+from commands.invoicexpress.commands import PROVIDER as INVOICEXPRESS
+
+PROVIDERS: tuple[Provider[Any, Any], ...] = (INVOICEXPRESS,)
