@@ -76,6 +76,21 @@ class Table:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Proposal:
+    """A command the bot should put up for a person's decision, e.g. from a scheduled reminder.
+
+    The bot stores it as an approval request whose requester is the schedule, so any approver
+    may take it, once. `approve_label`/`reject_label` rename the two buttons; `snooze_hours`
+    adds a Snooze button that asks again later.
+    """
+
+    command: str
+    approve_label: str = "Approve"
+    reject_label: str = "Reject"
+    snooze_hours: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Reply:
     """A result for people: a headline, optional detail, buttons and files.
 
@@ -91,6 +106,7 @@ class Reply:
     files: Sequence[File] = ()
     private: bool = False
     audit_note: str | None = None
+    proposal: Proposal | None = None
 
 
 # ---------------------------------------------------------------------------------------------
