@@ -1,0 +1,347 @@
+"""The two-person rule as a state machine in the database.
+
+    pending ──approve──► executing ──► done | failed | unknown
+       │                    │
+       ├──reject──► rejected └─(runner died / answer lost)──► unknown   (never retried)
+       └──TTL────► expired
+
+Every transition is one conditional UPDATE (`… WHERE status = 'pending' …`); whoever's UPDATE
+changes the row owns the transition, so an approval executes once whatever the double clicks,
+Slack retries, concurrent approvers or replicas. An executing row carries its runner
+(host:pid:boot) and a heartbeat; a row whose runner is gone is declared `unknown`.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.replies import MessageRef
+from bot.store import approvals, utcnow
+
+BOOT = uuid.uuid4().hex[:8]
+RUNNER = f"{socket.gethostname()}:{os.getpid()}:{BOOT}"
+
+
+class Status(enum.StrEnum):
+    PENDING = "pending"
+    EXECUTING = "executing"
+    DONE = "done"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+class Claim(enum.Enum):
+    WON = "won"
+    NOT_FOUND = "not found"
+    OWN_REQUEST = "own request"
+    EXPIRED = "expired"
+    DECIDED = "already decided"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Approval:
+    id: int
+    command_line: str
+    command_path: str
+    provider: str
+    args_preview: dict[str, str]
+    description: str
+    requester: str
+    origin: str
+    channel: str
+    message_ts: str | None
+    status: Status
+    created_at: datetime
+    expires_at: datetime
+    decided_by: str | None
+    decided_at: datetime | None
+    reason: str | None
+    outcome: str | None
+    runner: str | None
+    heartbeat_at: datetime | None
+    approve_label: str
+    reject_label: str
+    snooze_hours: int | None
+
+    @property
+    def ref(self) -> MessageRef | None:
+        return MessageRef(self.channel, self.message_ts) if self.message_ts else None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Approval:
+        import json
+
+        data = dict(row)
+        data["args_preview"] = json.loads(data["args_preview"])
+        data["status"] = Status(data["status"])
+        data.pop("finished_at", None)
+        return cls(**data)
+
+
+class Approvals:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        ttl: timedelta,
+        runner: str = RUNNER,
+        clock: Any = utcnow,
+    ) -> None:
+        self.engine = engine
+        self.ttl = ttl
+        self.runner = runner
+        self.clock = clock
+
+    async def create(
+        self,
+        *,
+        command_line: str,
+        command_path: str,
+        provider: str,
+        args_preview: dict[str, str],
+        description: str,
+        requester: str,
+        channel: str,
+        origin: str = "user",
+        approve_label: str = "Approve",
+        reject_label: str = "Reject",
+        snooze_hours: int | None = None,
+    ) -> Approval:
+        import json
+
+        now = self.clock()
+        values = {
+            "command_line": command_line,
+            "command_path": command_path,
+            "provider": provider,
+            "args_preview": json.dumps(args_preview, ensure_ascii=False),
+            "description": description,
+            "requester": requester,
+            "origin": origin,
+            "channel": channel,
+            "status": Status.PENDING.value,
+            "created_at": now,
+            "expires_at": now + self.ttl,
+            "approve_label": approve_label,
+            "reject_label": reject_label,
+            "snooze_hours": snooze_hours,
+        }
+        async with self.engine.begin() as conn:
+            result = await conn.execute(approvals.insert().values(**values))
+            new_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
+        assert new_id is not None
+        found = await self.get(int(new_id))
+        assert found is not None
+        return found
+
+    async def get(self, approval_id: int) -> Approval | None:
+        async with self.engine.connect() as conn:
+            row = (
+                (await conn.execute(sa.select(approvals).where(approvals.c.id == approval_id)))
+                .mappings()
+                .first()
+            )
+        return Approval.from_row(row) if row else None
+
+    async def attach_message(self, approval_id: int, ref: MessageRef) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                approvals.update()
+                .where(approvals.c.id == approval_id)
+                .values(message_ts=ref.ts, channel=ref.channel)
+            )
+
+    async def open(self, limit: int = 50) -> list[Approval]:
+        query = (
+            sa.select(approvals)
+            .where(approvals.c.status == Status.PENDING.value)
+            .where(approvals.c.expires_at > self.clock())
+            .order_by(approvals.c.id)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [Approval.from_row(r) for r in rows]
+
+    async def claim(self, approval_id: int, approver: str) -> tuple[Claim, Approval | None]:
+        """pending → executing, atomically; only for an approver other than the requester."""
+        now = self.clock()
+        statement = (
+            approvals.update()
+            .where(
+                approvals.c.id == approval_id,
+                approvals.c.status == Status.PENDING.value,
+                approvals.c.requester != approver,
+                approvals.c.expires_at > now,
+            )
+            .values(
+                status=Status.EXECUTING.value,
+                decided_by=approver,
+                decided_at=now,
+                runner=self.runner,
+                heartbeat_at=now,
+            )
+        )
+        return await self._transition(approval_id, approver, statement)
+
+    async def reject(
+        self, approval_id: int, who: str, reason: str | None
+    ) -> tuple[Claim, Approval | None]:
+        """pending → rejected. The requester may withdraw their own request."""
+        now = self.clock()
+        statement = (
+            approvals.update()
+            .where(
+                approvals.c.id == approval_id,
+                approvals.c.status == Status.PENDING.value,
+                approvals.c.expires_at > now,
+            )
+            .values(
+                status=Status.REJECTED.value,
+                decided_by=who,
+                decided_at=now,
+                reason=reason,
+                finished_at=now,
+            )
+        )
+        return await self._transition(approval_id, None, statement)
+
+    async def _transition(
+        self, approval_id: int, approver: str | None, statement: Any
+    ) -> tuple[Claim, Approval | None]:
+        async with self.engine.begin() as conn:
+            changed = (await conn.execute(statement)).rowcount
+        row = await self.get(approval_id)
+        if changed == 1:
+            return Claim.WON, row
+        if row is None:
+            return Claim.NOT_FOUND, None
+        if row.status is Status.PENDING and row.expires_at <= self.clock():
+            return Claim.EXPIRED, row
+        if row.status is Status.PENDING and approver is not None and row.requester == approver:
+            return Claim.OWN_REQUEST, row
+        if row.status is Status.EXPIRED:
+            return Claim.EXPIRED, row
+        return Claim.DECIDED, row
+
+    async def heartbeat(self, approval_id: int) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                approvals.update()
+                .where(approvals.c.id == approval_id, approvals.c.runner == self.runner)
+                .values(heartbeat_at=self.clock())
+            )
+
+    async def finish(self, approval_id: int, status: Status, outcome: str) -> None:
+        """executing → done | failed | unknown (only the runner that claimed it)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                approvals.update()
+                .where(
+                    approvals.c.id == approval_id,
+                    approvals.c.status == Status.EXECUTING.value,
+                )
+                .values(status=status.value, outcome=outcome[:4000], finished_at=self.clock())
+            )
+
+    async def expire_due(self) -> list[Approval]:
+        """pending requests past their TTL → expired; returns the ones this call expired."""
+        now = self.clock()
+        async with self.engine.connect() as conn:
+            due = (
+                (
+                    await conn.execute(
+                        sa.select(approvals.c.id).where(
+                            approvals.c.status == Status.PENDING.value,
+                            approvals.c.expires_at <= now,
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        expired = []
+        for approval_id in due:
+            async with self.engine.begin() as conn:
+                changed = (
+                    await conn.execute(
+                        approvals.update()
+                        .where(
+                            approvals.c.id == approval_id,
+                            approvals.c.status == Status.PENDING.value,
+                        )
+                        .values(status=Status.EXPIRED.value, finished_at=now)
+                    )
+                ).rowcount
+            if changed == 1 and (row := await self.get(approval_id)):
+                expired.append(row)
+        return expired
+
+    async def orphaned(self, *, stale_after: timedelta) -> list[Approval]:
+        """Executing rows whose runner is gone → unknown. Never re-executed."""
+        now = self.clock()
+        async with self.engine.connect() as conn:
+            rows = (
+                (
+                    await conn.execute(
+                        sa.select(approvals).where(approvals.c.status == Status.EXECUTING.value)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        lost = []
+        for row in (Approval.from_row(r) for r in rows):
+            if row.runner == self.runner or not _runner_gone(row, now, stale_after):
+                continue
+            async with self.engine.begin() as conn:
+                changed = (
+                    await conn.execute(
+                        approvals.update()
+                        .where(
+                            approvals.c.id == row.id,
+                            approvals.c.status == Status.EXECUTING.value,
+                            approvals.c.runner == row.runner,
+                        )
+                        .values(
+                            status=Status.UNKNOWN.value,
+                            outcome="the process running it stopped before the answer came",
+                            finished_at=now,
+                        )
+                    )
+                ).rowcount
+            if changed == 1 and (updated := await self.get(row.id)):
+                lost.append(updated)
+        return lost
+
+
+def _runner_gone(row: Approval, now: datetime, stale_after: timedelta) -> bool:
+    host, _, rest = (row.runner or "").partition(":")
+    pid_text = rest.partition(":")[0]
+    if host == socket.gethostname() and pid_text.isdigit():
+        pid = int(pid_text)
+        # Same host: a dead pid, or our own pid from an earlier boot (containers reuse pids).
+        if pid == os.getpid() or not _alive(pid):
+            return True
+    return row.heartbeat_at is None or now - row.heartbeat_at > stale_after
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,111 @@
+"""The append-only audit log: every command, approval decision and scheduled run.
+
+Arguments are stored as their redacted preview (secret fields masked, known secret values
+replaced); the raw command text is never stored.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.store import audit, utcnow
+from commands.secrets import redact, redact_any
+
+
+@dataclass(frozen=True, kw_only=True)
+class Entry:
+    user_id: str
+    channel: str
+    command: str
+    args: dict[str, str]
+    decision: str  # ran, requested, approved, rejected, refused, invalid, expired, scheduled…
+    outcome: str  # ok, error, unknown, pending, denied…
+    detail: str = ""
+    provider: str = ""
+    provider_status: int | None = None
+    duration_ms: int | None = None
+    approval_id: int | None = None
+
+
+class AuditLog:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def record(self, entry: Entry, *, at: datetime | None = None) -> None:
+        row = {
+            "at": at or utcnow(),
+            "user_id": entry.user_id,
+            "channel": entry.channel,
+            "command": entry.command[:120],
+            "args": json.dumps(redact_any(entry.args), ensure_ascii=False, sort_keys=True),
+            "decision": entry.decision,
+            "outcome": entry.outcome,
+            "detail": redact(entry.detail)[:2000],
+            "provider": entry.provider,
+            "provider_status": entry.provider_status,
+            "duration_ms": entry.duration_ms,
+            "approval_id": entry.approval_id,
+        }
+        async with self.engine.begin() as conn:
+            await conn.execute(audit.insert().values(**row))
+
+    async def recent(
+        self, limit: int, *, user: str | None = None, provider: str | None = None
+    ) -> list[dict[str, Any]]:
+        query = sa.select(audit).order_by(audit.c.id.desc()).limit(limit)
+        if user:
+            query = query.where(audit.c.user_id == user)
+        if provider:
+            query = query.where(audit.c.provider == provider)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [dict(r) for r in rows]
+
+    async def between(self, start: date, end: date, tz: ZoneInfo) -> list[dict[str, Any]]:
+        since = datetime.combine(start, time.min, tz)
+        until = datetime.combine(end + timedelta(days=1), time.min, tz)
+        query = sa.select(audit).where(audit.c.at >= since, audit.c.at < until).order_by(audit.c.id)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [dict(r) for r in rows]
+
+
+CSV_COLUMNS = (
+    "id",
+    "at",
+    "user_id",
+    "channel",
+    "command",
+    "args",
+    "decision",
+    "outcome",
+    "detail",
+    "provider",
+    "provider_status",
+    "duration_ms",
+    "approval_id",
+)
+
+
+def to_csv(rows: list[dict[str, Any]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        values = []
+        for column in CSV_COLUMNS:
+            value = row.get(column)
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            values.append("" if value is None else redact(str(value)))
+        writer.writerow(values)
+    return buffer.getvalue().encode()

@@ -1,0 +1,261 @@
+"""`/billing`: the bot's own commands — status, approvals, audit (schedules in bot/schedules.py).
+
+They are declared exactly like provider commands, so roles, help, validation and audit apply
+the same way; their "client" is `Ops`, a per-request view of the dispatcher.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field, model_validator
+
+import bot
+from bot import messages
+from bot.audit import to_csv
+from bot.replies import Surface
+from bot.store import ping
+from commands.base import (
+    Args,
+    Button,
+    Command,
+    CommandError,
+    Context,
+    File,
+    NoArgs,
+    Provider,
+    Reply,
+    Role,
+    Table,
+)
+from commands.types import IsoDate, PositiveInt
+
+if TYPE_CHECKING:
+    from bot.dispatch import Dispatcher
+
+SLASH = "billing"
+
+
+class Ops:
+    def __init__(self, dispatcher: Dispatcher, surface: Surface) -> None:
+        self.dispatcher = dispatcher
+        self.surface = surface
+
+
+class ApprovalId(Args):
+    positional = ("id",)
+    id: PositiveInt = Field(description="approval request number", examples=[12])
+
+
+class RejectArgs(Args):
+    positional = ("id", "reason")
+    rest = "reason"
+    id: PositiveInt = Field(description="approval request number", examples=[12])
+    reason: str | None = Field(None, max_length=500, description="why", examples=["wrong amount"])
+
+
+class AuditArgs(Args):
+    positional = ("n",)
+    n: PositiveInt = Field(20, description="how many entries (at most 200)", examples=[20])
+    user: str | None = Field(None, description="only this user ID", examples=["U012ABCDEF"])
+    provider: str | None = Field(None, description="only this provider", examples=["smsc"])
+
+    @model_validator(mode="after")
+    def _cap(self) -> AuditArgs:
+        if self.n > 200:
+            raise ValueError("`n` is at most 200; use `/billing audit export` for more")
+        return self
+
+
+class AuditExportArgs(Args):
+    positional = ("start", "end")
+    start: IsoDate = Field(description="first day", examples=["2026-10-01"])
+    end: IsoDate = Field(description="last day", examples=["2026-10-31"])
+
+    @model_validator(mode="after")
+    def _order(self) -> AuditExportArgs:
+        if self.end < self.start:
+            raise ValueError(f"`end` ({self.end}) is before `start` ({self.start})")
+        return self
+
+
+async def status(ops: Ops, args: NoArgs, ctx: Context) -> Reply:
+    d = ops.dispatcher
+    rows = []
+    for runtime in d.runtimes:
+        state = {"live": "configured", "sandbox": "sandbox", "disabled": "not configured"}
+        rows.append([runtime.provider.title, state[runtime.mode]])
+    database = "reachable" if await ping(d.engine) else "UNREACHABLE"
+    leader = d.leader_status() if hasattr(d, "leader_status") else "—"
+    return Reply(
+        text=f"*billing-bot {bot.__version__}*",
+        fields=[
+            ("Database", f"{d.engine.dialect.name}: {database}"),
+            ("Scheduler", str(leader)),
+            ("Time zone", d.settings.billing_timezone),
+            ("Approval TTL", f"{d.settings.approval_ttl_hours:g} h"),
+        ],
+        table=Table(columns=["Provider", "State"], rows=rows),
+    )
+
+
+async def list_approvals(ops: Ops, args: NoArgs, ctx: Context) -> Reply:
+    d = ops.dispatcher
+    rows = await d.approvals.open()
+    if not rows:
+        return Reply(text="No open approval requests.", private=True)
+    sections = []
+    buttons = []
+    for row in rows:
+        link = f" · message {row.message_ts}" if row.message_ts else ""
+        sections.append(
+            f"*#{row.id}* `{row.command_line}` — by {messages._who(row.requester)}, "
+            f"expires {messages.when(row.expires_at, d.settings.tz)}{link}"
+        )
+        buttons += [
+            Button(
+                label=f"Approve #{row.id}", command=f"/billing approve {row.id}", style="primary"
+            ),
+            Button(label=f"Reject #{row.id}", command=f"/billing reject {row.id}", style="danger"),
+        ]
+    return Reply(text=f"*{len(rows)} open approval requests*", sections=sections, buttons=buttons)
+
+
+async def approve(ops: Ops, args: ApprovalId, ctx: Context) -> Reply:
+    return await ops.dispatcher.approve(args.id, user=ctx.user_id, surface=ops.surface)
+
+
+async def reject(ops: Ops, args: RejectArgs, ctx: Context) -> Reply:
+    return await ops.dispatcher.reject(
+        args.id, user=ctx.user_id, reason=args.reason, surface=ops.surface
+    )
+
+
+async def snooze(ops: Ops, args: ApprovalId, ctx: Context) -> Reply:
+    d = ops.dispatcher
+    row = await d.approvals.get(args.id)
+    if row is None or not row.snooze_hours:
+        raise CommandError(f"Approval #{args.id} cannot be snoozed.")
+    hours = row.snooze_hours
+    reply = await d.reject(
+        args.id, user=ctx.user_id, reason=f"snoozed for {hours} h", surface=ops.surface
+    )
+    snoozer = getattr(d, "snooze", None)
+    if snoozer is not None:
+        await snoozer(row, hours)
+    return Reply(text=f"{reply.text} It will be asked again in {hours} h.", private=True)
+
+
+async def show_audit(ops: Ops, args: AuditArgs, ctx: Context) -> Reply:
+    d = ops.dispatcher
+    rows = await d.audit.recent(args.n, user=args.user, provider=args.provider)
+    if not rows:
+        return Reply(text="No audit entries match.", private=True)
+    table = Table(
+        columns=["#", "When", "Who", "Command", "Decision", "Outcome", "Detail"],
+        rows=[
+            [
+                str(r["id"]),
+                messages.when(r["at"], d.settings.tz),
+                r["user_id"],
+                r["command"],
+                r["decision"],
+                r["outcome"],
+                (r["detail"] or "")[:40],
+            ]
+            for r in rows
+        ],
+    )
+    return Reply(text=f"*Last {len(rows)} audit entries*", table=table, private=True)
+
+
+async def export_audit(ops: Ops, args: AuditExportArgs, ctx: Context) -> Reply:
+    d = ops.dispatcher
+    rows = await d.audit.between(args.start, args.end, d.settings.tz)
+    name = f"audit-{args.start.isoformat()}-{args.end.isoformat()}.csv"
+    return Reply(
+        text=f"Audit log {args.start} … {args.end}: {len(rows)} entries.",
+        files=[File(filename=name, content=to_csv(rows), title=name, mime="text/csv")],
+    )
+
+
+COMMANDS: list[Command[Any, Ops]] = [
+    Command(
+        slash=SLASH,
+        words=("status",),
+        summary="providers, database, scheduler and version",
+        args=NoArgs,
+        handler=status,
+        role=Role.VIEWER,
+    ),
+    Command(
+        slash=SLASH,
+        words=("approvals",),
+        summary="open approval requests",
+        args=NoArgs,
+        handler=list_approvals,
+        role=Role.VIEWER,
+    ),
+    Command(
+        slash=SLASH,
+        words=("approve",),
+        summary="approve a request (not your own); it runs once",
+        args=ApprovalId,
+        handler=approve,
+        role=Role.APPROVER,
+    ),
+    Command(
+        slash=SLASH,
+        words=("reject",),
+        summary="reject a request, with a reason",
+        args=RejectArgs,
+        handler=reject,
+        role=Role.APPROVER,
+        example='/billing reject 12 "wrong amount"',
+    ),
+    Command(
+        slash=SLASH,
+        words=("snooze",),
+        summary="put a reminder off; it is asked again later",
+        args=ApprovalId,
+        handler=snooze,
+        role=Role.APPROVER,
+    ),
+    Command(
+        slash=SLASH,
+        words=("audit",),
+        summary="the last n audit entries",
+        args=AuditArgs,
+        handler=show_audit,
+        role=Role.APPROVER,
+    ),
+    Command(
+        slash=SLASH,
+        words=("audit", "export"),
+        summary="the audit log of a period as a CSV file",
+        args=AuditExportArgs,
+        handler=export_audit,
+        role=Role.APPROVER,
+    ),
+]
+
+
+def billing_provider(extra: list[Command[Any, Any]] | None = None) -> Provider[Any, Ops]:
+    """The bot's own command set, shaped like a provider so dispatch treats it the same."""
+
+    async def _check(ops: Ops) -> str:
+        return "ok"
+
+    def _unused(*_: Any) -> Any:
+        raise RuntimeError("the billing commands have no provider client")
+
+    return Provider(
+        name=SLASH,
+        title="billing-bot",
+        settings=_unused,
+        configured=lambda _: True,
+        open_client=_unused,
+        sandbox=_unused,
+        commands=[*COMMANDS, *(extra or [])],
+        check=_check,
+    )

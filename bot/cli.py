@@ -1,0 +1,194 @@
+"""`billing-bot serve | socket | console | check | db upgrade`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+import bot
+from bot.config import Settings
+from bot.runtime import ConfigError, load_settings, open_providers, open_runtime
+from commands.secrets import install_log_redaction
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="billing-bot", description="Slack chat-ops for a billing team."
+    )
+    parser.add_argument("--version", action="version", version=f"billing-bot {bot.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="HTTP mode: POST /slack/events, /healthz, /readyz")
+    serve.add_argument("--port", type=int, default=None, help="default $PORT or 3000")
+    serve.add_argument("--host", default="0.0.0.0")
+    sub.add_parser("socket", help="Socket Mode (SLACK_APP_TOKEN), for hosts with no public URL")
+    console = sub.add_parser("console", help="try the bot in a terminal, on sandboxes")
+    console.add_argument("-c", dest="one", metavar="COMMAND", help="run one command and exit")
+    console.add_argument("--as", dest="user", default=None, help="act as this Slack user ID")
+    console.add_argument("--files", default="billing-bot-files", help="folder for files")
+    sub.add_parser("check", help="validate configuration, database and provider credentials")
+    db = sub.add_parser("db", help="database tasks")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply the Alembic migrations")
+    return parser
+
+
+def _logging(level: int) -> None:
+    install_log_redaction()
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def _require(settings: Settings, *names: str) -> None:
+    for name in names:
+        if getattr(settings, name) is None:
+            raise ConfigError(f"configuration error: {name.upper()}: is required for this command")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if Path(".env").is_file():
+        load_dotenv(".env", override=False)
+    try:
+        settings = load_settings()
+        if args.command == "serve":
+            _require(settings, "slack_bot_token", "slack_signing_secret")
+            return _serve(settings, args.host, args.port)
+        if args.command == "socket":
+            _require(settings, "slack_bot_token", "slack_app_token")
+            return asyncio.run(_socket(settings))
+        if args.command == "console":
+            return asyncio.run(_console(settings, args.one, args.user, Path(args.files)))
+        if args.command == "check":
+            return asyncio.run(_check(settings))
+        if args.command == "db":
+            _logging(logging.INFO)
+            from bot.store import upgrade_sync
+
+            upgrade_sync(settings.database_url)
+            print("database is at the latest migration")  # noqa: T201
+            return 0
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)  # noqa: T201
+        return 2
+    return 2  # pragma: no cover - argparse requires a command
+
+
+def _serve(settings: Settings, host: str, port: int | None) -> int:
+    import uvicorn
+
+    from bot.server import build_web
+
+    _logging(logging.INFO)
+    chosen = port or int(os.environ.get("PORT") or settings.port)
+    uvicorn.run(build_web(settings), host=host, port=chosen, log_level="info", lifespan="on")
+    return 0
+
+
+async def _socket(settings: Settings) -> int:
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+    from bot.app import build_app, group_lookup, web_client
+    from bot.replies import SlackSurface
+
+    _logging(logging.INFO)
+    client = web_client(settings)
+    runtime = await open_runtime(
+        settings,
+        system_surface=lambda channel: SlackSurface(client, channel=channel, user=""),
+        group_members=group_lookup(client),
+    )
+    runtime.start_sweeper()
+    assert settings.slack_app_token is not None
+    handler = AsyncSocketModeHandler(
+        build_app(settings, runtime.dispatcher, client),
+        app_token=settings.slack_app_token.get_secret_value(),
+    )
+    try:
+        await handler.start_async()  # type: ignore[no-untyped-call]
+    finally:
+        await runtime.close()
+    return 0
+
+
+async def _console(settings: Settings, one: str | None, user: str | None, files: Path) -> int:
+    from bot.console import CONSOLE_CHANNEL, CONSOLE_USER, Console
+
+    _logging(logging.WARNING)
+    channel = settings.billing_channel or CONSOLE_CHANNEL
+    holder: dict[str, Console] = {}
+
+    def system_surface(target: str) -> object:
+        return holder["console"].surface()
+
+    runtime = await open_runtime(
+        settings,
+        system_surface=system_surface,  # type: ignore[arg-type]
+        use_sandboxes=True,
+        open_console=True,
+    )
+    console = Console(
+        runtime.dispatcher,
+        user=user or CONSOLE_USER,
+        channel=channel,
+        files_dir=files,
+        interactive=one is None and sys.stdin.isatty(),
+    )
+    holder["console"] = console
+    try:
+        if one is not None:
+            return 0 if await console.handle(one) else 1
+        console.print(console.banner(open_roles=runtime.dispatcher.roles.open_console))
+        await runtime.dispatcher.sweep()
+        while True:
+            try:
+                line = await asyncio.to_thread(input, f"{console.user}> ")
+            except EOFError:
+                console.print("")
+                return 0
+            await console.handle(line)
+    finally:
+        await runtime.close()
+
+
+async def _check(settings: Settings) -> int:
+    from bot import store
+
+    _logging(logging.WARNING)
+    failed = False
+    engine = store.make_engine(settings.database_url)
+    try:
+        ok = await store.ping(engine)
+    finally:
+        await engine.dispose()
+    print(f"database: {'ok' if ok else 'FAILED: not reachable'} ({engine.dialect.name})")  # noqa: T201
+    failed |= not ok
+    for runtime in open_providers(use_sandboxes=False):
+        title = runtime.provider.title
+        if runtime.client is None:
+            print(f"{title}: not configured (skipped)")  # noqa: T201
+            continue
+        try:
+            summary = await runtime.provider.check(runtime.client)
+            print(f"{title}: ok — {summary}")  # noqa: T201
+        except Exception as exc:
+            failed = True
+            message = getattr(exc, "message", type(exc).__name__)
+            print(f"{title}: FAILED — {message}")  # noqa: T201
+        finally:
+            from bot.runtime import close_client
+
+            await close_client(runtime.client)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

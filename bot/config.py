@@ -1,0 +1,102 @@
+"""The bot's own configuration (Slack, database, roles, schedules), validated at start.
+
+Provider settings live with their providers (`commands/<provider>/commands.py`). A bad value
+stops the process with one line naming the variable: see `config_error_line`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
+
+IdTuple = Annotated[tuple[str, ...], NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    database_url: str = "sqlite:///billing-bot.db"
+    billing_channel: str | None = None
+    billing_timezone: str = "UTC"
+    billing_viewers: IdTuple = ()
+    billing_operators: IdTuple = ()
+    billing_approvers: IdTuple = ()
+    billing_admins: IdTuple = ()
+    approval_ttl_hours: float = Field(24, gt=0, le=24 * 30)
+    port: int = Field(3000, ge=1, le=65535)
+
+    @field_validator(
+        "billing_viewers", "billing_operators", "billing_approvers", "billing_admins", mode="before"
+    )
+    @classmethod
+    def _ids(cls, value: Any) -> tuple[str, ...]:
+        if isinstance(value, list | tuple):
+            items = [str(v).strip() for v in value]
+        else:
+            items = [part.strip() for part in str(value or "").split(",")]
+        items = [item for item in items if item]
+        bad = [item for item in items if not SLACK_ID.match(item)]
+        if bad:
+            raise ValueError(
+                f"{', '.join(bad)} is not a Slack user ID (U…/W…) or user-group ID (S…)"
+            )
+        return tuple(items)
+
+    @field_validator("billing_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"'{value}' is not an IANA time zone such as Europe/Lisbon") from None
+        return value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        if not re.match(r"^https?://", value):
+            raise ValueError("must be an http(s) URL")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        if not re.match(r"^(sqlite|postgres|postgresql)(\+\w+)?://", value):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.billing_timezone)
+
+    @property
+    def roles_configured(self) -> bool:
+        return bool(
+            self.billing_viewers
+            or self.billing_operators
+            or self.billing_approvers
+            or self.billing_admins
+        )
+
+    def secrets(self) -> list[str]:
+        tokens = (self.slack_bot_token, self.slack_signing_secret, self.slack_app_token)
+        return [t.get_secret_value() for t in tokens if t is not None]
+
+
+def config_error_line(exc: ValidationError, model: type[BaseSettings]) -> str:
+    """One line naming the first bad variable, as people set it."""
+    error = exc.errors()[0]
+    field = str(error["loc"][0]) if error["loc"] else "?"
+    prefix = str(model.model_config.get("env_prefix", ""))
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"configuration error: {(prefix + field).upper()}: {message}"

@@ -1,0 +1,647 @@
+"""One path for every request: typed text, modal submissions, button clicks, schedules.
+
+    text ─► grammar.parse ─► role check ─► (form?) ─► validate ─► approval request | run
+                                                                          │
+    handler(client, args, ctx) ─► Reply ─► Surface ─────────────────────┘─► audit row
+
+Handlers never catch: `FieldErrors`, `CommandError` and the `ProviderError` tree become one
+private sentence here, and a lost answer to a write becomes "outcome unknown".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shlex
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot import messages
+from bot.approvals import Approval, Approvals, Claim, Status
+from bot.audit import AuditLog, Entry
+from bot.config import Settings
+from bot.replies import MessageRef, Surface
+from bot.roles import Roles, refusal
+from bot.store import utcnow
+from commands import grammar
+from commands.base import Args, Command, CommandError, Context, Provider, Reply
+from commands.http import OutcomeUnknown, ProviderError
+from commands.sandbox import Sandbox
+from commands.secrets import MASK, redact
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["live", "sandbox", "disabled"]
+
+
+@dataclass
+class ProviderRuntime:
+    provider: Provider[Any, Any]
+    mode: Mode
+    client: Any | None = None
+    sandbox: Sandbox | None = None
+
+    @property
+    def env_prefix(self) -> str:
+        settings_model: Any = self.provider.settings
+        return str(settings_model.model_config.get("env_prefix", ""))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Status
+    summary: str
+    reply: Reply | None = None
+    provider_status: int | None = None
+
+
+@dataclass
+class Dispatcher:
+    settings: Settings
+    engine: AsyncEngine
+    roles: Roles
+    runtimes: Sequence[ProviderRuntime]
+    system_surface: Callable[[str], Surface]
+    billing: Provider[Any, Any] | None = None
+    clock: Callable[[], datetime] = utcnow
+    working_after: float = 2.0
+    heartbeat_every: float = 10.0
+    stale_after: timedelta = timedelta(minutes=2)
+    commands: list[Command[Any, Any]] = field(init=False)
+    approvals: Approvals = field(init=False)
+    audit: AuditLog = field(init=False)
+    _owner: dict[int, str] = field(init=False)
+    _by_name: dict[str, ProviderRuntime] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.approvals = Approvals(
+            self.engine, ttl=timedelta(hours=self.settings.approval_ttl_hours), clock=self.clock
+        )
+        self.audit = AuditLog(self.engine)
+        self._by_name = {r.provider.name: r for r in self.runtimes}
+        self._owner = {}
+        self.commands = []
+        sources = [*([self.billing] if self.billing else []), *(r.provider for r in self.runtimes)]
+        for provider in sources:
+            for command in provider.commands:
+                self._owner[id(command)] = provider.name
+                self.commands.append(command)
+
+    # --- lookups -------------------------------------------------------------------------
+
+    @property
+    def slashes(self) -> list[str]:
+        return sorted({c.slash for c in self.commands})
+
+    def command(self, path: str) -> Command[Any, Any] | None:
+        return next((c for c in self.commands if c.path == path), None)
+
+    def owner(self, command: Command[Any, Any]) -> str:
+        return self._owner[id(command)]
+
+    def runtime(self, name: str) -> ProviderRuntime | None:
+        return self._by_name.get(name)
+
+    # --- entry points --------------------------------------------------------------------
+
+    async def run(self, line: str, *, user: str, channel: str, surface: Surface) -> bool:
+        """A typed command or a button click: `/slash words…`. False when it was refused or
+        failed (the user has been told why)."""
+        slash, _, text = line.strip().removeprefix("/").partition(" ")
+        slash = slash.lower()
+        if slash not in self.slashes:
+            await surface.private(messages.unknown_slash(slash, self.slashes))
+            return False
+        try:
+            parsed = grammar.parse(slash, text, self.commands)
+        except grammar.GrammarError as exc:
+            await surface.private(exc.message)
+            await self._audit_invalid(
+                f"/{slash}", {"text": redact(text)[:200]}, user, channel, exc.message
+            )
+            return False
+        if isinstance(parsed, grammar.HelpRequest):
+            await surface.private(await self.help(parsed, text, user))
+            return True
+        command = parsed.command
+        if not await self._allowed(command, user, channel, surface, parsed.values):
+            return False
+        if command.form and not parsed.values and await surface.open_form(command, command.form):
+            return True
+        errors = await self.run_values(
+            command, parsed.values, user=user, channel=channel, surface=surface
+        )
+        return errors is None
+
+    async def run_values(
+        self,
+        command: Command[Any, Any],
+        values: Mapping[str, Any],
+        *,
+        user: str,
+        channel: str,
+        surface: Surface,
+    ) -> dict[str, str] | None:
+        """Validate and go on. Returns None on success, else what went wrong by field
+        (the user has been told)."""
+        try:
+            args = grammar.validate(command, values)
+        except grammar.FieldErrors as exc:
+            await surface.private(exc.message)
+            await self._audit_invalid(
+                command.audit_name, safe_values(command, values), user, channel, str(exc)
+            )
+            return exc.errors
+        if command.approval:
+            approval = await self.request_approval(
+                command, args, user=user, channel=channel, surface=surface
+            )
+            return None if approval else {"_": "not requested"}
+        outcome = await self.execute(command, args, user=user, channel=channel, surface=surface)
+        return None if outcome.status is Status.DONE else {"_": outcome.summary}
+
+    async def check_form(
+        self, path: str, values: Mapping[str, Any], *, user: str, channel: str
+    ) -> tuple[Command[Any, Any] | None, dict[str, str]]:
+        """A modal submission's fast checks (role, validation), answered before Slack's ack.
+
+        Returns the command and errors keyed by field (the modal's block ids)."""
+        command = self.command(path)
+        if command is None:
+            return None, {"_": f"/{path} no longer exists"}
+        first = next(iter(command.form.fields)).name if command.form else "_"
+        held = await self.roles.role_of(user)
+        if held is None or held < command.role:
+            return command, {first: refusal(command.role, held, command.audit_name)}
+        try:
+            grammar.validate(command, values)
+        except grammar.FieldErrors as exc:
+            await self._audit_invalid(
+                command.audit_name, safe_values(command, values), user, channel, str(exc)
+            )
+            fields = set(command.args.model_fields)
+            return command, {(k if k in fields else first): v for k, v in exc.errors.items()}
+        return command, {}
+
+    async def help(self, request: grammar.HelpRequest, text: str, user: str) -> str:
+        role = await self.roles.role_of(user)
+        words = text.split()
+        if self.billing and request.slash == self.billing.name and words[:1] == ["help"]:
+            if len(words) > 1 and words[1].lower().removeprefix("/") in self.slashes:
+                return grammar.help_text(
+                    words[1].lower().removeprefix("/"), (), self.commands, role=role
+                )
+            return messages.overview(self.commands, self.runtimes, role)
+        return grammar.help_text(request.slash, request.prefix, self.commands, role=role)
+
+    # --- checks --------------------------------------------------------------------------
+
+    async def _allowed(
+        self,
+        command: Command[Any, Any],
+        user: str,
+        channel: str,
+        surface: Surface,
+        values: Mapping[str, Any],
+    ) -> bool:
+        held = await self.roles.role_of(user)
+        if held is not None and held >= command.role:
+            return True
+        message = refusal(command.role, held, command.audit_name)
+        await surface.private(message)
+        await self.audit.record(
+            Entry(
+                user_id=user,
+                channel=channel,
+                command=command.audit_name,
+                args=safe_values(command, values),
+                decision="refused",
+                outcome="denied",
+                detail=f"needs {command.role.label}",
+                provider=self.owner(command),
+            )
+        )
+        return False
+
+    async def _audit_invalid(
+        self, name: str, args: dict[str, str], user: str, channel: str, detail: str
+    ) -> None:
+        await self.audit.record(
+            Entry(
+                user_id=user,
+                channel=channel,
+                command=name,
+                args=args,
+                decision="invalid",
+                outcome="rejected input",
+                detail=detail,
+                provider=name.removeprefix("/").split(" ")[0],
+            )
+        )
+
+    # --- running -------------------------------------------------------------------------
+
+    async def execute(
+        self,
+        command: Command[Any, Any],
+        args: Args,
+        *,
+        user: str,
+        channel: str,
+        surface: Surface,
+        approval: Approval | None = None,
+    ) -> Outcome:
+        """Run the handler now, post its reply, audit it. Never raises for provider trouble."""
+        provider = self.owner(command)
+        started = time.monotonic()
+        outcome = await self._call(
+            command, args, user=user, channel=channel, surface=surface, approval=approval
+        )
+        if outcome.reply is not None and approval is None:
+            await surface.send(outcome.reply)
+        await self.audit.record(
+            Entry(
+                user_id=user,
+                channel=channel,
+                command=command.audit_name,
+                args=args.preview(),
+                decision="executed" if approval else "ran",
+                outcome=outcome.status.value,
+                detail=outcome.summary,
+                provider=provider,
+                provider_status=outcome.provider_status,
+                duration_ms=int((time.monotonic() - started) * 1000),
+                approval_id=approval.id if approval else None,
+            )
+        )
+        return outcome
+
+    async def _call(
+        self,
+        command: Command[Any, Any],
+        args: Args,
+        *,
+        user: str,
+        channel: str,
+        surface: Surface,
+        approval: Approval | None,
+    ) -> Outcome:
+        client = self._client(command, surface)
+        if client is None:
+            runtime = self.runtime(self.owner(command))
+            assert runtime is not None
+            text = messages.provider_disabled(
+                runtime.provider.title, command.slash, runtime.env_prefix
+            )
+            await surface.private(text)
+            return Outcome(Status.FAILED, "provider not configured")
+        progress = ProgressMessage(surface, command.audit_name)
+        ctx = Context(
+            user_id=user,
+            channel_id=channel,
+            tz=self.settings.tz,
+            clock=self.clock,
+            progress=progress.update,
+            notify=surface.private,
+            approval_id=approval.id if approval else None,
+        )
+        task = asyncio.ensure_future(command.handler(client, args, ctx))
+        heartbeat = asyncio.ensure_future(self._beat(approval.id)) if approval else None
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.working_after)
+            if not done:
+                await surface.private(messages.working(command.audit_name))
+            reply: Reply = await task
+        except OutcomeUnknown as exc:
+            hint = command.unknown_hint(args) if command.unknown_hint else None
+            text = messages.outcome_unknown(command.audit_name, exc.message, hint)
+            if approval is None:
+                await surface.private(text)
+                if hint and hint.buttons:
+                    await surface.send(Reply(text=hint.text, buttons=hint.buttons, private=True))
+            return Outcome(Status.UNKNOWN, exc.message, hint, exc.status)
+        except ProviderError as exc:
+            text = messages.provider_failed(command.audit_name, exc)
+            if approval is None:
+                await surface.private(text)
+            return Outcome(Status.FAILED, text, None, exc.status)
+        except CommandError as exc:
+            if approval is None:
+                await surface.private(exc.message)
+            return Outcome(Status.FAILED, exc.message)
+        except Exception:
+            reference = uuid.uuid4().hex[:8]
+            log.exception("command %s failed (reference %s)", command.audit_name, reference)
+            status = Status.FAILED if command.idempotent else Status.UNKNOWN
+            text = messages.internal_error(command.audit_name, reference, command.idempotent)
+            if approval is None:
+                await surface.private(text)
+            return Outcome(status, text)
+        finally:
+            if heartbeat:
+                heartbeat.cancel()
+        summary = reply.audit_note or reply.text
+        if reply.proposal is not None:
+            await self.propose(reply, channel=channel, origin=user, surface=surface)
+            return Outcome(Status.DONE, summary)
+        return Outcome(Status.DONE, summary, reply)
+
+    def _client(self, command: Command[Any, Any], surface: Surface) -> Any | None:
+        name = self.owner(command)
+        if self.billing is not None and name == self.billing.name:
+            from bot.billing import Ops
+
+            return Ops(self, surface)
+        runtime = self.runtime(name)
+        return runtime.client if runtime else None
+
+    async def _beat(self, approval_id: int) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_every)
+            await self.approvals.heartbeat(approval_id)
+
+    # --- approvals -----------------------------------------------------------------------
+
+    async def request_approval(
+        self,
+        command: Command[Any, Any],
+        args: Args,
+        *,
+        user: str,
+        channel: str,
+        surface: Surface,
+        origin: str = "user",
+        labels: tuple[str, str] = ("Approve", "Reject"),
+        snooze_hours: int | None = None,
+    ) -> Approval | None:
+        runtime = self.runtime(self.owner(command))
+        if runtime is not None and runtime.client is None:
+            text = messages.provider_disabled(
+                runtime.provider.title, command.slash, runtime.env_prefix
+            )
+            await surface.private(text)
+            return None
+        description = (
+            command.describe(args) if command.describe else f"`{canonical(command, args)}`"
+        )
+        approval = await self.approvals.create(
+            command_line=canonical(command, args),
+            command_path=command.path,
+            provider=self.owner(command),
+            args_preview=args.preview(),
+            description=redact(description),
+            requester=user,
+            channel=channel,
+            origin=origin,
+            approve_label=labels[0],
+            reject_label=labels[1],
+            snooze_hours=snooze_hours,
+        )
+        ref = await surface.send(messages.approval_card(approval, self.settings.tz))
+        if ref is not None:
+            await self.approvals.attach_message(approval.id, ref)
+        await self.audit.record(
+            Entry(
+                user_id=user,
+                channel=channel,
+                command=command.audit_name,
+                args=args.preview(),
+                decision="requested",
+                outcome="pending",
+                detail=f"approval #{approval.id}",
+                provider=self.owner(command),
+                approval_id=approval.id,
+            )
+        )
+        return approval
+
+    async def propose(self, reply: Reply, *, channel: str, origin: str, surface: Surface) -> None:
+        """A reply that proposes a command (a reminder): an approval request any approver takes."""
+        assert reply.proposal is not None
+        proposal = reply.proposal
+        slash, _, text = proposal.command.removeprefix("/").partition(" ")
+        parsed = grammar.parse(slash, text, self.commands)
+        if not isinstance(parsed, grammar.Parsed):
+            raise CommandError(f"cannot propose `{proposal.command}`")
+        args = grammar.validate(parsed.command, parsed.values)
+        approval = await self.request_approval(
+            parsed.command,
+            args,
+            user=origin,
+            channel=channel,
+            surface=_Headed(surface, reply),
+            origin=origin,
+            labels=(proposal.approve_label, proposal.reject_label),
+            snooze_hours=proposal.snooze_hours,
+        )
+        if approval is None:
+            await surface.send(reply)
+
+    async def approve(self, approval_id: int, *, user: str, surface: Surface) -> Reply:
+        claim, row = await self.approvals.claim(approval_id, user)
+        if claim is not Claim.WON or row is None:
+            raise CommandError(messages.claim_refused(approval_id, claim, row))
+        command = self.command(row.command_path)
+        if command is None:
+            await self.approvals.finish(row.id, Status.FAILED, "command no longer exists")
+            raise CommandError(f"/{row.command_path} no longer exists; approval #{row.id} failed.")
+        target = surface_for(surface, row.channel, self.system_surface)
+        slash, _, text = row.command_line.removeprefix("/").partition(" ")
+        parsed = grammar.parse(slash, text, self.commands)
+        assert isinstance(parsed, grammar.Parsed)
+        args = grammar.validate(parsed.command, parsed.values)
+        if row.ref:
+            await target.update(row.ref, messages.approval_running(row, user))
+        outcome = await self.execute(
+            command, args, user=row.requester, channel=row.channel, surface=target, approval=row
+        )
+        await self.approvals.finish(row.id, outcome.status, outcome.summary)
+        final = await self.approvals.get(row.id)
+        assert final is not None
+        card = messages.approval_done(final, outcome, self.settings.tz)
+        if row.ref:
+            await target.update(row.ref, card)
+        else:
+            await target.send(card)
+        if outcome.reply is not None:
+            await target.send(outcome.reply)
+        await self.audit.record(
+            Entry(
+                user_id=user,
+                channel=row.channel,
+                command=f"/{row.command_path}",
+                args=row.args_preview,
+                decision="approved",
+                outcome=outcome.status.value,
+                detail=outcome.summary,
+                provider=row.provider,
+                provider_status=outcome.provider_status,
+                approval_id=row.id,
+            )
+        )
+        return Reply(text=f"Approval #{row.id}: {outcome.status.value}.", private=True)
+
+    async def reject(
+        self, approval_id: int, *, user: str, reason: str | None, surface: Surface
+    ) -> Reply:
+        claim, row = await self.approvals.reject(approval_id, user, reason)
+        if claim is not Claim.WON or row is None:
+            raise CommandError(messages.claim_refused(approval_id, claim, row))
+        target = surface_for(surface, row.channel, self.system_surface)
+        card = messages.approval_rejected(row, self.settings.tz)
+        if row.ref:
+            await target.update(row.ref, card)
+        await self.audit.record(
+            Entry(
+                user_id=user,
+                channel=row.channel,
+                command=f"/{row.command_path}",
+                args=row.args_preview,
+                decision="rejected",
+                outcome="not run",
+                detail=reason or "",
+                provider=row.provider,
+                approval_id=row.id,
+            )
+        )
+        return Reply(text=f"Approval #{row.id} rejected.", private=True)
+
+    async def sweep(self) -> None:
+        """Expire old requests and settle executions whose runner is gone; update messages."""
+        for row in await self.approvals.expire_due():
+            if row.ref:
+                await self.system_surface(row.channel).update(
+                    row.ref, messages.approval_expired(row, self.settings.tz)
+                )
+            await self.audit.record(
+                Entry(
+                    user_id="system",
+                    channel=row.channel,
+                    command=f"/{row.command_path}",
+                    args=row.args_preview,
+                    decision="expired",
+                    outcome="not run",
+                    provider=row.provider,
+                    approval_id=row.id,
+                )
+            )
+        for row in await self.approvals.orphaned(stale_after=self.stale_after):
+            command = self.command(row.command_path)
+            hint = None
+            if command and command.unknown_hint:
+                slash, _, text = row.command_line.removeprefix("/").partition(" ")
+                parsed = grammar.parse(slash, text, self.commands)
+                if isinstance(parsed, grammar.Parsed):
+                    hint = command.unknown_hint(grammar.validate(command, parsed.values))
+            outcome = Outcome(Status.UNKNOWN, row.outcome or "runner stopped", hint)
+            surface = self.system_surface(row.channel)
+            card = messages.approval_done(row, outcome, self.settings.tz)
+            if row.ref:
+                await surface.update(row.ref, card)
+            else:
+                await surface.send(card)
+            await self.audit.record(
+                Entry(
+                    user_id="system",
+                    channel=row.channel,
+                    command=f"/{row.command_path}",
+                    args=row.args_preview,
+                    decision="recovered",
+                    outcome=Status.UNKNOWN.value,
+                    detail=row.outcome or "",
+                    provider=row.provider,
+                    approval_id=row.id,
+                )
+            )
+
+
+class _Headed:
+    """Prefixes the first message a surface sends with a reply's own text (reminders)."""
+
+    def __init__(self, inner: Surface, head: Reply) -> None:
+        self.inner = inner
+        self.head = head
+
+    async def send(self, reply: Reply) -> MessageRef | None:
+        merged = Reply(
+            text=self.head.text,
+            sections=[*self.head.sections, reply.text, *reply.sections],
+            fields=[*self.head.fields, *reply.fields],
+            table=self.head.table or reply.table,
+            buttons=[*reply.buttons],
+            files=[*self.head.files, *reply.files],
+            private=reply.private,
+        )
+        return await self.inner.send(merged)
+
+    async def private(self, text: str) -> None:
+        await self.inner.private(text)
+
+    async def update(self, ref: MessageRef, reply: Reply) -> None:
+        await self.inner.update(ref, reply)
+
+    async def open_form(self, command: Command[Any, Any], form: Any) -> bool:
+        return False
+
+
+def surface_for(surface: Surface, channel: str, system: Callable[[str], Surface]) -> Surface:
+    """The clicking user's surface when it is the same channel, else the channel's own."""
+    same = getattr(surface, "channel", None) == channel
+    return surface if same else system(channel)
+
+
+class ProgressMessage:
+    """A progress bar posted once and updated in place, at most once a second."""
+
+    def __init__(self, surface: Surface, name: str, clock: Callable[[], float] = time.monotonic):
+        self.surface = surface
+        self.name = name
+        self.clock = clock
+        self.ref: MessageRef | None = None
+        self.last = 0.0
+        self.started = False
+
+    async def update(self, done: int, total: int, label: str) -> None:
+        now = self.clock()
+        final = done >= total
+        if self.started and not final and now - self.last < 1.0:
+            return
+        reply = Reply(text=messages.progress_bar(self.name, done, total, label))
+        if not self.started:
+            self.started = True
+            self.ref = await self.surface.send(reply)
+        elif self.ref is not None:
+            await self.surface.update(self.ref, reply)
+        self.last = now
+
+
+def canonical(command: Command[Any, Any], args: Args) -> str:
+    """The command line that re-creates `args` exactly (stored with approvals)."""
+    model = type(args)
+    shown = args.preview()
+    parts = [f"/{command.path}"]
+    for name in model.positional:
+        if name in shown:
+            parts.append(shlex.quote(shown[name]))
+    for name, value in shown.items():
+        if name not in model.positional:
+            parts.append(f"{name}={shlex.quote(value)}")
+    return " ".join(parts)
+
+
+def safe_values(command: Command[Any, Any], values: Mapping[str, Any]) -> dict[str, str]:
+    """Raw (unvalidated) values for the audit log: secret fields masked, secrets redacted."""
+    fields = command.args.model_fields
+    safe: dict[str, str] = {}
+    for name, value in values.items():
+        info = fields.get(name)
+        secret = info is not None and info.annotation is SecretStr
+        safe[name] = MASK if secret else redact(str(value))[:200]
+    return safe

@@ -1,0 +1,209 @@
+"""Every sentence the bot says about itself, kept together (provider sentences live with them)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from bot.approvals import Approval, Claim, Status
+from commands.base import Button, Command, Reply, Role
+from commands.http import ProviderError
+
+if TYPE_CHECKING:
+    from bot.dispatch import Outcome, ProviderRuntime
+
+
+def when(moment: datetime | None, tz: ZoneInfo) -> str:
+    if moment is None:
+        return "—"
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def unknown_slash(slash: str, known: Sequence[str]) -> str:
+    listed = ", ".join(f"`/{s}`" for s in known)
+    return f"`/{slash}` is not one of my commands. I know {listed}; try `/billing help`."
+
+
+def provider_disabled(title: str, slash: str, env_prefix: str) -> str:
+    return (
+        f"{title} is not configured here, so `/{slash}` is switched off. "
+        f"An admin can set the `{env_prefix}*` variables (README › Configuration) and restart."
+    )
+
+
+def working(name: str) -> str:
+    return f"⏳ Working on `{name}`… the answer will be posted here when it is done."
+
+
+def provider_failed(name: str, exc: ProviderError) -> str:
+    return f"`{name}` failed: {exc.provider} says {exc.message}."
+
+
+def outcome_unknown(name: str, detail: str, hint: Reply | None) -> str:
+    check = hint.text if hint else "Check at the provider whether it happened before asking again."
+    return (
+        f"❓ *Outcome unknown* for `{name}`: {detail}. It was not retried, because it may "
+        f"already have happened. {check}"
+    )
+
+
+def internal_error(name: str, reference: str, idempotent: bool) -> str:
+    tail = (
+        "Nothing was retried."
+        if idempotent
+        else "It may or may not have reached the provider: check there before asking again."
+    )
+    return f"`{name}` hit an error inside the bot (reference `{reference}`). {tail}"
+
+
+def progress_bar(name: str, done: int, total: int, label: str, width: int = 20) -> str:
+    total = max(total, 1)
+    filled = round(width * min(done, total) / total)
+    bar = "█" * filled + "░" * (width - filled)
+    percent = round(100 * min(done, total) / total)
+    return f"`{name}` {label}\n`{bar}` {percent}% ({done}/{total})"
+
+
+# --- approvals ----------------------------------------------------------------------------------
+
+
+def _who(user: str) -> str:
+    if user.startswith(("U", "W")):
+        return f"<@{user}>"
+    return user
+
+
+def approval_card(approval: Approval, tz: ZoneInfo) -> Reply:
+    return Reply(
+        text=f"🔐 *Approval needed* · #{approval.id} · requested by {_who(approval.requester)}",
+        sections=[approval.description],
+        fields=[
+            ("Command", f"`{approval.command_line}`"),
+            ("Expires", when(approval.expires_at, tz)),
+        ],
+        buttons=[
+            Button(
+                label=approval.approve_label,
+                command=f"/billing approve {approval.id}",
+                style="primary",
+            ),
+            Button(
+                label=approval.reject_label,
+                command=f"/billing reject {approval.id}",
+                style="danger",
+            ),
+            *(
+                [
+                    Button(
+                        label=f"Snooze {approval.snooze_hours} h",
+                        command=f"/billing snooze {approval.id}",
+                    )
+                ]
+                if approval.snooze_hours
+                else []
+            ),
+        ],
+    )
+
+
+def approval_running(approval: Approval, approver: str) -> Reply:
+    return Reply(
+        text=f"⏳ #{approval.id} approved by {_who(approver)}, running…",
+        sections=[approval.description],
+        fields=[("Command", f"`{approval.command_line}`")],
+    )
+
+
+ICONS = {
+    Status.DONE: "✅",
+    Status.FAILED: "⚠️",
+    Status.UNKNOWN: "❓",
+    Status.REJECTED: "🚫",
+    Status.EXPIRED: "⌛",
+}
+
+
+def approval_done(approval: Approval, outcome: Outcome, tz: ZoneInfo) -> Reply:
+    icon = ICONS.get(outcome.status, "•")
+    who = _who(approval.decided_by) if approval.decided_by else "nobody"
+    if outcome.status is Status.UNKNOWN:
+        check = (
+            outcome.reply.text if outcome.reply else "Check at the provider before asking again."
+        )
+        head = f"{icon} #{approval.id} *outcome unknown* — approved by {who}"
+        detail = f"{outcome.summary}. It will not be retried. {check}"
+        buttons = list(outcome.reply.buttons) if outcome.reply else []
+    else:
+        head = f"{icon} #{approval.id} *{outcome.status.value}* — approved by {who}"
+        detail = outcome.summary
+        buttons = []
+    return Reply(
+        text=head,
+        sections=[approval.description, detail],
+        fields=[
+            ("Requested by", _who(approval.requester)),
+            ("Decided", when(approval.decided_at, tz)),
+        ],
+        buttons=buttons,
+    )
+
+
+def approval_rejected(approval: Approval, tz: ZoneInfo) -> Reply:
+    reason = f": {approval.reason}" if approval.reason else ""
+    verb = "withdrawn" if approval.decided_by == approval.requester else "rejected"
+    return Reply(
+        text=f"🚫 #{approval.id} {verb} by {_who(approval.decided_by or '?')}{reason}",
+        sections=[approval.description],
+        fields=[("Decided", when(approval.decided_at, tz))],
+    )
+
+
+def approval_expired(approval: Approval, tz: ZoneInfo) -> Reply:
+    return Reply(
+        text=(
+            f"⌛ #{approval.id} expired unapproved at {when(approval.expires_at, tz)}; nothing ran."
+        ),
+        sections=[approval.description],
+    )
+
+
+def claim_refused(approval_id: int, claim: Claim, row: Approval | None) -> str:
+    if claim is Claim.NOT_FOUND or row is None:
+        return f"There is no approval request #{approval_id}."
+    if claim is Claim.OWN_REQUEST:
+        return (
+            f"You requested #{approval_id} yourself: another approver must approve it "
+            "(the two-person rule)."
+        )
+    if claim is Claim.EXPIRED:
+        return f"Approval #{approval_id} has expired; request it again."
+    who = f" by {_who(row.decided_by)}" if row.decided_by else ""
+    return f"Approval #{approval_id} is already {row.status.value}{who}; nothing was run again."
+
+
+def overview(
+    commands: Sequence[Command[Any, Any]], runtimes: Sequence[ProviderRuntime], role: Role | None
+) -> str:
+    held = role.label if role else "no role"
+    lines = [f"*billing-bot* — you are *{held}*. Commands you may run:"]
+    modes = {r.provider.name: r.mode for r in runtimes}
+    for slash in sorted({c.slash for c in commands}):
+        mine = [c for c in commands if c.slash == slash and role is not None and role >= c.role]
+        mode = modes.get(slash)
+        note = (
+            " _(sandbox)_"
+            if mode == "sandbox"
+            else " _(not configured)_"
+            if mode == "disabled"
+            else ""
+        )
+        lines.append(f"*/{slash}*{note}")
+        if not mine:
+            lines.append("  _nothing for your role_")
+        for command in mine:
+            flag = " · approval" if command.approval else ""
+            lines.append(f"  • `/{command.path}` — {command.summary}{flag}")
+    lines.append("Add `help` after any command for its arguments and an example.")
+    return "\n".join(lines)

@@ -1,0 +1,140 @@
+"""Assembles a running bot from configuration: store, provider clients, roles, dispatcher.
+
+Shared by `serve`, `socket`, `console` and `check`, so every adapter runs the same thing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot import store
+from bot.billing import billing_provider
+from bot.config import Settings, config_error_line
+from bot.dispatch import Dispatcher, ProviderRuntime
+from bot.replies import Surface
+from bot.roles import GroupLookup, Roles
+from commands.base import Provider
+from commands.registry import PROVIDERS
+from commands.secrets import install_log_redaction, register_secret
+
+log = logging.getLogger(__name__)
+
+
+class ConfigError(Exception):
+    """A bad configuration value; the message is one line naming the variable."""
+
+
+def load_settings() -> Settings:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        raise ConfigError(config_error_line(exc, Settings)) from None
+    register_secret(*settings.secrets())
+    return settings
+
+
+def open_providers(
+    *, use_sandboxes: bool, providers: Sequence[Provider[Any, Any]] = PROVIDERS
+) -> list[ProviderRuntime]:
+    """Configured providers go live; the others use their sandbox (console) or are disabled."""
+    runtimes = []
+    for provider in providers:
+        try:
+            settings = provider.settings()
+        except ValidationError as exc:
+            raise ConfigError(config_error_line(exc, type_of(provider))) from None
+        if provider.configured(settings):
+            runtimes.append(ProviderRuntime(provider, "live", provider.open_client(settings, None)))
+        elif use_sandboxes:
+            sandbox_settings, sandbox = provider.sandbox()
+            transport = httpx.ASGITransport(app=sandbox.app())
+            client = provider.open_client(sandbox_settings, transport)
+            runtimes.append(ProviderRuntime(provider, "sandbox", client, sandbox))
+        else:
+            runtimes.append(ProviderRuntime(provider, "disabled"))
+    return runtimes
+
+
+def type_of(provider: Provider[Any, Any]) -> Any:
+    return provider.settings
+
+
+async def prepare_database(settings: Settings) -> AsyncEngine:
+    """SQLite is migrated at start; PostgreSQL must be migrated with `billing-bot db upgrade`."""
+    engine = store.make_engine(settings.database_url)
+    if store.is_sqlite(engine):
+        await store.upgrade(settings.database_url)
+    return engine
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    dispatcher: Dispatcher
+    background: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    def start_sweeper(self, every: float = 30.0) -> None:
+        async def loop() -> None:
+            while True:
+                try:
+                    await self.dispatcher.sweep()
+                except Exception:
+                    log.exception("approval sweep failed")
+                await asyncio.sleep(every)
+
+        self.background.append(asyncio.ensure_future(loop()))
+
+    async def close(self) -> None:
+        for task in self.background:
+            task.cancel()
+        for task in self.background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for runtime in self.dispatcher.runtimes:
+            await close_client(runtime.client)
+        await self.engine.dispose()
+
+
+async def close_client(client: Any) -> None:
+    closer = getattr(client, "aclose", None) or getattr(
+        getattr(client, "http", None), "aclose", None
+    )
+    if closer is not None:
+        with contextlib.suppress(Exception):
+            await closer()
+
+
+async def open_runtime(
+    settings: Settings,
+    *,
+    system_surface: Callable[[str], Surface],
+    use_sandboxes: bool = False,
+    open_console: bool = False,
+    group_members: GroupLookup | None = None,
+    runtimes: list[ProviderRuntime] | None = None,
+    **dispatcher_options: Any,
+) -> Runtime:
+    install_log_redaction()
+    engine = await prepare_database(settings)
+    roles = Roles(settings, group_members=group_members, open_console=open_console)
+    providers = runtimes if runtimes is not None else open_providers(use_sandboxes=use_sandboxes)
+    dispatcher = Dispatcher(
+        settings=settings,
+        engine=engine,
+        roles=roles,
+        runtimes=providers,
+        system_surface=system_surface,
+        billing=billing_provider(),
+        **dispatcher_options,
+    )
+    return Runtime(settings=settings, engine=engine, dispatcher=dispatcher)

@@ -1,0 +1,175 @@
+"""State: approvals, audit, schedules and report history, on SQLite or PostgreSQL.
+
+SQLAlchemy Core over an async engine (aiosqlite / asyncpg); the schema is owned by the Alembic
+migrations in `bot/migrations/` and `metadata` below mirrors it. Times are stored in UTC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, whatever the backend keeps."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = sa.MetaData()
+
+approvals = sa.Table(
+    "approvals",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("command_line", sa.Text, nullable=False),
+    sa.Column("command_path", sa.String(100), nullable=False),
+    sa.Column("provider", sa.String(40), nullable=False),
+    sa.Column("args_preview", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("requester", sa.String(40), nullable=False),
+    sa.Column("origin", sa.String(40), nullable=False, server_default="user"),
+    sa.Column("channel", sa.String(40), nullable=False),
+    sa.Column("message_ts", sa.String(40)),
+    sa.Column("status", sa.String(20), nullable=False, index=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("decided_by", sa.String(40)),
+    sa.Column("decided_at", UTCDateTime),
+    sa.Column("reason", sa.Text),
+    sa.Column("outcome", sa.Text),
+    sa.Column("runner", sa.String(200)),
+    sa.Column("heartbeat_at", UTCDateTime),
+    sa.Column("finished_at", UTCDateTime),
+    sa.Column("approve_label", sa.String(60), nullable=False, server_default="Approve"),
+    sa.Column("reject_label", sa.String(60), nullable=False, server_default="Reject"),
+    sa.Column("snooze_hours", sa.Integer),
+)
+
+audit = sa.Table(
+    "audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False, index=True),
+    sa.Column("user_id", sa.String(40), nullable=False),
+    sa.Column("channel", sa.String(40), nullable=False),
+    sa.Column("command", sa.String(120), nullable=False),
+    sa.Column("args", sa.Text, nullable=False),
+    sa.Column("decision", sa.String(30), nullable=False),
+    sa.Column("outcome", sa.String(30), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, server_default=""),
+    sa.Column("provider", sa.String(40), nullable=False),
+    sa.Column("provider_status", sa.Integer),
+    sa.Column("duration_ms", sa.Integer),
+    sa.Column("approval_id", sa.Integer),
+)
+
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(60), nullable=False),
+    sa.Column("cron", sa.String(120), nullable=False),
+    sa.Column("args", sa.Text, nullable=False),
+    sa.Column("channel", sa.String(40), nullable=False),
+    sa.Column("created_by", sa.String(40), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("next_run_at", UTCDateTime),
+    sa.Column("last_run_at", UTCDateTime),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+report_history = sa.Table(
+    "report_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(60), nullable=False, index=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
+)
+
+
+def async_url(url: str) -> str:
+    """`sqlite:///x.db` → aiosqlite, `postgres(ql)://` → asyncpg; explicit drivers are kept."""
+    scheme, sep, rest = url.partition("://")
+    if "+" in scheme:
+        return url
+    if scheme == "sqlite":
+        return f"sqlite+aiosqlite{sep}{rest}"
+    if scheme in {"postgres", "postgresql"}:
+        return f"postgresql+asyncpg{sep}{rest}"
+    return url
+
+
+def make_engine(url: str) -> AsyncEngine:
+    url = async_url(url)
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_connection: Any, _: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_async_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+def is_sqlite(engine: AsyncEngine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def migrations_config(url: str) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    config.attributes["url"] = async_url(url)
+    return config
+
+
+def upgrade_sync(url: str) -> None:
+    """Apply every migration. Runs its own event loop: call it from a thread or the CLI."""
+    from alembic import command
+
+    command.upgrade(migrations_config(url), "head")
+
+
+async def upgrade(url: str) -> None:
+    await asyncio.to_thread(upgrade_sync, url)
+
+
+async def ping(engine: AsyncEngine) -> bool:
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+    except Exception:
+        return False
+    return True
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
