@@ -14,6 +14,7 @@ import bot
 from bot import messages
 from bot.audit import to_csv
 from bot.replies import Surface
+from bot.schedules import schedule_commands
 from bot.store import ping
 from commands.base import (
     Args,
@@ -26,6 +27,7 @@ from commands.base import (
     Provider,
     Reply,
     Role,
+    ScheduleKind,
     Table,
 )
 from commands.types import IsoDate, PositiveInt
@@ -86,7 +88,7 @@ async def status(ops: Ops, args: NoArgs, ctx: Context) -> Reply:
         state = {"live": "configured", "sandbox": "sandbox", "disabled": "not configured"}
         rows.append([runtime.provider.title, state[runtime.mode]])
     database = "reachable" if await ping(d.engine) else "UNREACHABLE"
-    leader = d.leader_status() if hasattr(d, "leader_status") else "—"
+    leader = d.scheduler.describe() if d.scheduler else "not running"
     return Reply(
         text=f"*billing-bot {bot.__version__}*",
         fields=[
@@ -140,9 +142,7 @@ async def snooze(ops: Ops, args: ApprovalId, ctx: Context) -> Reply:
     reply = await d.reject(
         args.id, user=ctx.user_id, reason=f"snoozed for {hours} h", surface=ops.surface
     )
-    snoozer = getattr(d, "snooze", None)
-    if snoozer is not None:
-        await snoozer(row, hours)
+    await d.snooze(row, hours)
     return Reply(text=f"{reply.text} It will be asked again in {hours} h.", private=True)
 
 
@@ -240,7 +240,9 @@ COMMANDS: list[Command[Any, Ops]] = [
 ]
 
 
-def billing_provider(extra: list[Command[Any, Any]] | None = None) -> Provider[Any, Ops]:
+def billing_provider(
+    kinds: dict[str, ScheduleKind[Any, Any]] | None = None,
+) -> Provider[Any, Ops]:
     """The bot's own command set, shaped like a provider so dispatch treats it the same."""
 
     async def _check(ops: Ops) -> str:
@@ -256,6 +258,6 @@ def billing_provider(extra: list[Command[Any, Any]] | None = None) -> Provider[A
         configured=lambda _: True,
         open_client=_unused,
         sandbox=_unused,
-        commands=[*COMMANDS, *(extra or [])],
+        commands=[*COMMANDS, *schedule_commands(kinds or {})],
         check=_check,
     )

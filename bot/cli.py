@@ -107,6 +107,7 @@ async def _socket(settings: Settings) -> int:
         group_members=group_lookup(client),
     )
     runtime.start_sweeper()
+    runtime.start_scheduler()
     assert settings.slack_app_token is not None
     handler = AsyncSocketModeHandler(
         build_app(settings, runtime.dispatcher, client),
@@ -148,6 +149,7 @@ async def _console(settings: Settings, one: str | None, user: str | None, files:
             return 0 if await console.handle(one) else 1
         console.print(console.banner(open_roles=runtime.dispatcher.roles.open_console))
         await runtime.dispatcher.sweep()
+        runtime.start_scheduler()
         while True:
             try:
                 line = await asyncio.to_thread(input, f"{console.user}> ")

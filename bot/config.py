@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
+SLACK_ID = re.compile(r"^[UWS][A-Z0-9]+$")
 
 IdTuple = Annotated[tuple[str, ...], NoDecode]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import re
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
@@ -101,8 +102,9 @@ class Console:
         self._ts = 0
 
     def next_ts(self) -> str:
+        """Unique across console runs, like Slack's message timestamps."""
         self._ts += 1
-        return str(self._ts)
+        return f"{int(time.time()) % 100000:05d}.{self._ts}"
 
     def print(self, text: str) -> None:
         self.out.write(text + "\n")

@@ -29,9 +29,10 @@ from bot.audit import AuditLog, Entry
 from bot.config import Settings
 from bot.replies import MessageRef, Surface
 from bot.roles import Roles, refusal
+from bot.scheduler import Scheduler
 from bot.store import utcnow
 from commands import grammar
-from commands.base import Args, Command, CommandError, Context, Provider, Reply
+from commands.base import Args, Command, CommandError, Context, Provider, Reply, ScheduleKind
 from commands.http import OutcomeUnknown, ProviderError
 from commands.sandbox import Sandbox
 from commands.secrets import MASK, redact
@@ -74,6 +75,7 @@ class Dispatcher:
     working_after: float = 2.0
     heartbeat_every: float = 10.0
     stale_after: timedelta = timedelta(minutes=2)
+    scheduler: Scheduler | None = None
     commands: list[Command[Any, Any]] = field(init=False)
     approvals: Approvals = field(init=False)
     audit: AuditLog = field(init=False)
@@ -108,6 +110,19 @@ class Dispatcher:
 
     def runtime(self, name: str) -> ProviderRuntime | None:
         return self._by_name.get(name)
+
+    def schedule_kinds(self) -> dict[str, tuple[str, ScheduleKind[Any, Any]]]:
+        """Every provider's schedule kinds: name → (provider name, kind)."""
+        return {
+            name: (r.provider.name, kind)
+            for r in self.runtimes
+            for name, kind in r.provider.schedule_kinds.items()
+        }
+
+    async def snooze(self, approval: Approval, hours: int) -> None:
+        """A snoozed reminder asks again later: its schedule fires once more in `hours`."""
+        if self.scheduler is not None and approval.origin.startswith("schedule:"):
+            await self.scheduler.postpone(int(approval.origin.split(":", 1)[1]), hours)
 
     # --- entry points --------------------------------------------------------------------
 

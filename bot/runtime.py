@@ -10,6 +10,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -22,6 +23,8 @@ from bot.config import Settings, config_error_line
 from bot.dispatch import Dispatcher, ProviderRuntime
 from bot.replies import Surface
 from bot.roles import GroupLookup, Roles
+from bot.scheduler import Schedule, Scheduler
+from bot.schedules import run_schedule
 from commands.base import Provider
 from commands.registry import PROVIDERS
 from commands.secrets import install_log_redaction, register_secret
@@ -94,7 +97,13 @@ class Runtime:
 
         self.background.append(asyncio.ensure_future(loop()))
 
+    def start_scheduler(self) -> None:
+        if self.dispatcher.scheduler is not None:
+            self.dispatcher.scheduler.start()
+
     async def close(self) -> None:
+        if self.dispatcher.scheduler is not None:
+            await self.dispatcher.scheduler.stop()
         for task in self.background:
             task.cancel()
         for task in self.background:
@@ -128,13 +137,21 @@ async def open_runtime(
     engine = await prepare_database(settings)
     roles = Roles(settings, group_members=group_members, open_console=open_console)
     providers = runtimes if runtimes is not None else open_providers(use_sandboxes=use_sandboxes)
+    kinds = {name: kind for r in providers for name, kind in r.provider.schedule_kinds.items()}
     dispatcher = Dispatcher(
         settings=settings,
         engine=engine,
         roles=roles,
         runtimes=providers,
         system_surface=system_surface,
-        billing=billing_provider(),
+        billing=billing_provider(kinds),
         **dispatcher_options,
+    )
+
+    async def run(schedule: Schedule, due: datetime | None) -> None:
+        await run_schedule(dispatcher, schedule, due)
+
+    dispatcher.scheduler = Scheduler(
+        engine, tz=settings.tz, run=run, audit=dispatcher.audit, clock=dispatcher.clock
     )
     return Runtime(settings=settings, engine=engine, dispatcher=dispatcher)

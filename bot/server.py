@@ -54,6 +54,7 @@ def build_web(settings: Settings, *, sweep_every: float = 30.0, **options: objec
         state["runtime"] = runtime
         state["handler"] = AsyncSlackRequestHandler(build_app(settings, runtime.dispatcher, client))
         runtime.start_sweeper(sweep_every)
+        runtime.start_scheduler()
         try:
             yield
         finally:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from commands.activeplatform.commands import PROVIDER as ACTIVEPLATFORM
 from commands.base import Provider
 from commands.invoicexpress.commands import PROVIDER as INVOICEXPRESS
 
-PROVIDERS: tuple[Provider[Any, Any], ...] = (INVOICEXPRESS,)
+PROVIDERS: tuple[Provider[Any, Any], ...] = (INVOICEXPRESS, ACTIVEPLATFORM)

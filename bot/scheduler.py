@@ -1,0 +1,331 @@
+"""Schedules from the store, fired by the leader only, each due run at most once.
+
+The database is the source of truth: each schedule keeps its `next_run_at`. An APScheduler
+`AsyncIOScheduler` ticks every few seconds; on the leader, a tick claims every due schedule by
+one conditional UPDATE of `next_run_at` (so two leaders overlapping for a moment still fire a
+run once) and runs it. A run missed while the bot was down fires once on start when it is
+less than `grace` late, otherwise it is recorded as missed. Cron runs in `BILLING_TIMEZONE`.
+
+Leadership: on PostgreSQL, the replica holding `pg_try_advisory_lock(LOCK_KEY)` on a dedicated
+connection leads; when it dies its session ends, the lock frees, and another replica takes it
+on its next attempt (every `elect_every` seconds). SQLite means one process: it always leads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from bot.audit import AuditLog, Entry
+from bot.store import is_sqlite, schedules, utcnow
+
+log = logging.getLogger(__name__)
+
+LOCK_KEY = 7_402_118_311  # arbitrary, fixed: "billing-bot scheduler"
+
+
+def cron_trigger(expression: str, tz: ZoneInfo) -> CronTrigger:
+    """A 5-field crontab in the team's zone; ValueError with a readable reason otherwise."""
+    fields = expression.split()
+    if len(fields) != 5:
+        raise ValueError(
+            f"'{expression}' is not a cron expression: it needs 5 fields "
+            '(minute hour day-of-month month day-of-week), like "0 9 1 * *"'
+        )
+    try:
+        trigger: CronTrigger = CronTrigger.from_crontab(expression, timezone=tz)
+    except ValueError as exc:
+        raise ValueError(f"'{expression}' is not a valid cron expression ({exc})") from None
+    return trigger
+
+
+def next_run(expression: str, tz: ZoneInfo, after: datetime) -> datetime | None:
+    fire: datetime | None = cron_trigger(expression, tz).get_next_fire_time(None, after)
+    return fire
+
+
+@dataclass(frozen=True, kw_only=True)
+class Schedule:
+    id: int
+    kind: str
+    cron: str
+    args: dict[str, str]
+    channel: str
+    created_by: str
+    paused: bool
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Schedule:
+        data = dict(row)
+        data["args"] = json.loads(data["args"])
+        for key in ("created_at", "updated_at"):
+            data.pop(key, None)
+        return cls(**data)
+
+
+Runner = Callable[[Schedule, datetime | None], Any]
+
+
+class Leader:
+    """Who fires schedules. Always this process on SQLite; an advisory lock on PostgreSQL."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.connection: AsyncConnection | None = None
+        self.always = is_sqlite(engine)
+
+    @property
+    def is_leader(self) -> bool:
+        return self.always or self.connection is not None
+
+    async def elect(self) -> bool:
+        if self.always:
+            return True
+        if self.connection is not None:
+            try:
+                await self.connection.execute(sa.text("SELECT 1"))
+                return True
+            except Exception:
+                log.warning("lost the scheduler leader connection")
+                await self._drop()
+        connection = await self.engine.connect()
+        try:
+            got = (
+                await connection.execute(
+                    sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": LOCK_KEY}
+                )
+            ).scalar()
+            await connection.commit()
+        except Exception:
+            await connection.close()
+            raise
+        if got:
+            self.connection = connection
+            log.info("this replica now fires schedules")
+            return True
+        await connection.close()
+        return False
+
+    async def _drop(self) -> None:
+        if self.connection is not None:
+            with contextlib.suppress(Exception):
+                await self.connection.close()
+            self.connection = None
+
+    async def resign(self) -> None:
+        if self.connection is not None:
+            with contextlib.suppress(Exception):
+                await self.connection.execute(
+                    sa.text("SELECT pg_advisory_unlock(:key)"), {"key": LOCK_KEY}
+                )
+            await self._drop()
+
+
+class Scheduler:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        tz: ZoneInfo,
+        run: Runner,
+        audit: AuditLog,
+        grace: timedelta = timedelta(hours=6),
+        tick_every: float = 15.0,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.engine = engine
+        self.tz = tz
+        self.run = run
+        self.audit = audit
+        self.grace = grace
+        self.tick_every = tick_every
+        self.clock = clock
+        self.leader = Leader(engine)
+        self._aps: AsyncIOScheduler | None = None
+        self._lock = asyncio.Lock()
+        self.last_tick: float | None = None
+
+    # --- the store ---------------------------------------------------------------------------
+
+    async def add(
+        self, *, kind: str, cron: str, args: dict[str, str], channel: str, created_by: str
+    ) -> Schedule:
+        now = self.clock()
+        values = {
+            "kind": kind,
+            "cron": cron,
+            "args": json.dumps(args, sort_keys=True),
+            "channel": channel,
+            "created_by": created_by,
+            "created_at": now,
+            "updated_at": now,
+            "paused": False,
+            "next_run_at": next_run(cron, self.tz, now),
+        }
+        async with self.engine.begin() as conn:
+            result = await conn.execute(schedules.insert().values(**values))
+            new_id = int(result.inserted_primary_key[0]) if result.inserted_primary_key else 0
+        found = await self.get(new_id)
+        assert found is not None
+        return found
+
+    async def get(self, schedule_id: int) -> Schedule | None:
+        async with self.engine.connect() as conn:
+            row = (
+                (await conn.execute(sa.select(schedules).where(schedules.c.id == schedule_id)))
+                .mappings()
+                .first()
+            )
+        return Schedule.from_row(row) if row else None
+
+    async def all(self) -> list[Schedule]:
+        async with self.engine.connect() as conn:
+            rows = (
+                (await conn.execute(sa.select(schedules).order_by(schedules.c.id))).mappings().all()
+            )
+        return [Schedule.from_row(r) for r in rows]
+
+    async def remove(self, schedule_id: int) -> bool:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(schedules.delete().where(schedules.c.id == schedule_id))
+        return bool(result.rowcount)
+
+    async def set_paused(self, schedule_id: int, paused: bool) -> Schedule | None:
+        row = await self.get(schedule_id)
+        if row is None:
+            return None
+        now = self.clock()
+        next_at = None if paused else next_run(row.cron, self.tz, now)
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                schedules.update()
+                .where(schedules.c.id == schedule_id)
+                .values(paused=paused, next_run_at=next_at, updated_at=now)
+            )
+        return await self.get(schedule_id)
+
+    async def postpone(self, schedule_id: int, hours: int) -> None:
+        """Ask again in `hours` (a snoozed reminder); the cron takes over after that run."""
+        now = self.clock()
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                schedules.update()
+                .where(schedules.c.id == schedule_id, schedules.c.paused.is_(False))
+                .values(next_run_at=now + timedelta(hours=hours), updated_at=now)
+            )
+
+    # --- firing --------------------------------------------------------------------------------
+
+    async def tick(self) -> int:
+        """Fire every due schedule once, if this process leads. Returns how many fired."""
+        self.last_tick = time.monotonic()
+        async with self._lock:
+            try:
+                if not await self.leader.elect():
+                    return 0
+            except Exception:
+                log.exception("leader election failed")
+                return 0
+            now = self.clock()
+            async with self.engine.connect() as conn:
+                due = (
+                    (
+                        await conn.execute(
+                            sa.select(schedules).where(
+                                schedules.c.paused.is_(False),
+                                schedules.c.next_run_at.is_not(None),
+                                schedules.c.next_run_at <= now,
+                            )
+                        )
+                    )
+                    .mappings()
+                    .all()
+                )
+            fired = 0
+            for schedule in (Schedule.from_row(r) for r in due):
+                if await self._claim(schedule, now):
+                    fired += await self._fire(schedule, now)
+            return fired
+
+    async def _claim(self, schedule: Schedule, now: datetime) -> bool:
+        """Advance next_run_at from the value we saw; whoever changes it owns this run."""
+        following = next_run(schedule.cron, self.tz, now)
+        async with self.engine.begin() as conn:
+            changed = (
+                await conn.execute(
+                    schedules.update()
+                    .where(
+                        schedules.c.id == schedule.id,
+                        schedules.c.next_run_at == schedule.next_run_at,
+                    )
+                    .values(next_run_at=following, last_run_at=now, updated_at=now)
+                )
+            ).rowcount
+        return changed == 1
+
+    async def _fire(self, schedule: Schedule, now: datetime) -> int:
+        due = schedule.next_run_at
+        if due is not None and now - due > self.grace:
+            await self.audit.record(
+                Entry(
+                    user_id=f"schedule:{schedule.id}",
+                    channel=schedule.channel,
+                    command=f"schedule {schedule.kind}",
+                    args=schedule.args,
+                    decision="missed",
+                    outcome="skipped",
+                    detail=f"due {due.isoformat()}, more than {self.grace} late",
+                    provider="billing",
+                )
+            )
+            return 0
+        try:
+            await self.run(schedule, due)
+        except Exception:
+            log.exception("schedule %s failed", schedule.id)
+        return 1
+
+    async def fire_now(self, schedule: Schedule) -> None:
+        await self.run(schedule, None)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._aps = AsyncIOScheduler(timezone=self.tz)
+        self._aps.add_job(
+            self.tick,
+            "interval",
+            seconds=self.tick_every,
+            next_run_time=datetime.now(self.tz),
+            max_instances=1,
+            coalesce=True,
+            id="tick",
+        )
+        self._aps.start()
+
+    async def stop(self) -> None:
+        if self._aps is not None:
+            self._aps.shutdown(wait=False)
+            self._aps = None
+        await self.leader.resign()
+
+    def describe(self) -> str:
+        if self._aps is None:
+            return "not running in this process"
+        role = "leader (fires schedules)" if self.leader.is_leader else "standby"
+        return f"{role}; ticks every {self.tick_every:g} s"

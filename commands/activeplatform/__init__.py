@@ -1,0 +1,1 @@
+"""ActivePlatform (cloud-services billing): reseller accounts and closing-document notifications."""

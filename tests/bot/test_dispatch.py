@@ -1,0 +1,250 @@
+"""Dispatch end to end on the sandboxes: roles, validation, approvals, audit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import sqlalchemy as sa
+
+from bot.dispatch import Dispatcher
+from bot.store import approvals, audit
+from tests.conftest import sandbox_of
+from tests.support import RecordingSurface
+
+
+async def audit_rows(dispatcher: Dispatcher) -> list[dict[str, object]]:
+    async with dispatcher.engine.connect() as conn:
+        rows = (await conn.execute(sa.select(audit).order_by(audit.c.id))).mappings().all()
+    return [dict(r) for r in rows]
+
+
+async def test_sequences_lists_with_buttons_and_audits(dispatcher: Dispatcher) -> None:
+    surface = RecordingSurface(user="U0VIEWER")
+    assert await dispatcher.run("/invoicexpress sequences", user="U0VIEWER", channel="C1", surface=surface)
+    reply = surface.sent[0]
+    sandbox = sandbox_of(dispatcher, "invoicexpress")
+    assert reply.table is not None
+    assert len(reply.table.rows) == len(sandbox.sequences)
+    default = [s for s in sandbox.sequences.values() if s.default][0]
+    assert any(row[0] == f"★ {default.serie}" for row in reply.table.rows)
+    commands = [b.command for b in reply.buttons]
+    others = [s for s in sandbox.sequences.values() if not s.default]
+    assert commands == [f"/invoicexpress sequence set-current {s.id}" for s in others]
+    rows = await audit_rows(dispatcher)
+    assert rows[-1]["command"] == "/invoicexpress sequences"
+    assert rows[-1]["user_id"] == "U0VIEWER" and rows[-1]["outcome"] == "done"
+
+
+async def test_button_click_reenters_dispatch_as_the_clicker(dispatcher: Dispatcher) -> None:
+    sandbox = sandbox_of(dispatcher, "invoicexpress")
+    target = next(s for s in sandbox.sequences.values() if not s.default)
+    viewer = RecordingSurface(user="U0VIEWER")
+    # A viewer clicking "Set as default" is refused: the click carries the clicker's role.
+    assert not await dispatcher.run(
+        f"/invoicexpress sequence set-current {target.id}", user="U0VIEWER", channel="C1", surface=viewer
+    )
+    assert "needs the *operator* role" in viewer.privates[0]
+    assert "BILLING_OPERATORS" in viewer.privates[0]
+    assert not target.default
+    operator = RecordingSurface(user="U1")
+    assert await dispatcher.run(
+        f"/invoicexpress sequence set-current {target.id}", user="U1", channel="C1", surface=operator
+    )
+    assert target.default
+    assert sum(1 for s in sandbox.sequences.values() if s.default) == 1
+    assert f"{target.serie}" in operator.sent[0].text
+
+
+async def test_nobody_configured_means_nobody(dispatcher: Dispatcher) -> None:
+    surface = RecordingSurface(user="U9STRANGER")
+    assert not await dispatcher.run("/invoicexpress sequences", user="U9STRANGER", channel="C1", surface=surface)
+    assert "you have no billing role" in surface.privates[0]
+    assert sandbox_of(dispatcher, "invoicexpress").control.requests == []
+
+
+async def test_unknown_word_suggests_and_sends_nothing(dispatcher: Dispatcher) -> None:
+    surface = RecordingSurface()
+    assert not await dispatcher.run("/invoicexpress sequnces", user="U1", channel="C1", surface=surface)
+    assert "Did you mean `/invoicexpress sequences`?" in surface.privates[0]
+    assert sandbox_of(dispatcher, "invoicexpress").control.requests == []
+
+
+async def test_bad_id_names_field_form_and_example(dispatcher: Dispatcher) -> None:
+    surface = RecordingSurface()
+    assert not await dispatcher.run("/invoicexpress sequence abc", user="U1", channel="C1", surface=surface)
+    message = surface.privates[0]
+    assert "`id`: 'abc' is not a positive whole number" in message
+    assert "Expected: `/invoicexpress sequence <id>`" in message
+    assert "Example: `/invoicexpress sequence 42`" in message
+    assert sandbox_of(dispatcher, "invoicexpress").control.requests == []
+    rows = await audit_rows(dispatcher)
+    assert rows[-1]["decision"] == "invalid"
+
+
+async def test_help_at_every_prefix(dispatcher: Dispatcher) -> None:
+    surface = RecordingSurface()
+    for line in ("/invoicexpress help", "/invoicexpress sequence help", "/invoicexpress sequence create help", "/billing help"):
+        assert await dispatcher.run(line, user="U1", channel="C1", surface=surface)
+    top, prefix, single, overview = surface.privates
+    assert "`/invoicexpress sequence set-current <id>`" in top
+    assert "/invoicexpress sequences" not in prefix and "/invoicexpress sequence register <id>" in prefix
+    assert "Usage: `/invoicexpress sequence create <serie> [default=<yes/no>]`" in single
+    assert "`serie` (text, required)" in single
+    assert "you are *operator*" in overview and "/invoicexpress sequences" in overview
+
+
+async def test_provider_404_and_401_become_one_sentence(dispatcher: Dispatcher) -> None:
+    surface = RecordingSurface()
+    await dispatcher.run("/invoicexpress sequence 999", user="U1", channel="C1", surface=surface)
+    assert surface.privates[-1] == "`/invoicexpress sequence` failed: InvoiceXpress says no sequence 999."
+    sandbox = sandbox_of(dispatcher, "invoicexpress")
+    sandbox.api_key = "rotated"
+    await dispatcher.run("/invoicexpress sequences", user="U1", channel="C1", surface=surface)
+    assert "API key missing or wrong" in surface.privates[-1]
+    assert "Traceback" not in surface.texts()
+
+
+async def test_form_opens_when_typed_bare(dispatcher: Dispatcher) -> None:
+    surface = RecordingSurface(user="U0ADMIN", form_support=True)
+    assert await dispatcher.run("/invoicexpress at-communication", user="U0ADMIN", channel="C1", surface=surface)
+    assert surface.forms == ["invoicexpress at-communication"]
+    assert sandbox_of(dispatcher, "invoicexpress").control.requests == []
+
+
+async def test_modal_errors_land_under_their_fields(dispatcher: Dispatcher) -> None:
+    command, errors = await dispatcher.check_form(
+        "invoicexpress at-communication",
+        {"subuser": "12345/1", "communication_type": "fax"},
+        user="U0ADMIN",
+        channel="C1",
+    )
+    assert command is not None
+    assert set(errors) == {"subuser", "password", "communication_type"}
+    assert "9-digit NIF" in errors["subuser"]
+    assert errors["password"] == "is required"
+    assert sandbox_of(dispatcher, "invoicexpress").control.requests == []
+
+
+async def test_modal_submission_runs_the_same_handler(dispatcher: Dispatcher) -> None:
+    values = {"subuser": "123456789/3", "password": "s3cr3t-AT-pass", "communication_type": "auto"}
+    command, errors = await dispatcher.check_form(
+        "invoicexpress at-communication", values, user="U0ADMIN", channel="C1"
+    )
+    assert command is not None and errors == {}
+    surface = RecordingSurface(user="U0ADMIN")
+    assert await dispatcher.run_values(command, values, user="U0ADMIN", channel="C1", surface=surface) is None
+    sandbox = sandbox_of(dispatcher, "invoicexpress")
+    assert sandbox.at_settings == {"at_subuser": "123456789/3", "communication_type": "auto"}
+    body = json.loads(sandbox.control.requests[-1].body)
+    assert body["at_communication"]["at_password"] == "czNjcjN0LUFULXBhc3M="
+    assert "s3cr3t-AT-pass" not in surface.texts()
+    assert "czNjcjN0LUFULXBhc3M=" not in surface.texts()
+
+
+async def test_approval_flow_runs_once_and_tells_the_story(dispatcher: Dispatcher) -> None:
+    requester = RecordingSurface(user="U1")
+    assert await dispatcher.run("/invoicexpress sequence create 2027", user="U1", channel="C1", surface=requester)
+    sandbox = sandbox_of(dispatcher, "invoicexpress")
+    assert sandbox.control.requests == []  # nothing is sent before approval
+    card = requester.sent[0]
+    assert "Approval needed" in card.text and "#1" in card.text
+    assert '"serie": "2027"' in card.sections[0]
+    assert [b.command for b in card.buttons] == ["/billing approve 1", "/billing reject 1"]
+
+    # The requester (an operator) cannot approve.
+    assert not await dispatcher.run("/billing approve 1", user="U1", channel="C1", surface=requester)
+    assert "needs the *approver* role" in requester.privates[-1]
+    # An operator who is not an approver is refused by role.
+    operator = RecordingSurface(user="U0OPERATOR")
+    assert not await dispatcher.run("/billing approve 1", user="U0OPERATOR", channel="C1", surface=operator)
+    assert "needs the *approver* role" in operator.privates[-1]
+
+    approver = RecordingSurface(user="U2")
+    assert await dispatcher.run("/billing approve 1", user="U2", channel="C1", surface=approver)
+    assert [s.serie for s in sandbox.sequences.values()].count("2027") == 1
+    final = approver.updates[-1][1]
+    assert final.text.startswith("✅ #1 *done* — approved by <@U2>")
+    assert final.buttons == []
+    assert any("Sequence *2027* created" in r.text for r in approver.sent)
+
+    # A second click changes nothing.
+    assert not await dispatcher.run("/billing approve 1", user="U3", channel="C1", surface=approver)
+    assert "already done by <@U2>" in approver.privates[-1]
+    assert [s.serie for s in sandbox.sequences.values()].count("2027") == 1
+
+    async with dispatcher.engine.connect() as conn:
+        row = (await conn.execute(sa.select(approvals))).mappings().one()
+    assert row["status"] == "done" and row["decided_by"] == "U2"
+    story = [(r["user_id"], r["decision"], r["outcome"]) for r in await audit_rows(dispatcher)]
+    assert ("U1", "requested", "pending") in story
+    assert ("U2", "approved", "done") in story
+    assert ("U1", "executed", "done") in story
+
+
+async def test_an_approver_cannot_approve_their_own_request(dispatcher: Dispatcher) -> None:
+    surface = RecordingSurface(user="U2")
+    await dispatcher.run("/invoicexpress sequence create 2029", user="U2", channel="C1", surface=surface)
+    assert not await dispatcher.run("/billing approve 1", user="U2", channel="C1", surface=surface)
+    assert "You requested #1 yourself" in surface.privates[-1]
+    assert "two-person rule" in surface.privates[-1]
+    assert sandbox_of(dispatcher, "invoicexpress").control.requests == []
+    assert await dispatcher.run("/billing approve 1", user="U3", channel="C1", surface=surface)
+    assert len(sandbox_of(dispatcher, "invoicexpress").control.requests) >= 1
+
+
+async def test_reject_records_who_and_why(dispatcher: Dispatcher) -> None:
+    surface = RecordingSurface(user="U1")
+    await dispatcher.run("/invoicexpress sequence create 2031", user="U1", channel="C1", surface=surface)
+    approver = RecordingSurface(user="U2")
+    assert await dispatcher.run('/billing reject 1 "wrong year"', user="U2", channel="C1", surface=approver)
+    assert approver.updates[-1][1].text == "🚫 #1 rejected by <@U2>: wrong year"
+    assert not await dispatcher.run("/billing approve 1", user="U3", channel="C1", surface=approver)
+    assert sandbox_of(dispatcher, "invoicexpress").control.requests == []
+    rows = await audit_rows(dispatcher)
+    assert any(r["decision"] == "rejected" and r["detail"] == "wrong year" for r in rows)
+
+
+async def test_twenty_concurrent_approvals_make_one_provider_call(dispatcher: Dispatcher) -> None:
+    surface = RecordingSurface(user="U1")
+    await dispatcher.run("/invoicexpress sequence create 2040", user="U1", channel="C1", surface=surface)
+    sandbox = sandbox_of(dispatcher, "invoicexpress")
+    sandbox.control.stall = 0.2  # keep the winner busy while the others arrive
+    clickers = ["U2", "U3", "U0APPROVER", "U0ADMIN"] * 5
+    results = await asyncio.gather(
+        *(
+            dispatcher.run("/billing approve 1", user=u, channel="C1", surface=RecordingSurface(user=u))
+            for u in clickers
+        )
+    )
+    creates = [r for r in sandbox.control.requests if r.method == "POST"]
+    assert len(creates) == 1
+    assert results.count(True) == 1
+    assert [s.serie for s in sandbox.sequences.values()].count("2040") == 1
+
+
+async def test_expired_requests_cannot_run(dispatcher: Dispatcher) -> None:
+    surface = RecordingSurface(user="U1")
+    await dispatcher.run("/invoicexpress sequence register 103", user="U1", channel="C1", surface=surface)
+    async with dispatcher.engine.begin() as conn:
+        await conn.execute(approvals.update().values(expires_at=dispatcher.clock().replace(year=2000)))
+    approver = RecordingSurface(user="U2")
+    assert not await dispatcher.run("/billing approve 1", user="U2", channel="C1", surface=approver)
+    assert "has expired" in approver.privates[-1]
+    await dispatcher.sweep()
+    system = dispatcher.system_surface("C1")
+    assert any("expired unapproved" in r.text for _, r in system.updates)  # type: ignore[attr-defined]
+    assert sandbox_of(dispatcher, "invoicexpress").control.requests == []
+
+
+async def test_disabled_provider_says_so(make_settings: object, runtime: object) -> None:
+    from bot.dispatch import ProviderRuntime
+    from commands.invoicexpress.commands import PROVIDER
+
+    dispatcher = runtime.dispatcher  # type: ignore[attr-defined]
+    dispatcher.runtimes = [ProviderRuntime(PROVIDER, "disabled")]
+    dispatcher.__post_init__()
+    surface = RecordingSurface(user="U1")
+    assert not await dispatcher.run("/invoicexpress sequences", user="U1", channel="C1", surface=surface)
+    assert "InvoiceXpress is not configured here" in surface.privates[0]
+    assert "`INVOICEXPRESS_*`" in surface.privates[0]

@@ -1,0 +1,51 @@
+"""Test helpers shared by the suites: a surface that records what the bot says."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.replies import MessageRef
+from commands.base import Command, Form, Reply
+
+
+@dataclass
+class RecordingSurface:
+    """Stands in for Slack or the console and keeps every answer for assertions."""
+
+    channel: str = "C1"
+    user: str = "U1"
+    sent: list[Reply] = field(default_factory=list)
+    privates: list[str] = field(default_factory=list)
+    updates: list[tuple[MessageRef, Reply]] = field(default_factory=list)
+    forms: list[str] = field(default_factory=list)
+    form_support: bool = False
+    _ts: int = 0
+
+    async def send(self, reply: Reply) -> MessageRef | None:
+        self.sent.append(reply)
+        if reply.private:
+            return None
+        self._ts += 1
+        return MessageRef(self.channel, f"{self._ts}.0001")
+
+    async def private(self, text: str) -> None:
+        self.privates.append(text)
+
+    async def update(self, ref: MessageRef, reply: Reply) -> None:
+        self.updates.append((ref, reply))
+
+    async def open_form(self, command: Command[Any, Any], form: Form) -> bool:
+        self.forms.append(command.path)
+        return self.form_support
+
+    def texts(self) -> str:
+        """Everything shown to anyone, as one string (for leak scans and assertions)."""
+        parts: list[str] = [*self.privates]
+        for reply in [*self.sent, *(r for _, r in self.updates)]:
+            parts += [reply.text, *reply.sections, *(f"{k} {v}" for k, v in reply.fields)]
+            if reply.table:
+                parts += [" ".join(row) for row in reply.table.rows]
+            parts += [b.label + " " + b.command for b in reply.buttons]
+            parts += [f.filename + " " + f.title for f in reply.files]
+        return "\n".join(parts)

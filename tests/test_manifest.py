@@ -1,0 +1,62 @@
+"""manifest.yml is valid for Slack and matches what the code declares and calls."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from bot.billing import billing_provider
+from commands.registry import PROVIDERS
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT.parent / "shared" / "slack" / "manifest.schema.1.0.0.json"
+
+# Web API methods the bot may call → the bot scope each needs.
+SCOPES = {
+    "chat_postMessage": "chat:write",
+    "chat_update": "chat:write",
+    "chat_postEphemeral": "chat:write",
+    "files_upload_v2": "files:write",
+    "usergroups_users_list": "usergroups:read",
+    "views_publish": None,  # App Home: no scope beyond the event subscription
+    "views_open": None,  # needs only a trigger_id
+}
+
+
+@pytest.fixture(scope="module")
+def manifest() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((ROOT / "manifest.yml").read_text())
+    return data
+
+
+def test_manifest_matches_slacks_schema(manifest: dict[str, Any]) -> None:
+    if not SCHEMA.exists():
+        pytest.skip("Slack's manifest schema is not beside the repository")
+    schema = json.loads(SCHEMA.read_text())
+    validator_class = jsonschema.validators.validator_for(schema)
+    errors = sorted(validator_class(schema).iter_errors(manifest), key=str)
+    assert errors == []
+
+
+def test_every_declared_slash_command_is_in_the_manifest(manifest: dict[str, Any]) -> None:
+    declared = {c.slash for p in [*PROVIDERS, billing_provider()] for c in p.commands}
+    listed = {c["command"].removeprefix("/") for c in manifest["features"]["slash_commands"]}
+    assert listed == declared
+    for command in manifest["features"]["slash_commands"]:
+        assert command["description"] and command["usage_hint"]
+        assert command["url"].endswith("/slack/events")
+    assert manifest["settings"]["interactivity"]["is_enabled"] is True
+
+
+def test_bot_scopes_are_exactly_the_ones_the_code_uses(manifest: dict[str, Any]) -> None:
+    source = "\n".join(p.read_text() for p in (ROOT / "bot").rglob("*.py"))
+    called = {m for m in SCOPES if re.search(rf"\.{m}\(", source)}
+    needed = {"commands"} | {scope for m in called if (scope := SCOPES[m])}
+    assert set(manifest["oauth_config"]["scopes"]["bot"]) == needed
+    assert {"chat_postMessage", "files_upload_v2"} <= called
