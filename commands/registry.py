@@ -7,5 +7,6 @@ from typing import Any
 from commands.activeplatform.commands import PROVIDER as ACTIVEPLATFORM
 from commands.base import Provider
 from commands.invoicexpress.commands import PROVIDER as INVOICEXPRESS
+from commands.smsc.commands import PROVIDER as SMSC
 
-PROVIDERS: tuple[Provider[Any, Any], ...] = (INVOICEXPRESS, ACTIVEPLATFORM)
+PROVIDERS: tuple[Provider[Any, Any], ...] = (INVOICEXPRESS, SMSC, ACTIVEPLATFORM)
