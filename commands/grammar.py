@@ -12,7 +12,8 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, get_args
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import SecretStr, ValidationError
 from pydantic.fields import FieldInfo
@@ -165,6 +166,15 @@ def type_label(info: FieldInfo) -> str:
         if isinstance(meta, Label):
             return meta.text
     annotation = info.annotation
+    if get_origin(annotation) in (Union, UnionType):  # `X | None`: describe X
+        inner = [a for a in get_args(annotation) if a is not type(None)]
+        if len(inner) == 1:
+            for meta in getattr(inner[0], "__metadata__", ()):
+                if isinstance(meta, Label):
+                    return meta.text
+            annotation = get_origin(inner[0]) or inner[0]
+            if annotation is Annotated:
+                annotation = get_args(inner[0])[0]
     options = get_args(annotation)
     if options and all(isinstance(o, str) for o in options):
         return "|".join(options)
