@@ -16,6 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
 from bot.dispatch import Dispatcher
+from bot.home import build_home
 from bot.replies import ACTION_PREFIX, SlackSurface, form_values
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,13 @@ def build_app(settings: Settings, dispatcher: Dispatcher, client: AsyncWebClient
         await ack()
         surface = SlackSurface(client, channel=channel, user=user)
         await dispatcher.run_values(command, values, user=user, channel=channel, surface=surface)
+
+    @app.event("app_home_opened")
+    async def on_home(body: dict[str, Any], event: dict[str, Any]) -> None:
+        if event.get("tab", "home") != "home":
+            return
+        user = str(event["user"])
+        await client.views_publish(user_id=user, view=await build_home(dispatcher, user))
 
     @app.error
     async def on_error(error: Exception, body: dict[str, Any]) -> None:

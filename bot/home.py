@@ -1,0 +1,117 @@
+"""The App Home tab: what the viewing user can act on, what is scheduled, what they ran.
+
+`home_view` is a pure builder (tested without Slack); `publish_home` gathers its inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from bot.approvals import Approval
+from bot.messages import when
+from bot.replies import ACTION_PREFIX
+from bot.scheduler import Schedule
+from commands.base import Role
+from commands.secrets import redact
+
+if TYPE_CHECKING:
+    from bot.dispatch import Dispatcher
+
+MAX_HOME_BLOCKS = 100
+SHOWN = 10
+
+
+def _text(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": redact(text)[:2900]}}
+
+
+def _header(text: str) -> dict[str, Any]:
+    return {"type": "header", "text": {"type": "plain_text", "text": text[:150]}}
+
+
+def home_view(
+    *,
+    user: str,
+    role: Role | None,
+    approvals: Sequence[Approval],
+    schedules: Sequence[Schedule],
+    recent: Sequence[dict[str, Any]],
+    tz: ZoneInfo,
+) -> dict[str, Any]:
+    """A Home tab view within Block Kit's limits (100 blocks, 3000 chars a section)."""
+    blocks: list[dict[str, Any]] = [
+        _header("billing-bot"),
+        _text(
+            f"You are *{role.label if role else 'without a billing role'}*. "
+            "Type `/billing help` in any channel to see what you can run."
+        ),
+        {"type": "divider"},
+    ]
+    can_approve = role is not None and role >= Role.APPROVER
+    actionable = [a for a in approvals if can_approve and a.requester != user]
+    blocks.append(_header(f"Approvals you can act on ({len(actionable)})"))
+    if not actionable:
+        blocks.append(_text("_Nothing waiting for you._"))
+    for approval in actionable[:SHOWN]:
+        blocks.append(
+            _text(
+                f"*#{approval.id}* `{approval.command_line}`\nrequested by "
+                f"<@{approval.requester}> · expires {when(approval.expires_at, tz)}"
+                if approval.requester.startswith(("U", "W"))
+                else f"*#{approval.id}* `{approval.command_line}`\nfrom {approval.requester} · "
+                f"expires {when(approval.expires_at, tz)}"
+            )
+        )
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [
+                    _button(
+                        approval.approve_label, f"/billing approve {approval.id}", 0, "primary"
+                    ),
+                    _button(approval.reject_label, f"/billing reject {approval.id}", 1, "danger"),
+                ],
+            }
+        )
+    if len(actionable) > SHOWN:
+        blocks.append(_text(f"…and {len(actionable) - SHOWN} more: `/billing approvals`."))
+    blocks += [{"type": "divider"}, _header(f"Schedules ({len(schedules)})")]
+    if not schedules:
+        blocks.append(_text("_No schedules._"))
+    for schedule in schedules[:SHOWN]:
+        state = "paused" if schedule.paused else f"next {when(schedule.next_run_at, tz)}"
+        blocks.append(_text(f"*#{schedule.id}* {schedule.kind} `{schedule.cron}` — {state}"))
+    if len(schedules) > SHOWN:
+        blocks.append(_text(f"…and {len(schedules) - SHOWN} more: `/billing schedules`."))
+    blocks += [{"type": "divider"}, _header("Your recent commands")]
+    if not recent:
+        blocks.append(_text("_None yet._"))
+    for row in recent[:SHOWN]:
+        blocks.append(
+            _text(f"{when(row['at'], tz)} `{row['command']}` — {row['decision']}, {row['outcome']}")
+        )
+    return {"type": "home", "blocks": blocks[:MAX_HOME_BLOCKS]}
+
+
+def _button(label: str, command: str, index: int, style: str) -> dict[str, Any]:
+    return {
+        "type": "button",
+        "text": {"type": "plain_text", "text": label[:75]},
+        "action_id": f"{ACTION_PREFIX}home:{index}",
+        "value": command,
+        "style": style,
+    }
+
+
+async def build_home(dispatcher: Dispatcher, user: str) -> dict[str, Any]:
+    scheduler = dispatcher.scheduler
+    return home_view(
+        user=user,
+        role=await dispatcher.roles.role_of(user),
+        approvals=await dispatcher.approvals.open(),
+        schedules=await scheduler.all() if scheduler else [],
+        recent=await dispatcher.audit.recent(SHOWN, user=user),
+        tz=dispatcher.settings.tz,
+    )
