@@ -75,7 +75,7 @@ def test_approver_sees_others_requests_with_buttons_but_not_their_own() -> None:
         "/billing approve 3",
         "/billing reject 3",
     ]
-    text = json.dumps(view)
+    text = json.dumps(view, ensure_ascii=False)
     assert "Approvals you can act on (2)" in text
     assert "from schedule:4" in text
     assert "`/billing approvals` — ran, done" in text
@@ -91,7 +91,7 @@ def test_viewer_has_nothing_to_act_on() -> None:
         tz=ZoneInfo("UTC"),
     )
     assert buttons(view) == []
-    assert "Nothing waiting for you" in json.dumps(view)
+    assert "Nothing waiting for you" in json.dumps(view, ensure_ascii=False)
 
 
 def test_large_lists_stay_within_block_kit_limits() -> None:
@@ -109,6 +109,6 @@ def test_large_lists_stay_within_block_kit_limits() -> None:
     assert view["type"] == "home"
     assert len(view["blocks"]) <= MAX_HOME_BLOCKS
     assert all(len(b.get("text", {}).get("text", "")) <= 3000 for b in view["blocks"])
-    text = json.dumps(view)
+    text = json.dumps(view, ensure_ascii=False)
     assert "and 69 more: `/billing approvals`" in text
     assert "and 29 more: `/billing schedules`" in text
