@@ -23,12 +23,12 @@ CONSOLE_USER = "UCONSOLE"
 CONSOLE_CHANNEL = "CCONSOLE"
 
 
-def plain(text: str) -> str:
-    """Slack mrkdwn → terminal text."""
+def plain(text: str, *, reveal: bool = False) -> str:
+    """Slack mrkdwn → terminal text (redacted unless a private reply reveals it)."""
     text = re.sub(r"<@([UW][A-Z0-9]+)>", r"@\1", text)
     text = re.sub(r"(?<![\w`])\*([^*\n]+)\*(?![\w`])", r"\1", text)
     text = re.sub(r"(?<![\w`])_([^_\n]+)_(?![\w`])", r"\1", text)
-    return redact(text)
+    return text if reveal else redact(text)
 
 
 class ConsoleSurface:
@@ -117,7 +117,7 @@ class Console:
         return ConsoleSurface(self, channel=self.channel, user=self.user)
 
     def render(self, reply: Reply) -> None:
-        self.print(plain(reply.text))
+        self.print(plain(reply.text, reveal=reply.private and reply.reveal))
         for section in reply.sections:
             self.print(plain(section))
         width = max((len(label) for label, _ in reply.fields), default=0)

@@ -102,9 +102,14 @@ def button_element(button: Button, index: int) -> dict[str, Any]:
     return element
 
 
+def shown(reply: Reply, text: str) -> str:
+    """Text as it may be shown: redacted, unless a private reply reveals it to its requester."""
+    return text if reply.private and reply.reveal else redact(text)
+
+
 def reply_blocks(reply: Reply) -> list[dict[str, Any]]:
     """Block Kit for a reply, within Slack's limits (50 blocks, 3000 chars a section)."""
-    blocks: list[dict[str, Any]] = [_section(chunk) for chunk in _chunks(redact(reply.text))]
+    blocks: list[dict[str, Any]] = [_section(chunk) for chunk in _chunks(shown(reply, reply.text))]
     for text in reply.sections:
         blocks.extend(_section(chunk) for chunk in _chunks(redact(text)))
     fields = list(reply.fields)
@@ -142,7 +147,7 @@ def reply_blocks(reply: Reply) -> list[dict[str, Any]]:
 
 
 def fallback_text(reply: Reply) -> str:
-    return redact(reply.text)[:3000]
+    return shown(reply, reply.text)[:3000]
 
 
 def form_view(command: Command[Any, Any], form: Form, metadata: str) -> dict[str, Any]:

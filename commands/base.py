@@ -95,6 +95,8 @@ class Reply:
     """A result for people: a headline, optional detail, buttons and files.
 
     `private` replies go only to the requester (login URLs, credentials, errors).
+    `reveal` marks a private reply whose text deliberately carries a secret for the requester
+    (a one-time login URL): it is shown as is, while every other text is redacted.
     `audit_note` replaces the result text in the audit log when the result itself is sensitive.
     """
 
@@ -105,6 +107,7 @@ class Reply:
     buttons: Sequence[Button] = ()
     files: Sequence[File] = ()
     private: bool = False
+    reveal: bool = False
     audit_note: str | None = None
     proposal: Proposal | None = None
 

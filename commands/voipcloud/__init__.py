@@ -1,0 +1,1 @@
+"""VoIPcloud (phone-system partner portal): balances, moving funds, customer accounts."""

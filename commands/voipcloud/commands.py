@@ -1,0 +1,544 @@
+"""`/voipcloud`: customer and partner balances, moving funds, and customer accounts."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Annotated, Any
+
+import httpx
+from pydantic import BeforeValidator, Field, SecretStr, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from commands.base import (
+    Args,
+    Button,
+    Command,
+    CommandError,
+    Context,
+    Form,
+    FormField,
+    Provider,
+    Reply,
+    Role,
+    Table,
+)
+from commands.types import IsoDate, Label, Period, SignedMoney
+from commands.voipcloud import client as api
+from commands.voipcloud.budget import DEFAULT_RATE_LIMIT, RateLimit
+from commands.voipcloud.client import Paths, VoipcloudClient
+from commands.voipcloud.models import Statement, amount_text
+from commands.voipcloud.sandbox import (
+    SANDBOX_BASE_URL,
+    SANDBOX_GOOGLE_CAPTCHA,
+    SANDBOX_TOKEN,
+    VoipcloudSandbox,
+)
+
+SLASH = "voipcloud"
+DESCRIPTION_LIMIT = 255
+NAME_LIMIT = 100
+
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
+PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
+PHONE_SEPARATORS = re.compile(r"[\s().-]")
+
+
+def _rate_limit(value: Any) -> RateLimit | None:
+    if value is None or isinstance(value, RateLimit):
+        return value
+    return RateLimit.parse(str(value))
+
+
+class VoipcloudSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VOIPCLOUD_", extra="ignore")
+
+    base_url: str | None = None
+    token: SecretStr | None = None
+    google_captcha: SecretStr | None = None
+    rate_limit: Annotated[RateLimit | None, NoDecode, BeforeValidator(_rate_limit)] = (
+        DEFAULT_RATE_LIMIT
+    )
+    path_customer_balance: str = api.CUSTOMER_BALANCE
+    path_partner_balance: str = api.PARTNER_BALANCE
+    path_move_funds: str = api.MOVE_FUNDS
+    path_register_customer: str = api.REGISTER_CUSTOMER
+    path_confirm_email: str = api.CONFIRM_EMAIL
+    path_login_customer: str = api.LOGIN_CUSTOMER
+    path_reset_password: str = api.RESET_PASSWORD
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not re.match(r"^https?://\S+$", value.strip()):
+            raise ValueError("must be an http(s) URL such as https://au.voipcloud.online/api/...")
+        return value.strip()
+
+    @field_validator("token", "google_captcha")
+    @classmethod
+    def _blank_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value().strip() else None
+
+    @field_validator(
+        "path_customer_balance",
+        "path_partner_balance",
+        "path_move_funds",
+        "path_register_customer",
+        "path_confirm_email",
+        "path_login_customer",
+        "path_reset_password",
+    )
+    @classmethod
+    def _path(cls, value: str) -> str:
+        value = value.strip()
+        if not re.fullmatch(r"/[A-Za-z0-9._~/-]*", value):
+            raise ValueError(f"'{value}' is not a path such as /move-funds")
+        return value
+
+    def paths(self) -> Paths:
+        return Paths(**{name: getattr(self, f"path_{name}") for name in Paths.names()})
+
+
+# --- arguments -------------------------------------------------------------------------------
+
+
+def account_number(value: Any) -> str:
+    raw = str(value).strip()
+    if not re.fullmatch(r"\d{1,20}", raw):
+        raise ValueError(f"'{raw}' is not an account number (digits only, like 10023)")
+    return raw
+
+
+AccountNumber = Annotated[str, BeforeValidator(account_number), Label("account")]
+
+
+class AccountArgs(Args):
+    positional = ("account",)
+    account: AccountNumber = Field(description="customer account number", examples=["10023"])
+
+
+def _from_date() -> Any:
+    return Field(
+        None, description="first day (default: the 1st of to_date's month)", examples=["2025-03-01"]
+    )
+
+
+def _to_date() -> Any:
+    return Field(None, description="last day (default: today)", examples=["2025-03-31"])
+
+
+def _runs_forwards(value: date | None, info: ValidationInfo) -> date | None:
+    start = info.data.get("from_date")
+    if value is not None and start is not None and value < start:
+        raise ValueError(f"{value} is before from_date {start}; the period must run forwards")
+    return value
+
+
+def period_of(from_date: date | None, to_date: date | None, today: date) -> Period:
+    """The asked period; by default this month so far, `today` being the team's today."""
+    end = to_date or today
+    start = from_date or end.replace(day=1)
+    if start > end:
+        raise CommandError(
+            f"from_date {start} is after today ({end}); give to_date as well, or an earlier day."
+        )
+    return Period(start, end)
+
+
+class BalanceArgs(Args):
+    positional = ("account", "from_date", "to_date")
+
+    account: AccountNumber = Field(description="customer account number", examples=["10023"])
+    from_date: IsoDate | None = _from_date()
+    to_date: IsoDate | None = _to_date()
+
+    @field_validator("to_date")
+    @classmethod
+    def _order(cls, value: date | None, info: ValidationInfo) -> date | None:
+        return _runs_forwards(value, info)
+
+
+class PartnerBalanceArgs(Args):
+    positional = ("from_date", "to_date")
+
+    from_date: IsoDate | None = _from_date()
+    to_date: IsoDate | None = _to_date()
+
+    @field_validator("to_date")
+    @classmethod
+    def _order(cls, value: date | None, info: ValidationInfo) -> date | None:
+        return _runs_forwards(value, info)
+
+
+class MoveFundsArgs(Args):
+    positional = ("account", "amount", "description")
+    rest = "description"
+
+    account: AccountNumber = Field(description="customer account number", examples=["10023"])
+    amount: SignedMoney = Field(
+        description=(
+            "at most two decimals, not zero; positive moves partner → customer, "
+            "negative moves customer → partner"
+        ),
+        examples=["50.00"],
+    )
+    description: str = Field(
+        description=f"why the funds move (1–{DESCRIPTION_LIMIT} characters; the rest of the line)",
+        examples=["March top-up"],
+    )
+
+    @field_validator("description")
+    @classmethod
+    def _description(cls, value: str) -> str:
+        if not value:
+            raise ValueError("is required: say why the funds move")
+        if len(value) > DESCRIPTION_LIMIT:
+            raise ValueError(f"is {len(value)} characters long; the limit is {DESCRIPTION_LIMIT}")
+        return value
+
+
+class RegisterArgs(Args):
+    first_name: str = Field(description="customer's first name", examples=["Jane"])
+    last_name: str = Field(description="customer's last name", examples=["Citizen"])
+    email: str = Field(description="customer's e-mail address", examples=["jane@example.com"])
+    phone: str = Field(
+        description="international format: +, country code, number", examples=["+61412345678"]
+    )
+    company: str | None = Field(None, description="company name", examples=["Acme Pty Ltd"])
+
+    @field_validator("first_name", "last_name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value:
+            raise ValueError("is required")
+        if len(value) > NAME_LIMIT:
+            raise ValueError(f"is longer than {NAME_LIMIT} characters")
+        return value
+
+    @field_validator("company")
+    @classmethod
+    def _company(cls, value: str | None) -> str | None:
+        if value and len(value) > NAME_LIMIT:
+            raise ValueError(f"is longer than {NAME_LIMIT} characters")
+        return value or None
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        if not EMAIL.match(value):
+            raise ValueError(f"'{value}' is not an e-mail address (like jane@example.com)")
+        return value
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str) -> str:
+        compact = PHONE_SEPARATORS.sub("", value)
+        if not PHONE.match(compact):
+            raise ValueError(
+                f"'{value}' is not in international format: start with + and the country code, "
+                "like +61412345678"
+            )
+        return compact
+
+
+# --- handlers --------------------------------------------------------------------------------
+
+
+def statement_table(statement: Statement) -> Table:
+    rows = [[label, amount_text(value)] for label, value in statement.lines()]
+    if not rows:
+        raise CommandError("VoIPcloud answered without any balance figures.")
+    return Table(columns=["Item", "Amount"], rows=rows, align_right=frozenset({1}))
+
+
+def _closing(statement: Statement) -> str:
+    if statement.closing_balance is None:
+        return ""
+    return f": closing balance *{amount_text(statement.closing_balance)}*"
+
+
+async def balance(client: VoipcloudClient, args: BalanceArgs, ctx: Context) -> Reply:
+    period = period_of(args.from_date, args.to_date, ctx.today())
+    statement = await client.customer_balance(args.account, period.start, period.end)
+    return Reply(
+        text=f"*Customer {args.account}*, {period.label}{_closing(statement)}",
+        table=statement_table(statement),
+    )
+
+
+async def partner_balance(client: VoipcloudClient, args: PartnerBalanceArgs, ctx: Context) -> Reply:
+    period = period_of(args.from_date, args.to_date, ctx.today())
+    statement = await client.partner_balance(period.start, period.end)
+    return Reply(
+        text=f"*Partner account*, {period.label}{_closing(statement)}",
+        table=statement_table(statement),
+    )
+
+
+def direction(args: MoveFundsArgs) -> str:
+    amount = f"{abs(args.amount):.2f}"
+    if args.amount > 0:
+        return f"partner → customer {args.account}: {amount}"
+    return f"customer {args.account} → partner: {amount}"
+
+
+async def move_funds(client: VoipcloudClient, args: MoveFundsArgs, ctx: Context) -> Reply:
+    result = await client.move_funds(args.account, args.amount, args.description)
+    return Reply(
+        text=f"Funds moved, {direction(args)}.",
+        fields=[
+            ("Customer balance", amount_text(result.customer_balance)),
+            ("Credit limit", amount_text(result.customer_credit_limit)),
+            ("Description", args.description),
+        ],
+        buttons=[Button(label="Show balance", command=f"/{SLASH} balance {args.account}")],
+    )
+
+
+async def register(client: VoipcloudClient, args: RegisterArgs, ctx: Context) -> Reply:
+    registration = await client.register_customer(
+        first_name=args.first_name,
+        last_name=args.last_name,
+        email=args.email,
+        phone=args.phone,
+        company=args.company,
+    )
+    number = registration.account_number
+    fields = [("Account number", number), ("E-mail", args.email), ("Phone", args.phone)]
+    if args.company:
+        fields.append(("Company", args.company))
+    return Reply(
+        text=f"Customer *{args.first_name} {args.last_name}* registered as account *{number}*.",
+        sections=[registration.message] if registration.message else (),
+        fields=fields,
+        buttons=[
+            Button(label="Confirm e-mail", command=f"/{SLASH} confirm-email {number}"),
+            Button(label="Show balance", command=f"/{SLASH} balance {number}"),
+        ],
+    )
+
+
+async def confirm_email(client: VoipcloudClient, args: AccountArgs, ctx: Context) -> Reply:
+    notice = await client.confirm_email(args.account)
+    return Reply(
+        text=f"E-mail of customer {args.account} confirmed.",
+        sections=[notice.message] if notice.message else (),
+    )
+
+
+async def reset_password(client: VoipcloudClient, args: AccountArgs, ctx: Context) -> Reply:
+    notice = await client.reset_password(args.account)
+    return Reply(
+        text=f"Password reset for customer {args.account}.",
+        sections=[notice.message] if notice.message else (),
+    )
+
+
+async def login_url(client: VoipcloudClient, args: AccountArgs, ctx: Context) -> Reply:
+    url = await client.login_url(args.account)
+    return Reply(
+        text=f"One-time login URL for customer {args.account} (only you can see this):\n{url}",
+        private=True,
+        reveal=True,
+        audit_note=f"login URL issued for customer {args.account}",
+    )
+
+
+# --- approvals and lost answers ----------------------------------------------------------------
+
+
+def _describe_move(args: MoveFundsArgs) -> str:
+    return (
+        f"Move funds {direction(args)}\n"
+        f"Description: {args.description}\n"
+        f"`PUT` move-funds form: account_number={args.account} · amount={args.amount:.2f} · "
+        f"description={args.description}"
+    )
+
+
+def _unknown_move(args: MoveFundsArgs) -> Reply:
+    return Reply(
+        text=(
+            f"The transfer ({direction(args)}) reached VoIPcloud but its answer was lost, so it "
+            f"may have happened. Check customer {args.account}'s balance before moving funds again."
+        ),
+        buttons=[Button(label="Check balance", command=f"/{SLASH} balance {args.account}")],
+    )
+
+
+def _unknown_register(args: RegisterArgs) -> Reply:
+    return Reply(
+        text=(
+            f"The registration of {args.email} reached VoIPcloud but its answer was lost. Look "
+            "the customer up in the partner portal by e-mail before registering again."
+        )
+    )
+
+
+def _unknown_login(args: AccountArgs) -> Reply:
+    return Reply(
+        text=(
+            f"No login URL for customer {args.account} came back. Ask for a new one; "
+            "an unused URL does no harm."
+        ),
+        buttons=[Button(label="New login URL", command=f"/{SLASH} login-url {args.account}")],
+        private=True,
+    )
+
+
+def _unknown_reset(args: AccountArgs) -> Reply:
+    return Reply(
+        text=(
+            f"The password reset for customer {args.account} reached VoIPcloud but its answer "
+            "was lost: the customer may already have a reset e-mail. Ask them before resetting "
+            "again."
+        )
+    )
+
+
+REGISTER_FORM = Form(
+    title="Register customer",
+    submit="Register",
+    fields=[
+        FormField(name="first_name", label="First name"),
+        FormField(name="last_name", label="Last name"),
+        FormField(name="email", label="E-mail", kind="email", placeholder="jane@example.com"),
+        FormField(
+            name="phone",
+            label="Phone",
+            placeholder="+61412345678",
+            hint="International format: +, country code, then the number.",
+        ),
+        FormField(name="company", label="Company", optional=True),
+    ],
+)
+
+COMMANDS: list[Command[Any, VoipcloudClient]] = [
+    Command(
+        slash=SLASH,
+        words=("balance",),
+        summary="a customer's balance for a period (default: this month so far)",
+        args=BalanceArgs,
+        handler=balance,
+        role=Role.VIEWER,
+        example="/voipcloud balance 10023 2025-03-01 2025-03-31",
+    ),
+    Command(
+        slash=SLASH,
+        words=("partner-balance",),
+        summary="the partner account's balance for a period (default: this month so far)",
+        args=PartnerBalanceArgs,
+        handler=partner_balance,
+        role=Role.VIEWER,
+        example="/voipcloud partner-balance 2025-03-01 2025-03-31",
+    ),
+    Command(
+        slash=SLASH,
+        words=("move-funds",),
+        summary="move funds between the partner account and a customer (+ to the customer)",
+        args=MoveFundsArgs,
+        handler=move_funds,
+        role=Role.OPERATOR,
+        approval=True,
+        idempotent=False,
+        example="/voipcloud move-funds 10023 50.00 March top-up",
+        describe=_describe_move,
+        unknown_hint=_unknown_move,
+    ),
+    Command(
+        slash=SLASH,
+        words=("register",),
+        summary="register a new customer",
+        args=RegisterArgs,
+        handler=register,
+        role=Role.OPERATOR,
+        idempotent=False,
+        form=REGISTER_FORM,
+        example=(
+            "/voipcloud register first_name=Jane last_name=Citizen email=jane@example.com "
+            "phone=+61412345678"
+        ),
+        unknown_hint=_unknown_register,
+    ),
+    Command(
+        slash=SLASH,
+        words=("confirm-email",),
+        summary="mark a customer's e-mail address as confirmed",
+        args=AccountArgs,
+        handler=confirm_email,
+        role=Role.OPERATOR,
+    ),
+    Command(
+        slash=SLASH,
+        words=("login-url",),
+        summary="a one-time URL that logs you in as the customer (shown only to you)",
+        args=AccountArgs,
+        handler=login_url,
+        role=Role.OPERATOR,
+        idempotent=False,
+        unknown_hint=_unknown_login,
+    ),
+    Command(
+        slash=SLASH,
+        words=("reset-password",),
+        summary="reset a customer's password (VoIPcloud e-mails them)",
+        args=AccountArgs,
+        handler=reset_password,
+        role=Role.OPERATOR,
+        idempotent=False,
+        unknown_hint=_unknown_reset,
+    ),
+]
+
+
+def _configured(settings: VoipcloudSettings) -> bool:
+    return settings.base_url is not None and settings.token is not None
+
+
+def _open(
+    settings: VoipcloudSettings, transport: httpx.AsyncBaseTransport | None
+) -> VoipcloudClient:
+    assert settings.base_url is not None and settings.token is not None
+    captcha = settings.google_captcha
+    return VoipcloudClient.open(
+        base_url=settings.base_url,
+        token=settings.token.get_secret_value(),
+        google_captcha=captcha.get_secret_value() if captcha is not None else None,
+        paths=settings.paths(),
+        rate_limit=settings.rate_limit,
+        transport=transport,
+    )
+
+
+def _sandbox() -> tuple[VoipcloudSettings, VoipcloudSandbox]:
+    # The sandbox has no request budget of its own, so the client needs none either.
+    settings = VoipcloudSettings(
+        base_url=SANDBOX_BASE_URL,
+        token=SecretStr(SANDBOX_TOKEN),
+        google_captcha=SecretStr(SANDBOX_GOOGLE_CAPTCHA),
+        rate_limit=None,
+    )
+    return settings, VoipcloudSandbox()
+
+
+async def _check(client: VoipcloudClient) -> str:
+    today = client.budget.clock().date()
+    period = Period.month_to_date(today)
+    statement = await client.partner_balance(period.start, period.end)
+    closing = statement.closing_balance
+    shown = amount_text(closing) if closing is not None else "not given"
+    return f"partner closing balance {shown} ({period})"
+
+
+PROVIDER = Provider(
+    name=SLASH,
+    title="VoIPcloud",
+    settings=VoipcloudSettings,
+    configured=_configured,
+    open_client=_open,
+    sandbox=_sandbox,
+    commands=COMMANDS,
+    check=_check,
+)
