@@ -30,7 +30,7 @@ from bot.config import Settings
 from bot.replies import MessageRef, Surface
 from bot.roles import Roles, refusal
 from bot.scheduler import Scheduler
-from bot.store import utcnow
+from bot.store import ReportHistory, utcnow
 from commands import grammar
 from commands.base import Args, Command, CommandError, Context, Provider, Reply, ScheduleKind
 from commands.http import OutcomeUnknown, ProviderError
@@ -326,6 +326,7 @@ class Dispatcher:
             progress=progress.update,
             notify=surface.private,
             approval_id=approval.id if approval else None,
+            history=ReportHistory(self.engine),
         )
         task = asyncio.ensure_future(command.handler(client, args, ctx))
         heartbeat = asyncio.ensure_future(self._beat(approval.id)) if approval else None

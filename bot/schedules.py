@@ -16,6 +16,7 @@ from pydantic import BeforeValidator, Field, create_model
 from bot import messages
 from bot.audit import Entry
 from bot.scheduler import Schedule, cron_trigger
+from bot.store import ReportHistory
 from commands.base import (
     Args,
     Command,
@@ -229,6 +230,7 @@ async def run_schedule(dispatcher: Dispatcher, schedule: Schedule, due: datetime
             clock=dispatcher.clock,
             progress=progress.update,
             notify=surface.private,
+            history=ReportHistory(dispatcher.engine),
         )
         try:
             reply = await kind.run(runtime.client, args, ctx)

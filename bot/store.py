@@ -7,6 +7,8 @@ migrations in `bot/migrations/` and `metadata` below mirrors it. Times are store
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -173,3 +175,26 @@ async def ping(engine: AsyncEngine) -> bool:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class ReportHistory:
+    """`commands.base.History` over the report_history table (JSON figures per run)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def record(self, kind: str, data: Mapping[str, Any]) -> None:
+        payload = json.dumps(dict(data), default=str, sort_keys=True)
+        async with self.engine.begin() as conn:
+            await conn.execute(report_history.insert().values(kind=kind, at=utcnow(), data=payload))
+
+    async def recent(self, kind: str, limit: int) -> list[tuple[datetime, dict[str, Any]]]:
+        query = (
+            sa.select(report_history.c.at, report_history.c.data)
+            .where(report_history.c.kind == kind)
+            .order_by(report_history.c.id.desc())
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [(at, json.loads(data)) for at, data in reversed(rows)]

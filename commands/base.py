@@ -185,6 +185,31 @@ class Notify(Protocol):
     async def __call__(self, text: str) -> None: ...
 
 
+class History(Protocol):
+    """Figures kept between runs (report history), stored by the bot."""
+
+    async def record(self, kind: str, data: Mapping[str, Any]) -> None: ...
+
+    async def recent(self, kind: str, limit: int) -> list[tuple[datetime, dict[str, Any]]]:
+        """The newest `limit` records of `kind`, oldest first."""
+        ...
+
+
+class MemoryHistory:
+    """History kept in memory (tests, and anywhere without a store)."""
+
+    def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
+        self.clock = clock or _utcnow
+        self.items: list[tuple[str, datetime, dict[str, Any]]] = []
+
+    async def record(self, kind: str, data: Mapping[str, Any]) -> None:
+        self.items.append((kind, self.clock(), dict(data)))
+
+    async def recent(self, kind: str, limit: int) -> list[tuple[datetime, dict[str, Any]]]:
+        mine = [(at, data) for k, at, data in self.items if k == kind]
+        return mine[-limit:]
+
+
 async def _no_progress(done: int, total: int, label: str) -> None:
     return None
 
@@ -208,6 +233,7 @@ class Context:
     progress: Progress = _no_progress
     notify: Notify = _no_notify
     approval_id: int | None = None
+    history: History = field(default_factory=MemoryHistory)
 
     def now(self) -> datetime:
         return self.clock().astimezone(self.tz)
