@@ -21,7 +21,9 @@ async def audit_rows(dispatcher: Dispatcher) -> list[dict[str, object]]:
 
 async def test_sequences_lists_with_buttons_and_audits(dispatcher: Dispatcher) -> None:
     surface = RecordingSurface(user="U0VIEWER")
-    assert await dispatcher.run("/invoicexpress sequences", user="U0VIEWER", channel="C1", surface=surface)
+    assert await dispatcher.run(
+        "/invoicexpress sequences", user="U0VIEWER", channel="C1", surface=surface
+    )
     reply = surface.sent[0]
     sandbox = sandbox_of(dispatcher, "invoicexpress")
     assert reply.table is not None
@@ -42,14 +44,20 @@ async def test_button_click_reenters_dispatch_as_the_clicker(dispatcher: Dispatc
     viewer = RecordingSurface(user="U0VIEWER")
     # A viewer clicking "Set as default" is refused: the click carries the clicker's role.
     assert not await dispatcher.run(
-        f"/invoicexpress sequence set-current {target.id}", user="U0VIEWER", channel="C1", surface=viewer
+        f"/invoicexpress sequence set-current {target.id}",
+        user="U0VIEWER",
+        channel="C1",
+        surface=viewer,
     )
     assert "needs the *operator* role" in viewer.privates[0]
     assert "BILLING_OPERATORS" in viewer.privates[0]
     assert not target.default
     operator = RecordingSurface(user="U1")
     assert await dispatcher.run(
-        f"/invoicexpress sequence set-current {target.id}", user="U1", channel="C1", surface=operator
+        f"/invoicexpress sequence set-current {target.id}",
+        user="U1",
+        channel="C1",
+        surface=operator,
     )
     assert target.default
     assert sum(1 for s in sandbox.sequences.values() if s.default) == 1
@@ -58,21 +66,27 @@ async def test_button_click_reenters_dispatch_as_the_clicker(dispatcher: Dispatc
 
 async def test_nobody_configured_means_nobody(dispatcher: Dispatcher) -> None:
     surface = RecordingSurface(user="U9STRANGER")
-    assert not await dispatcher.run("/invoicexpress sequences", user="U9STRANGER", channel="C1", surface=surface)
+    assert not await dispatcher.run(
+        "/invoicexpress sequences", user="U9STRANGER", channel="C1", surface=surface
+    )
     assert "you have no billing role" in surface.privates[0]
     assert sandbox_of(dispatcher, "invoicexpress").control.requests == []
 
 
 async def test_unknown_word_suggests_and_sends_nothing(dispatcher: Dispatcher) -> None:
     surface = RecordingSurface()
-    assert not await dispatcher.run("/invoicexpress sequnces", user="U1", channel="C1", surface=surface)
+    assert not await dispatcher.run(
+        "/invoicexpress sequnces", user="U1", channel="C1", surface=surface
+    )
     assert "Did you mean `/invoicexpress sequences`?" in surface.privates[0]
     assert sandbox_of(dispatcher, "invoicexpress").control.requests == []
 
 
 async def test_bad_id_names_field_form_and_example(dispatcher: Dispatcher) -> None:
     surface = RecordingSurface()
-    assert not await dispatcher.run("/invoicexpress sequence abc", user="U1", channel="C1", surface=surface)
+    assert not await dispatcher.run(
+        "/invoicexpress sequence abc", user="U1", channel="C1", surface=surface
+    )
     message = surface.privates[0]
     assert "`id`: 'abc' is not a positive whole number" in message
     assert "Expected: `/invoicexpress sequence <id>`" in message
@@ -84,11 +98,19 @@ async def test_bad_id_names_field_form_and_example(dispatcher: Dispatcher) -> No
 
 async def test_help_at_every_prefix(dispatcher: Dispatcher) -> None:
     surface = RecordingSurface()
-    for line in ("/invoicexpress help", "/invoicexpress sequence help", "/invoicexpress sequence create help", "/billing help"):
+    for line in (
+        "/invoicexpress help",
+        "/invoicexpress sequence help",
+        "/invoicexpress sequence create help",
+        "/billing help",
+    ):
         assert await dispatcher.run(line, user="U1", channel="C1", surface=surface)
     top, prefix, single, overview = surface.privates
     assert "`/invoicexpress sequence set-current <id>`" in top
-    assert "/invoicexpress sequences" not in prefix and "/invoicexpress sequence register <id>" in prefix
+    assert (
+        "/invoicexpress sequences" not in prefix
+        and "/invoicexpress sequence register <id>" in prefix
+    )
     assert "Usage: `/invoicexpress sequence create <serie> [default=<yes/no>]`" in single
     assert "`serie` (text, required)" in single
     assert "you are *operator*" in overview and "/invoicexpress sequences" in overview
@@ -97,7 +119,10 @@ async def test_help_at_every_prefix(dispatcher: Dispatcher) -> None:
 async def test_provider_404_and_401_become_one_sentence(dispatcher: Dispatcher) -> None:
     surface = RecordingSurface()
     await dispatcher.run("/invoicexpress sequence 999", user="U1", channel="C1", surface=surface)
-    assert surface.privates[-1] == "`/invoicexpress sequence` failed: InvoiceXpress says no sequence 999."
+    assert (
+        surface.privates[-1]
+        == "`/invoicexpress sequence` failed: InvoiceXpress says no sequence 999."
+    )
     sandbox = sandbox_of(dispatcher, "invoicexpress")
     sandbox.api_key = "rotated"
     await dispatcher.run("/invoicexpress sequences", user="U1", channel="C1", surface=surface)
@@ -107,7 +132,9 @@ async def test_provider_404_and_401_become_one_sentence(dispatcher: Dispatcher) 
 
 async def test_form_opens_when_typed_bare(dispatcher: Dispatcher) -> None:
     surface = RecordingSurface(user="U0ADMIN", form_support=True)
-    assert await dispatcher.run("/invoicexpress at-communication", user="U0ADMIN", channel="C1", surface=surface)
+    assert await dispatcher.run(
+        "/invoicexpress at-communication", user="U0ADMIN", channel="C1", surface=surface
+    )
     assert surface.forms == ["invoicexpress at-communication"]
     assert sandbox_of(dispatcher, "invoicexpress").control.requests == []
 
@@ -133,7 +160,10 @@ async def test_modal_submission_runs_the_same_handler(dispatcher: Dispatcher) ->
     )
     assert command is not None and errors == {}
     surface = RecordingSurface(user="U0ADMIN")
-    assert await dispatcher.run_values(command, values, user="U0ADMIN", channel="C1", surface=surface) is None
+    assert (
+        await dispatcher.run_values(command, values, user="U0ADMIN", channel="C1", surface=surface)
+        is None
+    )
     sandbox = sandbox_of(dispatcher, "invoicexpress")
     assert sandbox.at_settings == {"at_subuser": "123456789/3", "communication_type": "auto"}
     body = json.loads(sandbox.control.requests[-1].body)
@@ -144,7 +174,9 @@ async def test_modal_submission_runs_the_same_handler(dispatcher: Dispatcher) ->
 
 async def test_approval_flow_runs_once_and_tells_the_story(dispatcher: Dispatcher) -> None:
     requester = RecordingSurface(user="U1")
-    assert await dispatcher.run("/invoicexpress sequence create 2027", user="U1", channel="C1", surface=requester)
+    assert await dispatcher.run(
+        "/invoicexpress sequence create 2027", user="U1", channel="C1", surface=requester
+    )
     sandbox = sandbox_of(dispatcher, "invoicexpress")
     assert sandbox.control.requests == []  # nothing is sent before approval
     card = requester.sent[0]
@@ -153,11 +185,15 @@ async def test_approval_flow_runs_once_and_tells_the_story(dispatcher: Dispatche
     assert [b.command for b in card.buttons] == ["/billing approve 1", "/billing reject 1"]
 
     # The requester (an operator) cannot approve.
-    assert not await dispatcher.run("/billing approve 1", user="U1", channel="C1", surface=requester)
+    assert not await dispatcher.run(
+        "/billing approve 1", user="U1", channel="C1", surface=requester
+    )
     assert "needs the *approver* role" in requester.privates[-1]
     # An operator who is not an approver is refused by role.
     operator = RecordingSurface(user="U0OPERATOR")
-    assert not await dispatcher.run("/billing approve 1", user="U0OPERATOR", channel="C1", surface=operator)
+    assert not await dispatcher.run(
+        "/billing approve 1", user="U0OPERATOR", channel="C1", surface=operator
+    )
     assert "needs the *approver* role" in operator.privates[-1]
 
     approver = RecordingSurface(user="U2")
@@ -184,7 +220,9 @@ async def test_approval_flow_runs_once_and_tells_the_story(dispatcher: Dispatche
 
 async def test_an_approver_cannot_approve_their_own_request(dispatcher: Dispatcher) -> None:
     surface = RecordingSurface(user="U2")
-    await dispatcher.run("/invoicexpress sequence create 2029", user="U2", channel="C1", surface=surface)
+    await dispatcher.run(
+        "/invoicexpress sequence create 2029", user="U2", channel="C1", surface=surface
+    )
     assert not await dispatcher.run("/billing approve 1", user="U2", channel="C1", surface=surface)
     assert "You requested #1 yourself" in surface.privates[-1]
     assert "two-person rule" in surface.privates[-1]
@@ -195,9 +233,13 @@ async def test_an_approver_cannot_approve_their_own_request(dispatcher: Dispatch
 
 async def test_reject_records_who_and_why(dispatcher: Dispatcher) -> None:
     surface = RecordingSurface(user="U1")
-    await dispatcher.run("/invoicexpress sequence create 2031", user="U1", channel="C1", surface=surface)
+    await dispatcher.run(
+        "/invoicexpress sequence create 2031", user="U1", channel="C1", surface=surface
+    )
     approver = RecordingSurface(user="U2")
-    assert await dispatcher.run('/billing reject 1 "wrong year"', user="U2", channel="C1", surface=approver)
+    assert await dispatcher.run(
+        '/billing reject 1 "wrong year"', user="U2", channel="C1", surface=approver
+    )
     assert approver.updates[-1][1].text == "🚫 #1 rejected by <@U2>: wrong year"
     assert not await dispatcher.run("/billing approve 1", user="U3", channel="C1", surface=approver)
     assert sandbox_of(dispatcher, "invoicexpress").control.requests == []
@@ -207,13 +249,17 @@ async def test_reject_records_who_and_why(dispatcher: Dispatcher) -> None:
 
 async def test_twenty_concurrent_approvals_make_one_provider_call(dispatcher: Dispatcher) -> None:
     surface = RecordingSurface(user="U1")
-    await dispatcher.run("/invoicexpress sequence create 2040", user="U1", channel="C1", surface=surface)
+    await dispatcher.run(
+        "/invoicexpress sequence create 2040", user="U1", channel="C1", surface=surface
+    )
     sandbox = sandbox_of(dispatcher, "invoicexpress")
     sandbox.control.stall = 0.2  # keep the winner busy while the others arrive
     clickers = ["U2", "U3", "U0APPROVER", "U0ADMIN"] * 5
     results = await asyncio.gather(
         *(
-            dispatcher.run("/billing approve 1", user=u, channel="C1", surface=RecordingSurface(user=u))
+            dispatcher.run(
+                "/billing approve 1", user=u, channel="C1", surface=RecordingSurface(user=u)
+            )
             for u in clickers
         )
     )
@@ -225,9 +271,13 @@ async def test_twenty_concurrent_approvals_make_one_provider_call(dispatcher: Di
 
 async def test_expired_requests_cannot_run(dispatcher: Dispatcher) -> None:
     surface = RecordingSurface(user="U1")
-    await dispatcher.run("/invoicexpress sequence register 103", user="U1", channel="C1", surface=surface)
+    await dispatcher.run(
+        "/invoicexpress sequence register 103", user="U1", channel="C1", surface=surface
+    )
     async with dispatcher.engine.begin() as conn:
-        await conn.execute(approvals.update().values(expires_at=dispatcher.clock().replace(year=2000)))
+        await conn.execute(
+            approvals.update().values(expires_at=dispatcher.clock().replace(year=2000))
+        )
     approver = RecordingSurface(user="U2")
     assert not await dispatcher.run("/billing approve 1", user="U2", channel="C1", surface=approver)
     assert "has expired" in approver.privates[-1]
@@ -245,6 +295,8 @@ async def test_disabled_provider_says_so(make_settings: object, runtime: object)
     dispatcher.runtimes = [ProviderRuntime(PROVIDER, "disabled")]
     dispatcher.__post_init__()
     surface = RecordingSurface(user="U1")
-    assert not await dispatcher.run("/invoicexpress sequences", user="U1", channel="C1", surface=surface)
+    assert not await dispatcher.run(
+        "/invoicexpress sequences", user="U1", channel="C1", surface=surface
+    )
     assert "InvoiceXpress is not configured here" in surface.privates[0]
     assert "`INVOICEXPRESS_*`" in surface.privates[0]
