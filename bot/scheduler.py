@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,11 +46,40 @@ def cron_trigger(expression: str, tz: ZoneInfo) -> CronTrigger:
             f"'{expression}' is not a cron expression: it needs 5 fields "
             '(minute hour day-of-month month day-of-week), like "0 9 1 * *"'
         )
+    minute, hour, day, month, day_of_week = fields
     try:
-        trigger: CronTrigger = CronTrigger.from_crontab(expression, timezone=tz)
+        trigger: CronTrigger = CronTrigger(
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=crontab_weekdays(day_of_week),
+            timezone=tz,
+        )
     except ValueError as exc:
         raise ValueError(f"'{expression}' is not a valid cron expression ({exc})") from None
     return trigger
+
+
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def crontab_weekdays(field: str) -> str:
+    """Crontab counts weekdays from Sunday = 0 (7 too); APScheduler 3 from Monday = 0, and its
+    `from_crontab` does not translate. Names mean the same to both, so numbers become names."""
+    parts = []
+    for part in field.split(","):
+        span, slash, step = part.partition("/")
+        named = re.sub(r"\d+", lambda m: _weekday(m.group()), span)
+        parts.append(named + slash + step)
+    return ",".join(parts)
+
+
+def _weekday(number: str) -> str:
+    index = int(number)
+    if index > 7:
+        raise ValueError(f"day of week {index} is not 0-7")
+    return _WEEKDAYS[index]
 
 
 def next_run(expression: str, tz: ZoneInfo, after: datetime) -> datetime | None:

@@ -1,0 +1,286 @@
+"""Schedules: validation, the store, once-only firing, missed runs, leadership."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlalchemy as sa
+
+from bot.dispatch import Dispatcher
+from bot.runtime import Runtime
+from bot.scheduler import Schedule, Scheduler, cron_trigger, next_run
+from bot.store import audit, schedules
+from tests.conftest import sandbox_of
+from tests.support import RecordingSurface
+
+
+def test_cron_in_the_team_zone() -> None:
+    lisbon = ZoneInfo("Europe/Lisbon")
+    after = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+    fire = next_run("0 9 1 * *", lisbon, after)
+    assert fire == datetime(2026, 12, 1, 9, 0, tzinfo=lisbon)
+    assert next_run("30 8 * * 1", ZoneInfo("Asia/Tokyo"), after) == datetime(
+        2026, 11, 23, 8, 30, tzinfo=ZoneInfo("Asia/Tokyo")
+    )
+
+
+@pytest.mark.parametrize(
+    ("expression", "first_fire"),
+    [
+        ("0 9 * * 1", datetime(2026, 11, 23, 9, 0)),  # Monday, as in crontab
+        ("0 9 * * 0", datetime(2026, 11, 22, 9, 0)),  # Sunday
+        ("0 9 * * 7", datetime(2026, 11, 22, 9, 0)),  # Sunday again
+        ("0 9 * * 1-5", datetime(2026, 11, 23, 9, 0)),  # weekdays
+        ("0 9 * * 6", datetime(2026, 11, 28, 9, 0)),  # Saturday
+        ("0 9 * * sat,sun", datetime(2026, 11, 22, 9, 0)),
+    ],
+)
+def test_weekdays_count_as_in_crontab(expression: str, first_fire: datetime) -> None:
+    after = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)  # a Saturday, past 09:00
+    assert next_run(expression, ZoneInfo("UTC"), after) == first_fire.replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("expression", "reason"),
+    [
+        ("0 9 1 *", "needs 5 fields"),
+        ("61 9 1 * *", "not a valid cron expression"),
+        ("0 25 * * *", "not a valid cron expression"),
+        ("every monday", "needs 5 fields"),
+        ("0 9 * * 8", "day of week 8 is not 0-7"),
+    ],
+)
+def test_bad_cron_is_explained(expression: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        cron_trigger(expression, ZoneInfo("UTC"))
+
+
+async def admin(dispatcher: Dispatcher, line: str) -> RecordingSurface:
+    surface = RecordingSurface(user="U0ADMIN", channel="C0BILLING")
+    await dispatcher.run(line, user="U0ADMIN", channel="C0BILLING", surface=surface)
+    return surface
+
+
+async def test_bad_schedule_input_sends_nothing(runtime: Runtime) -> None:
+    dispatcher = runtime.dispatcher
+    surface = await admin(dispatcher, '/billing schedule add closing-reminder "0 9 1 *"')
+    assert "`cron`: '0 9 1 *' is not a cron expression: it needs 5 fields" in surface.privates[0]
+    assert 'Example: `/billing schedule add closing-reminder "0 9 1 * *"`' in surface.privates[0]
+    surface = await admin(
+        dispatcher, '/billing schedule add closing-reminder "0 9 1 * *" accounts=1,x'
+    )
+    assert "`accounts`" in surface.privates[0]
+    surface = await admin(dispatcher, "/billing schedule pause 99")
+    assert surface.privates == ["There is no schedule #99; see `/billing schedules`."]
+    assert dispatcher.scheduler is not None and await dispatcher.scheduler.all() == []
+    for name in ("activeplatform", "voipcloud"):
+        assert sandbox_of(dispatcher, name).control.requests == []
+
+
+async def test_a_schedule_needs_billing_channel(runtime: Runtime) -> None:
+    dispatcher = runtime.dispatcher
+    assert dispatcher.settings.billing_channel is None
+    surface = await admin(dispatcher, '/billing schedule add closing-reminder "0 9 1 * *"')
+    assert "BILLING_CHANNEL, which is not set" in surface.privates[0]
+    assert dispatcher.scheduler is not None and await dispatcher.scheduler.all() == []
+    viewer = RecordingSurface(user="U1")
+    await dispatcher.run(
+        '/billing schedule add closing-reminder "0 9 1 * *"',
+        user="U1",
+        channel="C1",
+        surface=viewer,
+    )
+    assert "needs the *admin* role" in viewer.privates[0]
+
+
+@pytest.fixture
+def with_channel(runtime: Runtime) -> Dispatcher:
+    dispatcher = runtime.dispatcher
+    dispatcher.settings = dispatcher.settings.model_copy(update={"billing_channel": "C0BILLING"})
+    return dispatcher
+
+
+async def test_add_list_pause_resume_remove(with_channel: Dispatcher) -> None:
+    dispatcher = with_channel
+    surface = await admin(
+        dispatcher, '/billing schedule add closing-reminder "0 9 1 * *" reseller=1'
+    )
+    assert surface.sent[0].text.startswith("Schedule #1 added: closing-reminder `0 9 1 * *`")
+    listing = await admin(dispatcher, "/billing schedules")
+    table = listing.sent[0].table
+    assert table is not None and table.rows[0][:3] == ["1", "closing-reminder", "0 9 1 * *"]
+    assert "reseller=1" in table.rows[0][5]
+    await admin(dispatcher, "/billing schedule pause 1")
+    assert dispatcher.scheduler is not None
+    paused = await dispatcher.scheduler.get(1)
+    assert paused is not None and paused.paused and paused.next_run_at is None
+    await admin(dispatcher, "/billing schedule resume 1")
+    resumed = await dispatcher.scheduler.get(1)
+    assert resumed is not None and not resumed.paused and resumed.next_run_at is not None
+    await admin(dispatcher, "/billing schedule remove 1")
+    assert await dispatcher.scheduler.all() == []
+
+
+async def test_run_now_posts_the_reminder_as_an_approval(with_channel: Dispatcher) -> None:
+    dispatcher = with_channel
+    await admin(dispatcher, '/billing schedule add closing-reminder "0 9 1 * *"')
+    await admin(dispatcher, "/billing schedule run 1")
+    posted = dispatcher.system_surface("C0BILLING")
+    card = posted.sent[-1]  # type: ignore[attr-defined]
+    assert card.text.startswith("Closing documents for ")
+    assert [b.label for b in card.buttons] == ["Send notifications", "Skip", "Snooze 24 h"]
+    sandbox = sandbox_of(dispatcher, "activeplatform")
+    assert all(r.method == "GET" for r in sandbox.control.requests)  # only counted, nothing sent
+    # Send is for approvers only, and runs once whatever the clicks.
+    operator = RecordingSurface(user="U1", channel="C0BILLING")
+    assert not await dispatcher.run(
+        "/billing approve 1", user="U1", channel="C0BILLING", surface=operator
+    )
+    approver = RecordingSurface(user="U2", channel="C0BILLING")
+    assert await dispatcher.run(
+        "/billing approve 1", user="U2", channel="C0BILLING", surface=approver
+    )
+    assert not await dispatcher.run(
+        "/billing approve 1", user="U3", channel="C0BILLING", surface=approver
+    )
+    posts = [r for r in sandbox.control.requests if r.method == "POST"]
+    notified = [a for r in posts for a in __import__("json").loads(r.body)["account_ids"]]
+    assert len(notified) == len(set(notified)) > 0
+    async with dispatcher.engine.connect() as conn:
+        decisions = (await conn.execute(sa.select(audit.c.decision))).scalars().all()
+    assert {"scheduled run", "requested", "approved", "executed"} <= set(decisions)
+
+
+async def test_snooze_asks_again_later(with_channel: Dispatcher) -> None:
+    dispatcher = with_channel
+    await admin(dispatcher, '/billing schedule add closing-reminder "0 9 1 * *"')
+    await admin(dispatcher, "/billing schedule run 1")
+    approver = RecordingSurface(user="U2", channel="C0BILLING")
+    assert await dispatcher.run(
+        "/billing snooze 1", user="U2", channel="C0BILLING", surface=approver
+    )
+    assert dispatcher.scheduler is not None
+    row = await dispatcher.scheduler.get(1)
+    assert row is not None and row.next_run_at is not None
+    assert row.next_run_at - dispatcher.clock() < timedelta(hours=24, minutes=1)
+    assert not await dispatcher.run(
+        "/billing approve 1", user="U3", channel="C0BILLING", surface=approver
+    )
+    assert [
+        r for r in sandbox_of(dispatcher, "activeplatform").control.requests if r.method == "POST"
+    ] == []
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def test_due_runs_fire_once_missed_runs_once_within_grace(runtime: Runtime) -> None:
+    dispatcher = runtime.dispatcher
+    fired: list[tuple[int, datetime | None]] = []
+
+    async def run(schedule: Schedule, due: datetime | None) -> None:
+        fired.append((schedule.id, due))
+
+    clock = Clock(datetime(2026, 11, 30, 12, 0, tzinfo=UTC))
+    scheduler = Scheduler(
+        dispatcher.engine,
+        tz=ZoneInfo("UTC"),
+        run=run,
+        audit=dispatcher.audit,
+        grace=timedelta(hours=6),
+        clock=clock,
+    )
+    first = await scheduler.add(
+        kind="closing-reminder", cron="0 9 1 * *", args={}, channel="C", created_by="U0ADMIN"
+    )
+    late = await scheduler.add(
+        kind="closing-reminder", cron="0 9 1 * *", args={}, channel="C", created_by="U0ADMIN"
+    )
+    assert first.next_run_at == datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+    assert await scheduler.tick() == 0  # nothing due yet
+    # The bot was down over the due time: 2 h late is within grace, fires once...
+    clock.now = datetime(2026, 12, 1, 11, 0, tzinfo=UTC)
+    async with dispatcher.engine.begin() as conn:  # ...while the other is 2 days late
+        await conn.execute(
+            schedules.update()
+            .where(schedules.c.id == late.id)
+            .values(next_run_at=datetime(2026, 11, 29, 9, 0, tzinfo=UTC))
+        )
+    assert await scheduler.tick() == 1
+    assert fired == [(first.id, datetime(2026, 12, 1, 9, 0, tzinfo=UTC))]
+    assert await scheduler.tick() == 0  # ...and never twice
+    again = Scheduler(
+        dispatcher.engine, tz=ZoneInfo("UTC"), run=run, audit=dispatcher.audit, clock=clock
+    )
+    assert await again.tick() == 0  # not after a restart either
+    reloaded = await scheduler.get(first.id)
+    assert reloaded is not None and reloaded.next_run_at == datetime(2027, 1, 1, 9, 0, tzinfo=UTC)
+    async with dispatcher.engine.connect() as conn:
+        missed = (
+            (await conn.execute(sa.select(audit.c.detail).where(audit.c.decision == "missed")))
+            .scalars()
+            .all()
+        )
+    assert len(missed) == 1 and "more than 6:00:00 late" in missed[0]
+    await scheduler.stop()
+    await again.stop()
+
+
+async def test_two_schedulers_racing_fire_a_run_once(runtime: Runtime) -> None:
+    dispatcher = runtime.dispatcher
+    fired: list[int] = []
+
+    async def run(schedule: Schedule, due: datetime | None) -> None:
+        fired.append(schedule.id)
+
+    clock = Clock(datetime(2026, 11, 30, 12, 0, tzinfo=UTC))
+    one = Scheduler(
+        dispatcher.engine, tz=ZoneInfo("UTC"), run=run, audit=dispatcher.audit, clock=clock
+    )
+    two = Scheduler(
+        dispatcher.engine, tz=ZoneInfo("UTC"), run=run, audit=dispatcher.audit, clock=clock
+    )
+    one.leader.always = two.leader.always = True  # as if leadership overlapped for a moment
+    row = await one.add(
+        kind="closing-reminder", cron="* * * * *", args={}, channel="C", created_by="U"
+    )
+    assert row.next_run_at is not None
+    clock.now = row.next_run_at + timedelta(seconds=5)
+    import asyncio
+
+    counts = await asyncio.gather(one.tick(), two.tick(), one.tick(), two.tick())
+    assert sum(counts) == 1 and fired == [row.id]
+    await one.stop()
+    await two.stop()
+
+
+async def test_only_one_leader_on_postgresql(runtime: Runtime, database_url: str) -> None:
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite is one process: it always leads")
+    dispatcher = runtime.dispatcher
+
+    async def run(schedule: Schedule, due: datetime | None) -> None:
+        return None
+
+    one = Scheduler(dispatcher.engine, tz=ZoneInfo("UTC"), run=run, audit=dispatcher.audit)
+    from bot.store import make_engine
+
+    other_engine = make_engine(database_url)
+    try:
+        two = Scheduler(other_engine, tz=ZoneInfo("UTC"), run=run, audit=dispatcher.audit)
+        assert await one.leader.elect() is True
+        assert await two.leader.elect() is False
+        await one.leader.resign()  # as when the leader's session ends
+        assert await two.leader.elect() is True
+        assert await one.leader.elect() is False
+        await two.leader.resign()
+    finally:
+        await other_engine.dispose()
