@@ -27,7 +27,12 @@ def reference() -> str:
     ]
     lines = [BEGIN, ""]
     for slash in ["billing", *(p.name for p in PROVIDERS)]:
-        lines += [f"### `/{slash}`", "", "| command | role | approval | what it does |", "|---|---|---|---|"]
+        lines += [
+            f"### `/{slash}`",
+            "",
+            "| command | role | approval | what it does |",
+            "|---|---|---|---|",
+        ]
         for command in (c for c in commands if c.slash == slash):
             usage = grammar.usage(command).replace("|", "\\|")
             approval = "yes" if command.approval else "–"

@@ -82,7 +82,9 @@ def make_settings(database_url: str) -> Callable[..., Settings]:
 
 
 @pytest.fixture
-async def runtime(make_settings: Callable[..., Settings], database_url: str) -> AsyncIterator[Runtime]:
+async def runtime(
+    make_settings: Callable[..., Settings], database_url: str
+) -> AsyncIterator[Runtime]:
     """A bot on sandboxes with roles: U1 operator, U2/U3 approvers, U0ADMIN admin."""
     settings = make_settings()
     if not database_url.startswith("sqlite"):
