@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     billing_admins: IdTuple = ()
     approval_ttl_hours: float = Field(24, gt=0, le=24 * 30)
     port: int = Field(3000, ge=1, le=65535)
+    scheduler_tick_seconds: float = Field(15, ge=0.2, le=300)
 
     @field_validator(
         "billing_viewers", "billing_operators", "billing_approvers", "billing_admins", mode="before"

@@ -152,6 +152,11 @@ async def open_runtime(
         await run_schedule(dispatcher, schedule, due)
 
     dispatcher.scheduler = Scheduler(
-        engine, tz=settings.tz, run=run, audit=dispatcher.audit, clock=dispatcher.clock
+        engine,
+        tz=settings.tz,
+        run=run,
+        audit=dispatcher.audit,
+        clock=dispatcher.clock,
+        tick_every=settings.scheduler_tick_seconds,
     )
     return Runtime(settings=settings, engine=engine, dispatcher=dispatcher)
