@@ -138,8 +138,9 @@ class Dispatcher:
             parsed = grammar.parse(slash, text, self.commands)
         except grammar.GrammarError as exc:
             await surface.private(exc.message)
+            words = [w for w in text.split()[:4] if "=" not in w][:3]
             await self._audit_invalid(
-                f"/{slash}", {"text": redact(text)[:200]}, user, channel, exc.message
+                f"/{slash}", {"words": redact(" ".join(words))}, user, channel, exc.message
             )
             return False
         if isinstance(parsed, grammar.HelpRequest):

@@ -74,6 +74,8 @@ def parse(slash: str, text: str, commands: Sequence[Command[Any, Any]]) -> Parse
     rest = tokens[len(best.words) :]
     if rest and rest[0].lower() == "help" and len(rest) == 1:
         return HelpRequest(slash, best.words)
+    if rest:
+        _refuse_misspelt_subcommand(slash, best, rest[0], own)
     return Parsed(best, assign(best, rest))
 
 
@@ -91,6 +93,8 @@ def assign(command: Command[Any, Any], tokens: Sequence[str]) -> dict[str, Any]:
                 raise GrammarError(f"`{name}` is given twice.\n{usage_block(command)}")
             values[name] = match.group(2)
         elif match and name in fields:
+            if name in values:
+                raise GrammarError(f"`{name}` is given twice.\n{usage_block(command)}")
             values[name] = match.group(2)
         elif match and model.rest is None:
             known = [f for f in fields if f not in positional]
@@ -172,9 +176,9 @@ def type_label(info: FieldInfo) -> str:
             for meta in getattr(inner[0], "__metadata__", ()):
                 if isinstance(meta, Label):
                     return meta.text
-            annotation = get_origin(inner[0]) or inner[0]
-            if annotation is Annotated:
-                annotation = get_args(inner[0])[0]
+            annotation = inner[0]
+            if get_origin(annotation) is Annotated:
+                annotation = get_args(annotation)[0]
     options = get_args(annotation)
     if options and all(isinstance(o, str) for o in options):
         return "|".join(options)
@@ -275,6 +279,27 @@ def help_text(
         lines.append(f"• `{usage(command)}` — {command.summary}{flag}{lock}")
     lines.append(f"Add `help` after a command for its arguments, e.g. `/{matching[0].path} help`.")
     return "\n".join(lines)
+
+
+def _refuse_misspelt_subcommand(
+    slash: str, best: Command[Any, Any], word: str, commands: Sequence[Command[Any, Any]]
+) -> None:
+    """`sequence regster 5` selects `sequence`; if the next word is a near-miss of a deeper
+    command's word (and not a value), suggest that command instead of misreading it."""
+    depth = len(best.words)
+    deeper = sorted(
+        {c.words[depth] for c in commands if len(c.words) > depth and c.words[:depth] == best.words}
+    )
+    lowered = word.lower()
+    if not deeper or "=" in lowered or any(ch.isdigit() for ch in lowered):
+        return
+    guess = difflib.get_close_matches(lowered, deeper, n=1, cutoff=0.75)
+    if guess:
+        here = " ".join((slash, *best.words))
+        raise GrammarError(
+            f"`/{here} {word}` is not a command. Did you mean `/{here} {guess[0]}`?\n"
+            f"See `/{here} help` for the list."
+        )
 
 
 def _longest_known_prefix(

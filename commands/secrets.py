@@ -22,7 +22,7 @@ SECRET_PARAMS = ("api_key", "psw", "password", "token", "google_captcha", "at_pa
 _PARAM = re.compile(
     r"(?P<key>\b(?:"
     + "|".join(SECRET_PARAMS)
-    + r"))(?P<sep>=|%3D|\"?\s*:\s*\"?)(?P<value>[^&\s\"',}]+)",
+    + r"))(?P<sep>=|%3D|[\"']?\s*:\s*[\"']?)(?P<value>[^&\s\"',}<>`][^&\s\"',}]*)",
     re.IGNORECASE,
 )
 _SLACK_TOKEN = re.compile(r"\bxox[abposr]-[A-Za-z0-9-]+|\bxapp-[A-Za-z0-9-]+")

@@ -49,13 +49,19 @@ def parse_decimal(value: Any) -> Decimal:
         raise ValueError(f"'{raw}' is not a number") from exc
 
 
+def _finite(amount: Decimal) -> Decimal:
+    if not amount.is_finite():
+        raise ValueError(f"'{amount}' is not a number")
+    return amount
+
+
 def _decimal_places(amount: Decimal) -> int:
     exponent = amount.as_tuple().exponent
     return -exponent if isinstance(exponent, int) and exponent < 0 else 0
 
 
 def positive_amount(value: Any) -> Decimal:
-    amount = parse_decimal(value)
+    amount = _finite(parse_decimal(value))
     if _decimal_places(amount) > 2:
         raise ValueError("use at most two decimals")
     if amount <= 0:
@@ -64,7 +70,7 @@ def positive_amount(value: Any) -> Decimal:
 
 
 def signed_amount(value: Any) -> Decimal:
-    amount = parse_decimal(value)
+    amount = _finite(parse_decimal(value))
     if _decimal_places(amount) > 2:
         raise ValueError("use at most two decimals")
     if amount == 0:

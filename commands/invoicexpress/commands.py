@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Literal
 
 import httpx
@@ -57,13 +58,18 @@ class SequenceId(Args):
 class CreateSequence(Args):
     positional = ("serie",)
     serie: str = Field(
-        description="series name, as printed on documents",
-        examples=["2027"],
-        min_length=1,
-        max_length=20,
-        pattern=r"^[A-Za-z0-9_\-/]+$",
+        description="series name, as printed on documents", examples=["2027"], max_length=20
     )
     default: YesNo = Field(False, description="make it the default sequence", examples=["yes"])
+
+    @field_validator("serie")
+    @classmethod
+    def _serie(cls, value: str) -> str:
+        if not value:
+            raise ValueError("must not be empty")
+        if not re.fullmatch(r"[A-Za-z0-9_\-/]+", value):
+            raise ValueError("use letters, digits, '-', '_' or '/' only, like 2027 or FT-2027")
+        return value
 
 
 class AtCommunication(Args):
