@@ -16,7 +16,7 @@ import shlex
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -30,7 +30,14 @@ from bot.config import Settings
 from bot.replies import MessageRef, Surface
 from bot.roles import Roles, refusal
 from bot.scheduler import Scheduler
-from bot.store import ReportHistory, utcnow
+from bot.store import (
+    MAX_BUTTON_VALUE,
+    STORED_PREFIX,
+    ReportHistory,
+    load_command,
+    store_command,
+    utcnow,
+)
 from commands import grammar
 from commands.base import Args, Command, CommandError, Context, Provider, Reply, ScheduleKind
 from commands.http import OutcomeUnknown, ProviderError
@@ -129,6 +136,12 @@ class Dispatcher:
     async def run(self, line: str, *, user: str, channel: str, surface: Surface) -> bool:
         """A typed command or a button click: `/slash words…`. False when it was refused or
         failed (the user has been told why)."""
+        if line.startswith(STORED_PREFIX):
+            stored = await load_command(self.engine, line)
+            if stored is None:
+                await surface.private("That button has expired; type the command instead.")
+                return False
+            line = stored
         slash, _, text = line.strip().removeprefix("/").partition(" ")
         slash = slash.lower()
         if slash not in self.slashes:
@@ -365,10 +378,23 @@ class Dispatcher:
             if heartbeat:
                 heartbeat.cancel()
         summary = reply.audit_note or reply.text
+        reply = await self._short_buttons(reply)
         if reply.proposal is not None:
             await self.propose(reply, channel=channel, origin=user, surface=surface)
             return Outcome(Status.DONE, summary)
         return Outcome(Status.DONE, summary, reply)
+
+    async def _short_buttons(self, reply: Reply) -> Reply:
+        """Buttons whose command is too long for Slack carry a stored reference instead."""
+        if all(len(b.command) <= MAX_BUTTON_VALUE for b in reply.buttons):
+            return reply
+        buttons = [
+            b
+            if len(b.command) <= MAX_BUTTON_VALUE
+            else replace(b, command=await store_command(self.engine, b.command))
+            for b in reply.buttons
+        ]
+        return replace(reply, buttons=buttons)
 
     def _client(self, command: Command[Any, Any], surface: Surface) -> Any | None:
         name = self.owner(command)

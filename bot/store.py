@@ -102,6 +102,14 @@ schedules = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
 
+stored_commands = sa.Table(
+    "stored_commands",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("command", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
 report_history = sa.Table(
     "report_history",
     metadata,
@@ -198,3 +206,30 @@ class ReportHistory:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [(at, json.loads(data)) for at, data in reversed(rows)]
+
+
+STORED_PREFIX = "stored:"
+MAX_BUTTON_VALUE = 2000
+
+
+async def store_command(engine: AsyncEngine, command: str) -> str:
+    """A short stand-in for a button command longer than Slack lets a button carry."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            stored_commands.insert().values(command=command, created_at=utcnow())
+        )
+    key = result.inserted_primary_key[0] if result.inserted_primary_key else None
+    return f"{STORED_PREFIX}{key}"
+
+
+async def load_command(engine: AsyncEngine, reference: str) -> str | None:
+    key = reference.removeprefix(STORED_PREFIX)
+    if not key.isdigit():
+        return None
+    async with engine.connect() as conn:
+        found = (
+            await conn.execute(
+                sa.select(stored_commands.c.command).where(stored_commands.c.id == int(key))
+            )
+        ).scalar()
+    return str(found) if found is not None else None

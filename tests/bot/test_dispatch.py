@@ -8,7 +8,9 @@ import json
 import sqlalchemy as sa
 
 from bot.dispatch import Dispatcher
+from bot.replies import reply_blocks
 from bot.store import approvals, audit
+from commands.base import Button, Reply
 from tests.conftest import sandbox_of
 from tests.support import RecordingSurface
 
@@ -300,3 +302,28 @@ async def test_disabled_provider_says_so(make_settings: object, runtime: object)
     )
     assert "InvoiceXpress is not configured here" in surface.privates[0]
     assert "`INVOICEXPRESS_*`" in surface.privates[0]
+
+
+async def test_a_button_too_long_for_slack_is_stored_and_still_works(
+    dispatcher: Dispatcher,
+) -> None:
+    ids = ",".join(str(100_000_000 + n) for n in range(300))
+    long_line = f"/activeplatform notify-closing 2026-10 accounts={ids} reseller=1"
+    assert len(long_line) > 2000
+    reply = await dispatcher._short_buttons(
+        Reply(text="2 chunks failed", buttons=[Button(label="Retry", command=long_line)])
+    )
+    value = reply.buttons[0].command
+    assert value.startswith("stored:") and len(value) < 20
+    values = [
+        e["value"] for b in reply_blocks(reply) if b["type"] == "actions" for e in b["elements"]
+    ]
+    assert values == [value]
+
+    surface = RecordingSurface(user="U1")
+    assert await dispatcher.run(value, user="U1", channel="C1", surface=surface)
+    card = surface.sent[-1]
+    assert "Approval needed" in card.text
+    assert ids in dict(card.fields)["Command"]  # the whole command came back
+    await dispatcher.run("stored:99999", user="U1", channel="C1", surface=surface)
+    assert surface.privates[-1] == "That button has expired; type the command instead."
