@@ -515,19 +515,8 @@ class Dispatcher:
             await target.send(card)
         if outcome.reply is not None:
             await target.send(outcome.reply)
-        await self.audit.record(
-            Entry(
-                user_id=user,
-                channel=row.channel,
-                command=f"/{row.command_path}",
-                args=row.args_preview,
-                decision="approved",
-                outcome=outcome.status.value,
-                detail=outcome.summary,
-                provider=row.provider,
-                provider_status=outcome.provider_status,
-                approval_id=row.id,
-            )
+        await self._audit_decision(
+            row, user, "approved", outcome.status.value, outcome.summary, outcome.provider_status
         )
         return Reply(text=f"Approval #{row.id}: {outcome.status.value}.", private=True)
 
@@ -541,20 +530,32 @@ class Dispatcher:
         card = messages.approval_rejected(row, self.settings.tz)
         if row.ref:
             await target.update(row.ref, card)
+        await self._audit_decision(row, user, "rejected", "not run", reason or "")
+        return Reply(text=f"Approval #{row.id} rejected.", private=True)
+
+    async def _audit_decision(
+        self,
+        row: Approval,
+        user: str,
+        decision: str,
+        outcome: str,
+        detail: str,
+        provider_status: int | None = None,
+    ) -> None:
         await self.audit.record(
             Entry(
                 user_id=user,
                 channel=row.channel,
                 command=f"/{row.command_path}",
                 args=row.args_preview,
-                decision="rejected",
-                outcome="not run",
-                detail=reason or "",
+                decision=decision,
+                outcome=outcome,
+                detail=detail,
                 provider=row.provider,
+                provider_status=provider_status,
                 approval_id=row.id,
             )
         )
-        return Reply(text=f"Approval #{row.id} rejected.", private=True)
 
     async def sweep(self) -> None:
         """Expire old requests and settle executions whose runner is gone; update messages."""
@@ -563,18 +564,7 @@ class Dispatcher:
                 await self.system_surface(row.channel).update(
                     row.ref, messages.approval_expired(row, self.settings.tz)
                 )
-            await self.audit.record(
-                Entry(
-                    user_id="system",
-                    channel=row.channel,
-                    command=f"/{row.command_path}",
-                    args=row.args_preview,
-                    decision="expired",
-                    outcome="not run",
-                    provider=row.provider,
-                    approval_id=row.id,
-                )
-            )
+            await self._audit_decision(row, "system", "expired", "not run", "")
         for row in await self.approvals.orphaned(stale_after=self.stale_after):
             command = self.command(row.command_path)
             hint = None
@@ -590,18 +580,8 @@ class Dispatcher:
                 await surface.update(row.ref, card)
             else:
                 await surface.send(card)
-            await self.audit.record(
-                Entry(
-                    user_id="system",
-                    channel=row.channel,
-                    command=f"/{row.command_path}",
-                    args=row.args_preview,
-                    decision="recovered",
-                    outcome=Status.UNKNOWN.value,
-                    detail=row.outcome or "",
-                    provider=row.provider,
-                    approval_id=row.id,
-                )
+            await self._audit_decision(
+                row, "system", "recovered", Status.UNKNOWN.value, row.outcome or ""
             )
 
 

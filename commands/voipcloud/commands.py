@@ -1,4 +1,5 @@
-"""`/voipcloud`: customer and partner balances, moving funds, and customer accounts."""
+"""`/voipcloud`: customer and partner balances, moving funds, and customer accounts; and
+`/billing report balances` with its `balance-report` schedule (the report itself: report.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ from datetime import date
 from typing import Annotated, Any
 
 import httpx
-from pydantic import BeforeValidator, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from commands.base import (
@@ -21,14 +29,17 @@ from commands.base import (
     Provider,
     Reply,
     Role,
+    ScheduleKind,
     Table,
 )
-from commands.types import IsoDate, Label, Period, SignedMoney
+from commands.types import IsoDate, Label, Period, SignedMoney, id_list
 from commands.voipcloud import client as api
+from commands.voipcloud import report
 from commands.voipcloud.budget import DEFAULT_RATE_LIMIT, RateLimit
 from commands.voipcloud.client import Paths, VoipcloudClient
 from commands.voipcloud.models import Statement, amount_text
 from commands.voipcloud.sandbox import (
+    CONSOLE_POPULATION,
     SANDBOX_BASE_URL,
     SANDBOX_GOOGLE_CAPTCHA,
     SANDBOX_TOKEN,
@@ -36,7 +47,9 @@ from commands.voipcloud.sandbox import (
 )
 
 SLASH = "voipcloud"
+BILLING = "billing"
 DESCRIPTION_LIMIT = 255
+REPORT_LIMIT = 1000  # accounts in one report: at the default budget, about 2.5 hours of reads
 NAME_LIMIT = 100
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
@@ -114,6 +127,27 @@ def account_number(value: Any) -> str:
 AccountNumber = Annotated[str, BeforeValidator(account_number), Label("account")]
 
 
+def account_list(value: Any) -> tuple[str, ...]:
+    try:
+        accounts = id_list(value)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; give account numbers like 10023,10024") from None
+    if len(accounts) > REPORT_LIMIT:
+        raise ValueError(
+            f"{len(accounts)} accounts is more than one report reads ({REPORT_LIMIT}); "
+            "split them into several reports"
+        )
+    return accounts
+
+
+AccountList = Annotated[
+    tuple[str, ...],
+    BeforeValidator(account_list),
+    Label("account,account,…"),
+    PlainSerializer(lambda accounts: ",".join(accounts)),
+]
+
+
 class AccountArgs(Args):
     positional = ("account",)
     account: AccountNumber = Field(description="customer account number", examples=["10023"])
@@ -170,6 +204,32 @@ class PartnerBalanceArgs(Args):
     @classmethod
     def _order(cls, value: date | None, info: ValidationInfo) -> date | None:
         return _runs_forwards(value, info)
+
+
+def _accounts() -> Any:
+    return Field(
+        description=f"customer account numbers, comma-separated (at most {REPORT_LIMIT})",
+        examples=["10023,10024,10025"],
+    )
+
+
+class ReportBalancesArgs(Args):
+    positional = ("from_date", "to_date")
+
+    accounts: AccountList = _accounts()
+    from_date: IsoDate | None = _from_date()
+    to_date: IsoDate | None = _to_date()
+
+    @field_validator("to_date")
+    @classmethod
+    def _order(cls, value: date | None, info: ValidationInfo) -> date | None:
+        return _runs_forwards(value, info)
+
+
+class BalanceReportArgs(Args):
+    """The `balance-report` schedule: the period follows from the day it runs."""
+
+    accounts: AccountList = _accounts()
 
 
 class MoveFundsArgs(Args):
@@ -275,6 +335,18 @@ async def partner_balance(client: VoipcloudClient, args: PartnerBalanceArgs, ctx
         text=f"*Partner account*, {period.label}{_closing(statement)}",
         table=statement_table(statement),
     )
+
+
+async def report_balances(client: VoipcloudClient, args: ReportBalancesArgs, ctx: Context) -> Reply:
+    period = period_of(args.from_date, args.to_date, ctx.today())
+    return await report.balance_report(client, args.accounts, period, ctx)
+
+
+async def scheduled_balance_report(
+    client: VoipcloudClient, args: BalanceReportArgs, ctx: Context
+) -> Reply:
+    period = report.scheduled_period(ctx.today())
+    return await report.balance_report(client, args.accounts, period, ctx)
 
 
 def direction(args: MoveFundsArgs) -> str:
@@ -490,7 +562,31 @@ COMMANDS: list[Command[Any, VoipcloudClient]] = [
         idempotent=False,
         unknown_hint=_unknown_reset,
     ),
+    Command(
+        slash=BILLING,
+        words=("report", "balances"),
+        summary=(
+            "VoIPcloud balance report for many accounts: totals, biggest movers, accounts below "
+            "zero, a chart and (over 30 accounts) a CSV; default period: this month so far"
+        ),
+        args=ReportBalancesArgs,
+        handler=report_balances,
+        role=Role.VIEWER,
+        example="/billing report balances accounts=10023,10024,10025 2026-10-01 2026-10-31",
+    ),
 ]
+
+SCHEDULE_KINDS: dict[str, ScheduleKind[Any, VoipcloudClient]] = {
+    report.KIND: ScheduleKind(
+        name=report.KIND,
+        summary=(
+            "recurring VoIPcloud balance report with a chart: this month so far, or the whole "
+            "previous month when it runs on the 1st"
+        ),
+        args=BalanceReportArgs,
+        run=scheduled_balance_report,
+    )
+}
 
 
 def _configured(settings: VoipcloudSettings) -> bool:
@@ -520,7 +616,7 @@ def _sandbox() -> tuple[VoipcloudSettings, VoipcloudSandbox]:
         google_captcha=SecretStr(SANDBOX_GOOGLE_CAPTCHA),
         rate_limit=None,
     )
-    return settings, VoipcloudSandbox()
+    return settings, VoipcloudSandbox(population=CONSOLE_POPULATION)
 
 
 async def _check(client: VoipcloudClient) -> str:
@@ -541,4 +637,5 @@ PROVIDER = Provider(
     sandbox=_sandbox,
     commands=COMMANDS,
     check=_check,
+    schedule_kinds=SCHEDULE_KINDS,
 )

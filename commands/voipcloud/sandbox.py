@@ -11,11 +11,15 @@ Statements follow the article's example: adjustments count as charges, so
 `total_charges = adjustments + call_charges + other_charges` and
 `closing_balance = opening_balance + payments - total_charges`. A move of funds is recorded as a
 payment to the customer and the opposite payment on the partner account.
+
+Customers are numbered from 10023: the three below, then (up to `population`) generated ones
+with repeatable made-up ledgers, so the console can run a 200-account report (10023..10222).
 """
 
 from __future__ import annotations
 
 import json
+import random
 import re
 import secrets
 from collections.abc import Callable, Mapping
@@ -36,6 +40,9 @@ SANDBOX_TOKEN = "sandbox-voipcloud-token"
 SANDBOX_GOOGLE_CAPTCHA = "sandbox-google-captcha-response"
 SANDBOX_BASE_URL = "http://voipcloud.sandbox"
 DESCRIPTION_LIMIT = 255
+FIRST_ACCOUNT = 10023
+# The console's sandbox: customers 10023..10222, enough for a 200-account balance report.
+CONSOLE_POPULATION = 200
 
 Kind = Literal["payments", "adjustments", "call_charges", "other_charges"]
 KINDS: tuple[Kind, ...] = ("payments", "adjustments", "call_charges", "other_charges")
@@ -44,6 +51,10 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
 AMOUNT = re.compile(r"^-?\d+(\.\d{1,2})?$")
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+FIRST_NAMES = ("Ava", "Liam", "Noah", "Mia", "Zoe", "Ravi", "Sofia", "Kenji", "Amara", "Lucas")
+LAST_NAMES = ("Smith", "Tran", "Patel", "Garcia", "Kowalski", "Okafor", "Silva", "Chen", "Brown")
 
 
 def _utc_today() -> date:
@@ -115,11 +126,14 @@ class VoipcloudSandbox:
     customers: dict[str, Customer] = field(default_factory=dict)
     partner: Ledger = field(default_factory=lambda: Ledger(date.min, Decimal(0)))
     login_keys: dict[str, str] = field(default_factory=dict)  # one-time key → account
+    # Customers numbered from 10023: the three documented ones, then generated ones.
+    population: int = 3
     next_account: int = 10026
 
     def __post_init__(self) -> None:
         if not self.customers:
             self._seed()
+            self._generate()
 
     def _seed(self) -> None:
         """Three customers and a partner account, with history in this month and the last."""
@@ -163,6 +177,13 @@ class VoipcloudSandbox:
             Entry(day(last_month, 12), "other_charges", d("149.99999")),
             Entry(day(this_month, 1), "other_charges", d("89.90000")),
         ])  # fmt: skip
+
+    def _generate(self) -> None:
+        """Customers 10026 onwards, up to `population` in all."""
+        today = self.today()
+        for number in range(FIRST_ACCOUNT + len(self.customers), FIRST_ACCOUNT + self.population):
+            self.customers[str(number)] = _generated_customer(number, today)
+        self.next_account = max(self.next_account, FIRST_ACCOUNT + len(self.customers))
 
     def app(self) -> Any:
         routes = [
@@ -314,6 +335,42 @@ class VoipcloudSandbox:
     async def _post_for_customer(self, request: Request) -> Customer:
         self._authorise(request)
         return self._customer(await self._post_form(request))
+
+
+def _generated_customer(number: int, today: date) -> Customer:
+    """A made-up customer, the same every time for the same number: last month's payments and
+    charges, this month's charges so far, some closing in the red."""
+    rng = random.Random(number)
+    this_month = today.replace(day=1)
+    last_month = (this_month - timedelta(days=1)).replace(day=1)
+
+    def amount(low: int, high: int) -> Decimal:
+        return Decimal(rng.randint(low * 100_000, high * 100_000)).scaleb(-5)
+
+    def day(first: date) -> date:
+        return min(first + timedelta(days=rng.randint(0, 27)), today)
+
+    entries = [
+        Entry(day(last_month), "call_charges", amount(0, 300)),
+        Entry(day(last_month), "other_charges", amount(0, 40)),
+        Entry(day(this_month), "call_charges", amount(0, 250)),
+    ]
+    if rng.random() < 0.7:
+        entries.append(Entry(day(last_month), "payments", amount(20, 900)))
+    if rng.random() < 0.3:
+        entries.append(Entry(day(this_month), "payments", amount(20, 600)))
+    if rng.random() < 0.1:
+        entries.append(Entry(day(this_month), "adjustments", amount(1, 30)))
+    given, family = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+    return Customer(
+        str(number),
+        given,
+        family,
+        f"{given.lower()}.{family.lower()}.{number}@example.com",
+        f"+6140{number:07d}",
+        Decimal(rng.choice((0, -50, -100, -250))),
+        Ledger(last_month, amount(-40, 1500), entries),
+    )
 
 
 class Refused(Exception):
