@@ -26,8 +26,9 @@ CONSOLE_CHANNEL = "CCONSOLE"
 def plain(text: str, *, reveal: bool = False) -> str:
     """Slack mrkdwn → terminal text (redacted unless a private reply reveals it)."""
     text = re.sub(r"<@([UW][A-Z0-9]+)>", r"@\1", text)
-    text = re.sub(r"(?<![\w`])\*([^*\n]+)\*(?![\w`])", r"\1", text)
-    text = re.sub(r"(?<![\w`])_([^_\n]+)_(?![\w`])", r"\1", text)
+    # Bold and italics hug their words (`*bold*`), so a cron like `0 8 * * 1` is left alone.
+    text = re.sub(r"(?<![\w`*])\*(\S(?:[^*\n]*\S)?)\*(?![\w`*])", r"\1", text)
+    text = re.sub(r"(?<![\w`])_(\S(?:[^_\n]*\S)?)_(?![\w`])", r"\1", text)
     return text if reveal else redact(text)
 
 

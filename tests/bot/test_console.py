@@ -94,3 +94,10 @@ def test_one_command_mode_exit_codes(tmp_path: Path) -> None:
         "configuration error: BILLING_TIMEZONE: 'Mars/Base' is not an IANA time zone such as "
         "Europe/Lisbon"
     )
+
+
+def test_plain_text_keeps_cron_asterisks() -> None:
+    from bot.console import plain
+
+    assert plain("*Schedule #1* added: `0 8 * * 1`") == "Schedule #1 added: `0 8 * * 1`"
+    assert plain("_nothing_ for *you*") == "nothing for you"

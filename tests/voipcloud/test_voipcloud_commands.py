@@ -234,17 +234,16 @@ async def test_login_url_goes_only_to_the_requester(
 
 
 def test_roles_and_write_flags() -> None:
-    declared: dict[str, tuple[Role, bool]] = {
-        " ".join(c.words): (c.role, c.idempotent) for c in COMMANDS
-    }
+    declared: dict[str, tuple[Role, bool]] = {c.path: (c.role, c.idempotent) for c in COMMANDS}
     assert declared == {
-        "balance": (Role.VIEWER, True),
-        "partner-balance": (Role.VIEWER, True),
-        "move-funds": (Role.OPERATOR, False),
-        "register": (Role.OPERATOR, False),
-        "confirm-email": (Role.OPERATOR, True),
-        "login-url": (Role.OPERATOR, False),
-        "reset-password": (Role.OPERATOR, False),
+        "voipcloud balance": (Role.VIEWER, True),
+        "voipcloud partner-balance": (Role.VIEWER, True),
+        "voipcloud move-funds": (Role.OPERATOR, False),
+        "voipcloud register": (Role.OPERATOR, False),
+        "voipcloud confirm-email": (Role.OPERATOR, True),
+        "voipcloud login-url": (Role.OPERATOR, False),
+        "voipcloud reset-password": (Role.OPERATOR, False),
+        "billing report balances": (Role.VIEWER, True),
     }
     assert [c for c in COMMANDS if c.approval] == [command("move-funds")]
     assert all(c.unknown_hint is not None for c in COMMANDS if not c.idempotent)
