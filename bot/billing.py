@@ -81,6 +81,11 @@ class AuditExportArgs(Args):
         return self
 
 
+def permalink(channel: str, ts: str) -> str:
+    """Slack's archive link to a message; it opens the message in the user's workspace."""
+    return f"https://slack.com/archives/{channel}/p{ts.replace('.', '')}"
+
+
 async def status(ops: Ops, args: NoArgs, ctx: Context) -> Reply:
     d = ops.dispatcher
     rows = []
@@ -109,7 +114,7 @@ async def list_approvals(ops: Ops, args: NoArgs, ctx: Context) -> Reply:
     sections = []
     buttons = []
     for row in rows:
-        link = f" · message {row.message_ts}" if row.message_ts else ""
+        link = f" · <{permalink(row.channel, row.message_ts)}|open>" if row.message_ts else ""
         sections.append(
             f"*#{row.id}* `{row.command_line}` — by {messages._who(row.requester)}, "
             f"expires {messages.when(row.expires_at, d.settings.tz)}{link}"

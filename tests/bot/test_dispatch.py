@@ -327,3 +327,17 @@ async def test_a_button_too_long_for_slack_is_stored_and_still_works(
     assert ids in dict(card.fields)["Command"]  # the whole command came back
     await dispatcher.run("stored:99999", user="U1", channel="C1", surface=surface)
     assert surface.privates[-1] == "That button has expired; type the command instead."
+
+
+async def test_open_approvals_are_listed_with_links_and_buttons(dispatcher: Dispatcher) -> None:
+    surface = RecordingSurface(user="U1", channel="C0BILL")
+    await dispatcher.run(
+        "/invoicexpress sequence create 2041", user="U1", channel="C0BILL", surface=surface
+    )
+    viewer = RecordingSurface(user="U0VIEWER")
+    assert await dispatcher.run("/billing approvals", user="U0VIEWER", channel="C1", surface=viewer)
+    listing = viewer.sent[-1]
+    assert listing.text == "*1 open approval requests*"
+    assert "<https://slack.com/archives/C0BILL/p10001|open>" in listing.sections[0]
+    assert "`/invoicexpress sequence create 2041 default=no`" in listing.sections[0]
+    assert [b.command for b in listing.buttons] == ["/billing approve 1", "/billing reject 1"]
