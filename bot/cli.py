@@ -9,12 +9,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from dotenv import load_dotenv
 
 import bot
 from bot.config import Settings
-from bot.runtime import ConfigError, load_settings, open_providers, open_runtime
+from bot.runtime import ConfigError, Runtime, load_settings, open_providers, open_runtime
 from commands.secrets import install_log_redaction
 
 
@@ -89,17 +90,27 @@ def _serve(settings: Settings, host: str, port: int | None) -> int:
 
     _logging(logging.INFO)
     chosen = port or int(os.environ.get("PORT") or settings.port)
-    uvicorn.run(build_web(settings), host=host, port=chosen, log_level="info", lifespan="on")
+    # log_config=None: uvicorn's own access formatter reads each record's args, which the log
+    # redaction has already merged into the message; its lines go through `_logging`'s handler.
+    uvicorn.run(
+        build_web(settings),
+        host=host,
+        port=chosen,
+        log_config=None,
+        log_level="info",
+        lifespan="on",
+    )
     return 0
 
 
-async def _socket(settings: Settings) -> int:
+async def open_socket(settings: Settings) -> tuple[Any, Runtime]:
+    """What `socket` runs, not yet connected: the runtime (sweeper and scheduler started) and
+    the Socket Mode handler of the app (`connect_async`, `start_async`, `close_async`)."""
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
     from bot.app import build_app, group_lookup, web_client
     from bot.replies import SlackSurface
 
-    _logging(logging.INFO)
     client = web_client(settings)
     runtime = await open_runtime(
         settings,
@@ -113,8 +124,14 @@ async def _socket(settings: Settings) -> int:
         build_app(settings, runtime.dispatcher, client),
         app_token=settings.slack_app_token.get_secret_value(),
     )
+    return handler, runtime
+
+
+async def _socket(settings: Settings) -> int:
+    _logging(logging.INFO)
+    handler, runtime = await open_socket(settings)
     try:
-        await handler.start_async()  # type: ignore[no-untyped-call]
+        await handler.start_async()
     finally:
         await runtime.close()
     return 0

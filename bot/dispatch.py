@@ -11,11 +11,12 @@ private sentence here, and a lost answer to a write becomes "outcome unknown".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shlex
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -88,8 +89,11 @@ class Dispatcher:
     audit: AuditLog = field(init=False)
     _owner: dict[int, str] = field(init=False)
     _by_name: dict[str, ProviderRuntime] = field(init=False)
+    _busy: int = field(init=False, default=0)
+    _idle: asyncio.Event = field(init=False, default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
+        self._idle.set()
         self.approvals = Approvals(
             self.engine, ttl=timedelta(hours=self.settings.approval_ttl_hours), clock=self.clock
         )
@@ -133,9 +137,33 @@ class Dispatcher:
 
     # --- entry points --------------------------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def _working(self) -> AsyncIterator[None]:
+        self._busy += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._busy -= 1
+            if self._busy == 0:
+                self._idle.set()
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait for requests in flight (a deploy's SIGTERM); False if some were still running."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            log.warning("stopping with %d requests still running", self._busy)
+            return False
+        return True
+
     async def run(self, line: str, *, user: str, channel: str, surface: Surface) -> bool:
         """A typed command or a button click: `/slash words…`. False when it was refused or
         failed (the user has been told why)."""
+        async with self._working():
+            return await self._run(line, user=user, channel=channel, surface=surface)
+
+    async def _run(self, line: str, *, user: str, channel: str, surface: Surface) -> bool:
         if line.startswith(STORED_PREFIX):
             stored = await load_command(self.engine, line)
             if stored is None:
@@ -164,7 +192,7 @@ class Dispatcher:
             return False
         if command.form and not parsed.values and await surface.open_form(command, command.form):
             return True
-        errors = await self.run_values(
+        errors = await self._run_values(
             command, parsed.values, user=user, channel=channel, surface=surface
         )
         return errors is None
@@ -180,6 +208,20 @@ class Dispatcher:
     ) -> dict[str, str] | None:
         """Validate and go on. Returns None on success, else what went wrong by field
         (the user has been told)."""
+        async with self._working():
+            return await self._run_values(
+                command, values, user=user, channel=channel, surface=surface
+            )
+
+    async def _run_values(
+        self,
+        command: Command[Any, Any],
+        values: Mapping[str, Any],
+        *,
+        user: str,
+        channel: str,
+        surface: Surface,
+    ) -> dict[str, str] | None:
         try:
             args = grammar.validate(command, values)
         except grammar.FieldErrors as exc:

@@ -101,7 +101,8 @@ class Runtime:
         if self.dispatcher.scheduler is not None:
             self.dispatcher.scheduler.start()
 
-    async def close(self) -> None:
+    async def close(self, *, drain: float = 25.0) -> None:
+        """Stop: let requests in flight finish (up to `drain` seconds), then release."""
         if self.dispatcher.scheduler is not None:
             await self.dispatcher.scheduler.stop()
         for task in self.background:
@@ -109,6 +110,7 @@ class Runtime:
         for task in self.background:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.dispatcher.drain(drain)
         for runtime in self.dispatcher.runtimes:
             await close_client(runtime.client)
         await self.engine.dispose()
@@ -134,6 +136,7 @@ async def open_runtime(
     **dispatcher_options: Any,
 ) -> Runtime:
     install_log_redaction()
+    register_secret(*settings.secrets())
     engine = await prepare_database(settings)
     roles = Roles(settings, group_members=group_members, open_console=open_console)
     providers = runtimes if runtimes is not None else open_providers(use_sandboxes=use_sandboxes)

@@ -341,3 +341,17 @@ async def test_open_approvals_are_listed_with_links_and_buttons(dispatcher: Disp
     assert "<https://slack.com/archives/C0BILL/p10001|open>" in listing.sections[0]
     assert "`/invoicexpress sequence create 2041 default=no`" in listing.sections[0]
     assert [b.command for b in listing.buttons] == ["/billing approve 1", "/billing reject 1"]
+
+
+async def test_shutdown_waits_for_work_in_flight(dispatcher: Dispatcher) -> None:
+    sandbox = sandbox_of(dispatcher, "invoicexpress")
+    sandbox.control.stall = 0.5
+    surface = RecordingSurface(user="U1")
+    running = asyncio.ensure_future(
+        dispatcher.run("/invoicexpress sequences", user="U1", channel="C1", surface=surface)
+    )
+    await asyncio.sleep(0.1)
+    assert not running.done()
+    assert await dispatcher.drain(timeout=30)  # returns once the request has finished...
+    assert running.done() and surface.sent  # ...with its answer posted
+    assert await dispatcher.drain(timeout=0.01)  # nothing in flight: immediate

@@ -1,0 +1,173 @@
+"""Two `billing-bot serve` processes sharing one PostgreSQL database.
+
+Approvals run once whichever replica the clicks reach, and one replica (the advisory-lock
+leader) fires schedules, another taking over when it dies. PostgreSQL only: SQLite is one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import signal
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+
+from bot import store
+from bot.audit import AuditLog
+from bot.scheduler import Schedule, Scheduler
+from bot.store import approvals, schedules, utcnow
+from commands.activeplatform.sandbox import ActivePlatformSandbox
+from commands.invoicexpress import client as ix_api
+from commands.invoicexpress.sandbox import InvoiceXpressSandbox
+from tests.doubles.server import serve_asgi
+from tests.doubles.slack_api import SlackApiDouble, serve_slack_double
+from tests.e2e.e2e_support import (
+    CHANNEL,
+    SlackSender,
+    activeplatform_env,
+    bot_environment,
+    buttons,
+    invoicexpress_env,
+    message_text,
+    table_rows,
+    wait_until,
+)
+from tests.e2e.processes import replicas, upgrade_database
+
+on_postgresql = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+APPROVERS = ("U2", "U3", "U0APPROVER", "U0ADMIN")
+LEADER = "this replica now fires schedules"
+
+
+def verdicts(slack: SlackApiDouble, approval_id: int) -> list[str]:
+    """What the clickers were told, privately, about the approval."""
+    notes = [c.params.get("text", "") for c in slack.calls_to("response_url") if c.ok]
+    notes += [c.params.get("text", "") for c in slack.calls_to("chat.postEphemeral")]
+    return [str(n) for n in notes if str(n).startswith(f"Approval #{approval_id}")]
+
+
+@on_postgresql
+async def test_twenty_approve_clicks_across_two_replicas_run_the_request_once(
+    database_url: str, tmp_path: Path
+) -> None:
+    sandbox = InvoiceXpressSandbox()
+    async with (
+        serve_slack_double() as slack,
+        serve_asgi(sandbox.app(), thread=True) as ix_url,
+    ):
+        environment = bot_environment(
+            database_url=database_url, slack=slack, providers=invoicexpress_env(ix_url, sandbox)
+        )
+        await upgrade_database(environment, tmp_path)
+        async with (
+            replicas(environment, tmp_path, count=2) as running,
+            httpx.AsyncClient(timeout=30) as http,
+        ):
+            senders = [SlackSender(slack=slack, url=r.url, http=http) for r in running]
+            await senders[0].slash("/invoicexpress", "sequence create 2031", user="U1")
+            [posted] = await slack.wait_for("chat.postMessage", timeout=15)
+            ts = posted.response["ts"]
+            card = copy.deepcopy(slack.message(CHANNEL, ts))
+            # One click per approver, each sent five times (as Slack retries a slow answer),
+            # alternating between the replicas.
+            clicks = [senders[0].click_body(card, "Approve", user=a) for a in APPROVERS]
+            sending = []
+            for n in range(20):
+                body, _ = clicks[n % len(clicks)]
+                attempt = n // len(clicks)
+                retry = {"X-Slack-Retry-Num": str(attempt), "X-Slack-Retry-Reason": "http_timeout"}
+                sending.append(senders[n % 2].post(body, retry if attempt else None))
+            answers = await asyncio.gather(*sending)
+            await wait_until(lambda: len(verdicts(slack, 1)) >= 20, "20 verdicts", timeout=30)
+            final = slack.message(CHANNEL, ts)
+        rows = await table_rows(database_url, approvals)
+
+    assert [a.status_code for a in answers] == [200] * 20
+    creations = [r for r in sandbox.control.requests if r.method == "POST"]
+    assert len(creations) == 1 and creations[0].path == ix_api.SEQUENCES
+    assert json.loads(creations[0].body)["sequence"]["serie"] == "2031"
+    [row] = rows
+    assert row["status"] == "done" and row["decided_by"] in APPROVERS
+    told = verdicts(slack, 1)
+    assert told.count("Approval #1: done.") == 1
+    assert len([t for t in told if "nothing was run again" in t]) == 19
+    assert f"*done* — approved by <@{row['decided_by']}>" in message_text(final)
+    assert buttons(final) == {}
+
+
+async def add_due_schedule(database_url: str, args: dict[str, str]) -> Schedule:
+    """A closing reminder whose next run is already due, added through the scheduler's API."""
+
+    async def not_here(schedule: Schedule, due: datetime | None) -> None:
+        raise AssertionError("only the replicas fire schedules")
+
+    engine = store.make_engine(database_url)
+    try:
+        scheduler = Scheduler(engine, tz=ZoneInfo("UTC"), run=not_here, audit=AuditLog(engine))
+        schedule = await scheduler.add(
+            kind="closing-reminder",
+            cron="0 9 1 * *",
+            args=args,
+            channel=CHANNEL,
+            created_by="U0ADMIN",
+        )
+        async with engine.begin() as conn:
+            await conn.execute(
+                schedules.update()
+                .where(schedules.c.id == schedule.id)
+                .values(next_run_at=utcnow() - timedelta(seconds=1))
+            )
+    finally:
+        await engine.dispose()
+    return schedule
+
+
+@on_postgresql
+async def test_one_replica_fires_a_due_schedule_and_a_survivor_takes_over(
+    database_url: str, tmp_path: Path
+) -> None:
+    sandbox = ActivePlatformSandbox()
+    async with (
+        serve_slack_double() as slack,
+        serve_asgi(sandbox.app(), thread=True) as ap_url,
+    ):
+        environment = {
+            **bot_environment(
+                database_url=database_url,
+                slack=slack,
+                providers=activeplatform_env(ap_url, sandbox),
+            ),
+            "SCHEDULER_TICK_SECONDS": "0.5",
+        }
+        await upgrade_database(environment, tmp_path)
+        async with replicas(environment, tmp_path, count=2) as running:
+            await wait_until(
+                lambda: any(LEADER in r.log_text() for r in running), "a leader", timeout=30
+            )
+            leaders = [r for r in running if LEADER in r.log_text()]
+            assert len(leaders) == 1, "both replicas lead"
+            [survivor] = [r for r in running if r not in leaders]
+
+            await add_due_schedule(database_url, {"accounts": "all", "reseller": "2"})
+            [first] = await slack.wait_for("chat.postMessage", timeout=30)
+
+            await leaders[0].stop(signal.SIGKILL)
+            await add_due_schedule(database_url, {"accounts": "2005001,2005002", "reseller": "2"})
+            posts = await slack.wait_for("chat.postMessage", count=2, timeout=60)
+            survivor_leads = LEADER in survivor.log_text()
+        rows = await table_rows(database_url, approvals)
+
+    assert survivor_leads
+    assert len(slack.calls_to("chat.postMessage")) == 2  # each due run posted exactly once
+    assert [p.params["channel"] for p in posts] == [CHANNEL, CHANNEL]
+    assert f"{len(sandbox.accounts['2'])} accounts" in first.params["text"]
+    assert "accounts=2005001,2005002" in json.dumps(posts[1].params["blocks"])
+    assert [(r["origin"], r["status"]) for r in rows] == [
+        ("schedule:1", "pending"),
+        ("schedule:2", "pending"),
+    ]

@@ -1,0 +1,63 @@
+"""`billing-bot serve` as its own process: what its log shows for a request."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.store import audit
+from commands.invoicexpress.sandbox import InvoiceXpressSandbox
+from tests.doubles.server import serve_asgi
+from tests.doubles.slack_api import SlackApiDouble, serve_slack_double
+from tests.e2e.e2e_support import (
+    SlackSender,
+    bot_environment,
+    invoicexpress_env,
+    table_rows,
+    wait_until,
+)
+from tests.e2e.processes import replicas
+
+SIGNING_SECRET = "e2e-serve-signing-6f0a"
+BOT_TOKEN = "xoxb-e2e-serve-2c9d71"
+API_KEY = "ix-e2e-serve-key-85be"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_serve_logs_each_request_without_logging_errors_or_secrets(
+    database_url: str, tmp_path: Path
+) -> None:
+    sandbox = InvoiceXpressSandbox(api_key=API_KEY)
+    async with (
+        serve_slack_double(SlackApiDouble(bot_token=BOT_TOKEN)) as slack,
+        serve_asgi(sandbox.app(), thread=True) as ix_url,
+    ):
+        environment = bot_environment(
+            database_url=database_url,
+            slack=slack,
+            secret=SIGNING_SECRET,
+            providers=invoicexpress_env(ix_url, sandbox),
+        )
+
+        async def audited() -> bool:
+            return bool(await table_rows(database_url, audit))
+
+        async with (
+            replicas(environment, tmp_path, count=1) as [replica],
+            httpx.AsyncClient(timeout=30) as http,
+        ):
+            sender = SlackSender(slack=slack, url=replica.url, http=http, secret=SIGNING_SECRET)
+            sent = await sender.slash("/invoicexpress", "sequences", user="U0VIEWER")
+            await slack.wait_for("chat.postMessage", timeout=15)
+            await wait_until(audited, "the command's audit row")
+        log = replica.log_text()
+
+    assert sent.answer.status_code == 200
+    assert "Application shutdown complete" in log  # SIGTERM: a graceful stop
+    assert '"POST /slack/events HTTP/1.1" 200' in log
+    assert "/sequences.json" in log  # the request that carried the API key was logged
+    assert "Logging error" not in log and "Traceback" not in log
+    for secret in (SIGNING_SECRET, BOT_TOKEN, API_KEY):
+        assert secret not in log
