@@ -55,7 +55,7 @@ class Approval:
     command_line: str
     command_path: str
     provider: str
-    args_preview: dict[str, str]
+    args: dict[str, str]
     description: str
     requester: str
     origin: str
@@ -83,7 +83,10 @@ class Approval:
         import json
 
         data = dict(row)
-        data["args_preview"] = json.loads(data["args_preview"])
+        # A row written by a replica older than migration 0003 has only the preview, which is
+        # exactly what its card showed.
+        data["args"] = json.loads(data["args"] or data["args_preview"])
+        data.pop("args_preview")
         data["status"] = Status(data["status"])
         data.pop("finished_at", None)
         return cls(**data)
@@ -109,7 +112,7 @@ class Approvals:
         command_line: str,
         command_path: str,
         provider: str,
-        args_preview: dict[str, str],
+        args: dict[str, str],
         description: str,
         requester: str,
         channel: str,
@@ -125,7 +128,8 @@ class Approvals:
             "command_line": command_line,
             "command_path": command_path,
             "provider": provider,
-            "args_preview": json.dumps(args_preview, ensure_ascii=False),
+            "args": json.dumps(args, ensure_ascii=False),
+            "args_preview": json.dumps(args, ensure_ascii=False),
             "description": description,
             "requester": requester,
             "origin": origin,

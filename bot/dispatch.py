@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shlex
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -473,14 +472,23 @@ class Dispatcher:
             )
             await surface.private(text)
             return None
-        description = (
-            command.describe(args) if command.describe else f"`{canonical(command, args)}`"
-        )
+        # What is stored is what runs: the arguments as text, read back here through the same
+        # validation the run will use, so the card below is drawn from exactly what will run.
+        stored = args.preview()
+        try:
+            exact = grammar.validate(command, stored)
+        except grammar.FieldErrors:
+            exact = None
+        if exact != args:
+            await surface.private(messages.not_storable(command.audit_name))
+            return None
+        line = grammar.render(command, exact)
+        description = command.describe(exact) if command.describe else f"`{line}`"
         approval = await self.approvals.create(
-            command_line=canonical(command, args),
+            command_line=line,
             command_path=command.path,
             provider=self.owner(command),
-            args_preview=args.preview(),
+            args=stored,
             description=redact(description),
             requester=user,
             channel=channel,
@@ -538,15 +546,17 @@ class Dispatcher:
             await self.approvals.finish(row.id, Status.FAILED, "command no longer exists")
             raise CommandError(f"/{row.command_path} no longer exists; approval #{row.id} failed.")
         target = surface_for(surface, row.channel, self.system_surface)
-        slash, _, text = row.command_line.removeprefix("/").partition(" ")
-        parsed = grammar.parse(slash, text, self.commands)
-        assert isinstance(parsed, grammar.Parsed)
-        args = grammar.validate(parsed.command, parsed.values)
-        if row.ref:
-            await target.update(row.ref, messages.approval_running(row, user))
-        outcome = await self.execute(
-            command, args, user=row.requester, channel=row.channel, surface=target, approval=row
-        )
+        try:
+            args = grammar.validate(command, row.args)
+        except grammar.FieldErrors as exc:
+            # Nothing is sent: what was approved can no longer be run as shown.
+            outcome = Outcome(Status.FAILED, f"not run: the arguments no longer validate ({exc})")
+        else:
+            if row.ref:
+                await target.update(row.ref, messages.approval_running(row, user))
+            outcome = await self.execute(
+                command, args, user=row.requester, channel=row.channel, surface=target, approval=row
+            )
         await self.approvals.finish(row.id, outcome.status, outcome.summary)
         final = await self.approvals.get(row.id)
         assert final is not None
@@ -589,7 +599,7 @@ class Dispatcher:
                 user_id=user,
                 channel=row.channel,
                 command=f"/{row.command_path}",
-                args=row.args_preview,
+                args=row.args,
                 decision=decision,
                 outcome=outcome,
                 detail=detail,
@@ -611,10 +621,8 @@ class Dispatcher:
             command = self.command(row.command_path)
             hint = None
             if command and command.unknown_hint:
-                slash, _, text = row.command_line.removeprefix("/").partition(" ")
-                parsed = grammar.parse(slash, text, self.commands)
-                if isinstance(parsed, grammar.Parsed):
-                    hint = command.unknown_hint(grammar.validate(command, parsed.values))
+                with contextlib.suppress(grammar.FieldErrors):
+                    hint = command.unknown_hint(grammar.validate(command, row.args))
             outcome = Outcome(Status.UNKNOWN, row.outcome or "runner stopped", hint)
             surface = self.system_surface(row.channel)
             card = messages.approval_done(row, outcome, self.settings.tz)
@@ -685,20 +693,6 @@ class ProgressMessage:
         elif self.ref is not None:
             await self.surface.update(self.ref, reply)
         self.last = now
-
-
-def canonical(command: Command[Any, Any], args: Args) -> str:
-    """The command line that re-creates `args` exactly (stored with approvals)."""
-    model = type(args)
-    shown = args.preview()
-    parts = [f"/{command.path}"]
-    for name in model.positional:
-        if name in shown:
-            parts.append(shlex.quote(shown[name]))
-    for name, value in shown.items():
-        if name not in model.positional:
-            parts.append(f"{name}={shlex.quote(value)}")
-    return " ".join(parts)
 
 
 def safe_values(command: Command[Any, Any], values: Mapping[str, Any]) -> dict[str, str]:

@@ -75,6 +75,13 @@ def _who(user: str) -> str:
     return user
 
 
+def not_storable(name: str) -> str:
+    return (
+        f"`{name}` cannot be put up for approval: its arguments cannot be stored exactly as "
+        "given. Nothing was requested."
+    )
+
+
 def approval_card(approval: Approval, tz: ZoneInfo) -> Reply:
     return Reply(
         text=f"🔐 *Approval needed* · #{approval.id} · requested by {_who(approval.requester)}",

@@ -66,6 +66,8 @@ approvals = sa.Table(
     sa.Column("approve_label", sa.String(60), nullable=False, server_default="Approve"),
     sa.Column("reject_label", sa.String(60), nullable=False, server_default="Reject"),
     sa.Column("snooze_hours", sa.Integer),
+    # The validated arguments as text by field name (what the card showed and what runs).
+    sa.Column("args", sa.Text),
 )
 
 audit = sa.Table(

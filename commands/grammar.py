@@ -18,7 +18,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 
-from commands.base import Args, Command, Role
+from commands.base import Args, Command, Role, format_value
 from commands.types import Label
 
 _CURLY = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'"})
@@ -46,8 +46,13 @@ class HelpRequest:
 
 
 def tokenize(text: str) -> list[str]:
+    """Words as a shell splits them. Curly quotes (what Slack's smart punctuation makes of typed
+    quotes) group words only in text with no straight quotes, so a rendered line whose values hold
+    a `’` reads back unchanged."""
+    if "'" not in text and '"' not in text:
+        text = text.translate(_CURLY)
     try:
-        return shlex.split(text.translate(_CURLY))
+        return shlex.split(text)
     except ValueError as exc:
         raise GrammarError(f"Could not read the command: {exc} (close every quote).") from exc
 
@@ -119,6 +124,29 @@ def assign(command: Command[Any, Any], tokens: Sequence[str]) -> dict[str, Any]:
             break
         values[slots[i]] = token
     return values
+
+
+def render(command: Command[Any, Any], args: Args) -> str:
+    """The command line that `parse` reads back into exactly `args` (secrets masked)."""
+    return line(command.path, **args.preview())
+
+
+def line(path: str, **values: object) -> str:
+    """`/path name=value…` for a button, a proposal or an approval: every value named and quoted
+    as needed, so free text can never be read as another option, word or positional value
+    (`description="amount=5000"`). None values are left out."""
+    parts = [f"/{path}"]
+    for name, value in values.items():
+        if value is not None:
+            parts.append(f"{name}={_shell_quote(format_value(value))}")
+    return " ".join(parts)
+
+
+_BARE = re.compile(r"[A-Za-z0-9_@%+:,./-]+")
+
+
+def _shell_quote(value: str) -> str:
+    return value if _BARE.fullmatch(value) else shlex.quote(value)
 
 
 def validate(command: Command[Any, Any], values: Mapping[str, Any]) -> Args:

@@ -10,6 +10,7 @@ import httpx
 from pydantic import BeforeValidator, Field, PlainSerializer, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from commands import grammar
 from commands.activeplatform import client as api
 from commands.activeplatform.client import ActivePlatformClient
 from commands.activeplatform.models import Account, ClosingRun
@@ -141,7 +142,9 @@ def period_for(text: str, ctx: Context) -> Period:
 
 
 def retry_command(period: Period, account_ids: tuple[str, ...], reseller: str) -> str:
-    return f"/{SLASH} notify-closing {period} accounts={','.join(account_ids)} reseller={reseller}"
+    return grammar.line(
+        f"{SLASH} notify-closing", period=period, accounts=account_ids, reseller=reseller
+    )
 
 
 def account_table(accounts: list[Account]) -> Table:
@@ -245,14 +248,18 @@ def _period_dates(text: str) -> tuple[str, str, str]:
 
 
 def _unknown_notify(args: NotifyClosing) -> Reply:
-    reseller = f" reseller={args.reseller}" if args.reseller else ""
     return Reply(
         text=(
             f"Check ActivePlatform's notifications log for {args.period} before sending again: "
             "a request reached ActivePlatform but its answer was lost, so those accounts may "
             "have been notified already."
         ),
-        buttons=[Button(label="List accounts", command=f"/{SLASH} accounts{reseller}")],
+        buttons=[
+            Button(
+                label="List accounts",
+                command=grammar.line(f"{SLASH} accounts", reseller=args.reseller),
+            )
+        ],
     )
 
 
@@ -274,8 +281,11 @@ async def closing_reminder(
     fields = [("Period", str(period)), ("Reseller", reseller)]
     if count == 0:
         return Reply(text=text, fields=fields)
-    command = (
-        f"/{SLASH} notify-closing {period.start:%Y-%m} accounts={selection} reseller={reseller}"
+    command = grammar.line(
+        f"{SLASH} notify-closing",
+        period=f"{period.start:%Y-%m}",
+        accounts=selection,
+        reseller=reseller,
     )
     return Reply(
         text=text,

@@ -10,6 +10,7 @@ import httpx
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from commands import grammar
 from commands.base import (
     Args,
     Button,
@@ -117,7 +118,7 @@ async def list_sequences(client: InvoiceXpressClient, args: NoArgs, ctx: Context
     buttons = [
         Button(
             label=f"Set {s.serie} as default",
-            command=f"/{SLASH} sequence set-current {s.id}",
+            command=grammar.line(f"{SLASH} sequence set-current", id=s.id),
         )
         for s in sequences
         if not s.default_sequence
@@ -134,11 +135,17 @@ async def show_sequence(client: InvoiceXpressClient, args: SequenceId, ctx: Cont
     buttons = []
     if not s.default_sequence:
         buttons.append(
-            Button(label="Set as default", command=f"/{SLASH} sequence set-current {s.id}")
+            Button(
+                label="Set as default",
+                command=grammar.line(f"{SLASH} sequence set-current", id=s.id),
+            )
         )
     if not s.registered:
         buttons.append(
-            Button(label="Register with AT", command=f"/{SLASH} sequence register {s.id}")
+            Button(
+                label="Register with AT",
+                command=grammar.line(f"{SLASH} sequence register", id=s.id),
+            )
         )
     return Reply(
         text=f"*Sequence {s.serie}* (id {s.id})",
@@ -213,7 +220,7 @@ def _unknown_create(args: CreateSequence) -> Reply:
             f"Check whether sequence *{args.serie}* exists before asking again: "
             "the request reached InvoiceXpress but its answer was lost."
         ),
-        buttons=[Button(label="List sequences", command=f"/{SLASH} sequences")],
+        buttons=[Button(label="List sequences", command=grammar.line(f"{SLASH} sequences"))],
     )
 
 
@@ -223,7 +230,9 @@ def _unknown_register(args: SequenceId) -> Reply:
             f"Check sequence {args.id}'s ATCUD code before asking again: "
             "the request reached InvoiceXpress but its answer was lost."
         ),
-        buttons=[Button(label="Show sequence", command=f"/{SLASH} sequence {args.id}")],
+        buttons=[
+            Button(label="Show sequence", command=grammar.line(f"{SLASH} sequence", id=args.id))
+        ],
     )
 
 

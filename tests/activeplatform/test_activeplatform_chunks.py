@@ -88,7 +88,7 @@ async def test_a_refused_chunk_is_named_and_only_its_accounts_are_offered_again(
 
     [button] = reply.buttons
     assert button.command == (
-        "/activeplatform notify-closing 2026-10-01..2026-10-31 "
+        "/activeplatform notify-closing period=2026-10-01..2026-10-31 "
         f"accounts={','.join(map(str, third_chunk))} reseller=1"
     )
 

@@ -216,7 +216,7 @@ async def test_closing_reminder_counts_last_months_accounts_and_proposes_the_com
     assert reply.text == "Closing documents for October 2026: 230 accounts"
     assert reply.proposal is not None
     assert (
-        reply.proposal.command == "/activeplatform notify-closing 2026-10 accounts=all reseller=1"
+        reply.proposal.command == "/activeplatform notify-closing period=2026-10 accounts=all reseller=1"
     )
     assert (reply.proposal.approve_label, reply.proposal.reject_label) == (
         "Send notifications",
@@ -241,7 +241,7 @@ async def test_closing_reminder_with_listed_accounts_in_january(
     assert reply.text == "Closing documents for December 2026: 2 accounts"
     assert reply.proposal is not None
     assert reply.proposal.command == (
-        "/activeplatform notify-closing 2026-12 accounts=2005001,2005002 reseller=2"
+        "/activeplatform notify-closing period=2026-12 accounts=2005001,2005002 reseller=2"
     )
     assert sandbox.control.requests == []  # listed accounts need no listing call
 

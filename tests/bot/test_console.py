@@ -28,7 +28,7 @@ async def test_buttons_are_numbered_and_picking_one_clicks_it(
     assert await console.handle("/invoicexpress sequences")
     text = out.getvalue()
     assert "★ 2026" in text
-    assert "[1] Set 2025 as default  → /invoicexpress sequence set-current 101" in text
+    assert "[1] Set 2025 as default  → /invoicexpress sequence set-current id=101" in text
     assert await console.handle("1")
     assert "(clicked “Set 2025 as default” as U1)" in out.getvalue()
     assert "★ Sequence 2025 (id 101) is now the default." in out.getvalue()

@@ -34,7 +34,7 @@ async def test_sequences_lists_with_buttons_and_audits(dispatcher: Dispatcher) -
     assert any(row[0] == f"★ {default.serie}" for row in reply.table.rows)
     commands = [b.command for b in reply.buttons]
     others = [s for s in sandbox.sequences.values() if not s.default]
-    assert commands == [f"/invoicexpress sequence set-current {s.id}" for s in others]
+    assert commands == [f"/invoicexpress sequence set-current id={s.id}" for s in others]
     rows = await audit_rows(dispatcher)
     assert rows[-1]["command"] == "/invoicexpress sequences"
     assert rows[-1]["user_id"] == "U0VIEWER" and rows[-1]["outcome"] == "done"
@@ -120,7 +120,7 @@ async def test_help_at_every_prefix(dispatcher: Dispatcher) -> None:
 
 async def test_provider_404_and_401_become_one_sentence(dispatcher: Dispatcher) -> None:
     surface = RecordingSurface()
-    await dispatcher.run("/invoicexpress sequence 999", user="U1", channel="C1", surface=surface)
+    await dispatcher.run("/invoicexpress sequence id=999", user="U1", channel="C1", surface=surface)
     assert (
         surface.privates[-1]
         == "`/invoicexpress sequence` failed: InvoiceXpress says no sequence 999."
@@ -274,7 +274,7 @@ async def test_twenty_concurrent_approvals_make_one_provider_call(dispatcher: Di
 async def test_expired_requests_cannot_run(dispatcher: Dispatcher) -> None:
     surface = RecordingSurface(user="U1")
     await dispatcher.run(
-        "/invoicexpress sequence register 103", user="U1", channel="C1", surface=surface
+        "/invoicexpress sequence register id=103", user="U1", channel="C1", surface=surface
     )
     async with dispatcher.engine.begin() as conn:
         await conn.execute(
@@ -308,7 +308,7 @@ async def test_a_button_too_long_for_slack_is_stored_and_still_works(
     dispatcher: Dispatcher,
 ) -> None:
     ids = ",".join(str(100_000_000 + n) for n in range(300))
-    long_line = f"/activeplatform notify-closing 2026-10 accounts={ids} reseller=1"
+    long_line = f"/activeplatform notify-closing period=2026-10 accounts={ids} reseller=1"
     assert len(long_line) > 2000
     reply = await dispatcher._short_buttons(
         Reply(text="2 chunks failed", buttons=[Button(label="Retry", command=long_line)])
@@ -339,7 +339,7 @@ async def test_open_approvals_are_listed_with_links_and_buttons(dispatcher: Disp
     listing = viewer.sent[-1]
     assert listing.text == "*1 open approval requests*"
     assert "<https://slack.com/archives/C0BILL/p10001|open>" in listing.sections[0]
-    assert "`/invoicexpress sequence create 2041 default=no`" in listing.sections[0]
+    assert "`/invoicexpress sequence create serie=2041 default=no`" in listing.sections[0]
     assert [b.command for b in listing.buttons] == ["/billing approve 1", "/billing reject 1"]
 
 

@@ -21,7 +21,7 @@ def approval(n: int, requester: str) -> Approval:
         command_line=f"/voipcloud move-funds 100{n} 5.00 top-up",
         command_path="voipcloud move-funds",
         provider="voipcloud",
-        args_preview={},
+        args={},
         description="",
         requester=requester,
         origin="user",

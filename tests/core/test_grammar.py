@@ -147,7 +147,9 @@ def field_errors(command: Command[Any, Any], values: dict[str, Any]) -> grammar.
         ("a ‘b c’ d", ["a", "b c", "d"]),
         ('note="two words"', ["note=two words"]),
         ("note=“two words”", ["note=two words"]),
-        ('"it’s here"', ["it's here"]),
+        ("“it’s here”", ["it's here"]),
+        # With straight quotes present, curly ones are plain characters (rendered lines).
+        ('"it’s here"', ["it’s here"]),
         ("", []),
     ],
 )

@@ -81,9 +81,9 @@ async def test_show_offers_default_and_register_buttons_only_when_useful(
         assert fields["ATCUD validation code"] == stored.validation_code
         wanted = []
         if not stored.default:
-            wanted.append(f"/invoicexpress sequence set-current {stored.id}")
+            wanted.append(f"/invoicexpress sequence set-current id={stored.id}")
         if stored.validation_code == NOT_REGISTERED:
-            wanted.append(f"/invoicexpress sequence register {stored.id}")
+            wanted.append(f"/invoicexpress sequence register id={stored.id}")
         assert [b.command for b in reply.buttons] == wanted
 
 
@@ -169,7 +169,7 @@ def test_unknown_outcome_hints_say_what_to_check() -> None:
     register = command("sequence register")
     hint = register.unknown_hint(ix.SequenceId(id=7))
     assert "Check sequence 7's ATCUD code" in hint.text
-    assert [b.command for b in hint.buttons] == ["/invoicexpress sequence 7"]
+    assert [b.command for b in hint.buttons] == ["/invoicexpress sequence id=7"]
 
 
 def test_only_writes_are_non_idempotent_and_risky_ones_need_approval() -> None:

@@ -101,7 +101,7 @@ async def test_create_with_an_unusable_pdf_says_so_and_offers_the_download() -> 
     assert not reply.files
     assert reply.text.startswith("SMSC invoice 640 created for sub-client ID 101: 20.00.")
     assert "the PDF is truncated" in reply.text
-    assert [b.command for b in reply.buttons] == ["/smsc invoice get id:101 640"]
+    assert [b.command for b in reply.buttons] == ["/smsc invoice get user=id:101 id=640"]
 
 
 async def test_invoice_get_posts_the_pdf(env: Env) -> None:

@@ -163,7 +163,7 @@ async def test_lost_answer_ends_as_outcome_unknown_with_a_balance_button(
     assert cmd.unknown_hint is not None
     hint: Reply = cmd.unknown_hint(args)
     assert [(b.label, b.command) for b in hint.buttons] == [
-        ("Check balance", "/voipcloud balance 10024")
+        ("Check balance", "/voipcloud balance account=10024")
     ]
     assert "partner → customer 10024: 20.00" in hint.text
 
@@ -180,7 +180,7 @@ async def test_register_typed_form(sandbox: VoipcloudSandbox, client: VoipcloudC
     assert stored.phone == "+351912345678"  # spaces dropped before sending
     assert f"registered as account *{number}*" in reply.text
     assert ("Account number", number) in reply.fields
-    assert f"/voipcloud confirm-email {number}" in [b.command for b in reply.buttons]
+    assert f"/voipcloud confirm-email account={number}" in [b.command for b in reply.buttons]
 
 
 async def test_register_modal_values_take_the_same_path(
