@@ -1,0 +1,518 @@
+"""The approval recovery guarantees, each shown failing the way it would if its guard went.
+
+A request runs at most once, and a run that may have reached the provider is never reported as
+"failed" (which invites a retry): a late runner cannot overwrite a settled "unknown", the sweeper
+never settles this process's own live runs, a stale runner is recognised as stale and a fresh
+one is not, the heartbeat keeps a live run fresh, a decided request cannot be rejected
+afterwards, a crash inside a non-idempotent handler ends as "unknown", and an id that does not
+exist runs nothing.
+
+The tests drive the bot from outside: requests are typed through `Dispatcher.run`, and the
+state machine is stepped through `Approvals` as another replica would. The provider is a tiny
+one declared here, whose handler can be held mid-call (an event) or made to crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+import pytest
+import sqlalchemy as sa
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot import store
+from bot.approvals import Approvals, Claim, Status
+from bot.config import Settings
+from bot.dispatch import Dispatcher, ProviderRuntime
+from bot.runtime import Runtime, open_runtime
+from bot.store import approvals, audit
+from commands.base import Args, Command, Context, Provider, Reply, Role
+from commands.sandbox import Sandbox
+from tests.support import RecordingSurface
+
+START = datetime(2030, 1, 6, 9, 0, tzinfo=UTC)
+STALE = timedelta(minutes=2)
+LOST = "the process running it stopped before the answer came"
+
+
+# --- a provider that exists only here --------------------------------------------------------
+
+
+class DrillSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DRILL_")
+
+
+class Ref(Args):
+    positional: ClassVar[tuple[str, ...]] = ("ref",)
+    ref: str
+
+
+@dataclass
+class DrillClient:
+    """Records every call; `hold` parks the handler until `release`, `crash` makes it raise."""
+
+    calls: list[str] = field(default_factory=list)
+    hold: bool = False
+    crash: bool = False
+    entered: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def move(client: DrillClient, args: Ref, ctx: Context) -> Reply:
+    client.calls.append(args.ref)
+    if client.hold:
+        client.entered.set()
+        await client.release.wait()
+    if client.crash:
+        raise RuntimeError(f"the client broke while sending {args.ref}")
+    return Reply(text=f"moved {args.ref}")
+
+
+def _no_sandbox() -> tuple[DrillSettings, Sandbox]:
+    raise AssertionError("the drill provider is always given a client")
+
+
+async def _check(client: DrillClient) -> str:
+    return "ok"
+
+
+DRILL: Provider[DrillSettings, DrillClient] = Provider(
+    name="drill",
+    title="Drill",
+    settings=DrillSettings,
+    configured=lambda settings: True,
+    open_client=lambda settings, transport: DrillClient(),
+    sandbox=_no_sandbox,
+    commands=[
+        Command(
+            slash="drill",
+            words=("move",),
+            summary="a write that changes something at the provider",
+            args=Ref,
+            handler=move,
+            role=Role.OPERATOR,
+            approval=True,
+            idempotent=False,
+        ),
+        Command(
+            slash="drill",
+            words=("look",),
+            summary="a read that is safe to repeat",
+            args=Ref,
+            handler=move,
+            role=Role.OPERATOR,
+            approval=True,
+            idempotent=True,
+        ),
+    ],
+    check=_check,
+)
+
+
+# --- fixtures ----------------------------------------------------------------------------------
+
+
+class Clock:
+    """The dispatcher's and every replica's clock, moved by hand."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@dataclass
+class Bot:
+    runtime: Runtime
+    client: DrillClient
+    clock: Clock
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        return self.runtime.dispatcher
+
+    async def run(self, line: str, user: str) -> tuple[bool, RecordingSurface]:
+        surface = RecordingSurface(user=user)
+        done = await self.dispatcher.run(line, user=user, channel="C1", surface=surface)
+        return done, surface
+
+    def replica(self, runner: str) -> Approvals:
+        """The state machine as seen by another process sharing the database."""
+        return Approvals(
+            self.dispatcher.engine, ttl=timedelta(hours=24), runner=runner, clock=self.clock
+        )
+
+    async def row(self, approval_id: int = 1) -> dict[str, Any]:
+        async with self.dispatcher.engine.connect() as conn:
+            found = (
+                (await conn.execute(sa.select(approvals).where(approvals.c.id == approval_id)))
+                .mappings()
+                .one()
+            )
+        return dict(found)
+
+    async def status(self, approval_id: int = 1) -> str:
+        return str((await self.row(approval_id))["status"])
+
+    async def audit(self) -> list[dict[str, Any]]:
+        async with self.dispatcher.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(audit).order_by(audit.c.id))).mappings().all()
+        return [dict(r) for r in rows]
+
+
+@pytest.fixture
+async def bot(make_settings: Callable[..., Settings], database_url: str) -> AsyncIterator[Bot]:
+    """A bot whose only provider is the drill: U1 operator, U2 and U3 approvers."""
+    if not database_url.startswith("sqlite"):
+        await store.upgrade(database_url)
+    client = DrillClient()
+    clock = Clock(START)
+    surfaces: dict[str, RecordingSurface] = {}
+    runtime = await open_runtime(
+        make_settings(),
+        system_surface=lambda c: surfaces.setdefault(c, RecordingSurface(channel=c, user="")),
+        runtimes=[ProviderRuntime(DRILL, "live", client)],
+        clock=clock,
+        working_after=60.0,
+        stale_after=STALE,
+    )
+    try:
+        yield Bot(runtime, client, clock)
+    finally:
+        client.release.set()
+        await runtime.close()
+
+
+async def eventually(condition: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Wait until `condition` holds (the deadline only turns a hang into a failure)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not await condition():
+        assert loop.time() < deadline, f"gave up waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+async def approve_in_flight(bot: Bot) -> asyncio.Future[bool]:
+    """Request #1 (`/drill move r1`) as U1, approve it as U2 and return once the handler is
+    inside its provider call, held there until `bot.client.release` is set."""
+    bot.client.hold = True
+    requested, _ = await bot.run("/drill move r1", "U1")
+    assert requested
+    running = asyncio.ensure_future(
+        bot.dispatcher.run(
+            "/billing approve 1", user="U2", channel="C1", surface=RecordingSurface(user="U2")
+        )
+    )
+    await asyncio.wait_for(bot.client.entered.wait(), timeout=30)
+    assert await bot.status() == "executing"
+    return running
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped) on this host."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait(timeout=60)
+    return child.pid
+
+
+# --- a late runner cannot overwrite a settled outcome ---------------------------------------
+
+
+async def test_a_late_runner_does_not_overwrite_unknown(bot: Bot) -> None:
+    running = await approve_in_flight(bot)
+    # Another replica decides this run's process is gone (same host, same pid from its point of
+    # view as a restarted container) and settles it as unknown while the call is still out.
+    other = bot.replica("other-host:4242:feedbeef")
+    bot.clock.advance(minutes=10)
+    settled = await other.orphaned(stale_after=STALE)
+    assert [(a.id, a.status) for a in settled] == [(1, Status.UNKNOWN)]
+
+    bot.client.release.set()  # the answer comes back after all
+    await running
+    row = await bot.row()
+    assert row["status"] == "unknown"  # not rewritten to "done" by the late runner
+    assert row["outcome"] == LOST
+    assert bot.client.calls == ["r1"]
+
+
+async def test_finish_only_settles_a_run_that_is_executing(bot: Bot) -> None:
+    await bot.run("/drill move r1", "U1")
+    await bot.run("/drill move r2", "U1")
+    runner = bot.replica("host-a:101:aaaa")
+
+    await runner.finish(1, Status.DONE, "never claimed")  # pending: nothing to finish
+    assert await bot.status(1) == "pending"
+    assert (await bot.row(1))["outcome"] is None
+
+    claim, _ = await runner.claim(2, "U2")
+    assert claim is Claim.WON
+    await runner.finish(2, Status.FAILED, "refused by the provider")
+    await runner.finish(2, Status.DONE, "a second finish")  # settled stays settled
+    row = await bot.row(2)
+    assert (row["status"], row["outcome"]) == ("failed", "refused by the provider")
+    assert row["finished_at"] == START
+
+
+# --- the sweeper and this process's own runs ------------------------------------------------
+
+
+async def test_the_sweeper_leaves_this_process_s_own_live_run_alone(bot: Bot) -> None:
+    running = await approve_in_flight(bot)
+    bot.clock.advance(hours=1)  # far past any staleness: only "it is ours" protects it
+    await bot.dispatcher.sweep()
+    assert await bot.status() == "executing"
+    assert bot.dispatcher.system_surface("C1").updates == []  # type: ignore[attr-defined]
+
+    bot.client.release.set()
+    assert await running
+    assert await bot.status() == "done"
+    assert bot.client.calls == ["r1"]
+    decisions = [(r["user_id"], r["decision"]) for r in await bot.audit()]
+    assert ("system", "recovered") not in decisions
+
+
+async def test_a_replica_never_settles_its_own_runner_s_rows(bot: Bot) -> None:
+    await bot.run("/drill move r1", "U1")
+    mine = bot.replica("host-a:101:aaaa")
+    await mine.claim(1, "U2")
+    bot.clock.advance(hours=3)
+    assert await mine.orphaned(stale_after=STALE) == []
+    assert await bot.status() == "executing"
+
+
+# --- staleness --------------------------------------------------------------------------------
+
+
+async def test_a_runner_on_another_host_is_gone_only_once_its_heartbeat_is_stale(bot: Bot) -> None:
+    await bot.run("/drill move r1", "U1")
+    runner = bot.replica("host-a:101:aaaa")
+    sweeper = bot.replica("host-b:202:bbbb")
+    await runner.claim(1, "U2")
+
+    bot.clock.advance(minutes=1)
+    assert await sweeper.orphaned(stale_after=STALE) == []
+    bot.clock.advance(minutes=1)  # exactly the threshold: not yet stale
+    assert await sweeper.orphaned(stale_after=STALE) == []
+    assert await bot.status() == "executing"
+
+    bot.clock.advance(seconds=1)
+    settled = await sweeper.orphaned(stale_after=STALE)
+    assert [(a.id, a.status, a.outcome) for a in settled] == [(1, Status.UNKNOWN, LOST)]
+    row = await bot.row()
+    assert (row["status"], row["outcome"]) == ("unknown", LOST)
+    assert row["finished_at"] == START + STALE + timedelta(seconds=1)
+    assert await sweeper.orphaned(stale_after=STALE) == []  # settled once
+
+
+async def test_a_dead_process_on_this_host_is_gone_at_once(bot: Bot) -> None:
+    await bot.run("/drill move r1", "U1")
+    host = socket.gethostname()
+    await bot.replica(f"{host}:{dead_pid()}:cafe0001").claim(1, "U2")
+    sweeper = bot.replica(f"{host}:{os.getppid()}:cafe0002")
+    settled = await sweeper.orphaned(stale_after=STALE)  # heartbeat fresh: the pid decides
+    assert [a.id for a in settled] == [1]
+    assert await bot.status() == "unknown"
+
+
+async def test_an_earlier_boot_of_this_pid_is_gone_at_once(bot: Bot) -> None:
+    """Containers reuse pids: our pid under another boot id is a previous life of ours."""
+    await bot.run("/drill move r1", "U1")
+    host = socket.gethostname()
+    await bot.replica(f"{host}:{os.getpid()}:oldboot1").claim(1, "U2")
+    settled = await bot.replica(f"{host}:{os.getpid()}:newboot2").orphaned(stale_after=STALE)
+    assert [a.id for a in settled] == [1]
+
+
+async def test_a_live_process_on_this_host_with_a_fresh_heartbeat_is_not_gone(
+    bot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await bot.run("/drill move r1", "U1")
+    await bot.run("/drill move r2", "U1")
+    host = socket.gethostname()
+    await bot.replica(f"{host}:{os.getppid()}:cafe0003").claim(1, "U2")
+    sweeper = bot.replica(f"{host}:{os.getpid()}:cafe0004")
+    assert await sweeper.orphaned(stale_after=STALE) == []
+
+    # A process we may not signal (another user's) is alive too.
+    await bot.replica(f"{host}:1:cafe0005").claim(2, "U2")
+
+    def not_permitted(pid: int, signal: int) -> None:
+        raise PermissionError(pid)
+
+    monkeypatch.setattr(os, "kill", not_permitted)
+    assert await sweeper.orphaned(stale_after=STALE) == []
+    monkeypatch.undo()
+    assert [await bot.status(1), await bot.status(2)] == ["executing", "executing"]
+
+
+async def test_a_runner_without_a_heartbeat_is_gone(bot: Bot) -> None:
+    await bot.run("/drill move r1", "U1")
+    await bot.replica("host-a:101:aaaa").claim(1, "U2")
+    async with bot.dispatcher.engine.begin() as conn:
+        await conn.execute(approvals.update().values(heartbeat_at=None))
+    assert [a.id for a in await bot.replica("host-b:1:b").orphaned(stale_after=STALE)] == [1]
+
+
+# --- the heartbeat ----------------------------------------------------------------------------
+
+
+async def test_a_heartbeat_keeps_a_run_fresh_and_only_its_runner_beats(bot: Bot) -> None:
+    await bot.run("/drill move r1", "U1")
+    runner = bot.replica("host-a:101:aaaa")
+    sweeper = bot.replica("host-b:202:bbbb")
+    await runner.claim(1, "U2")
+
+    bot.clock.advance(seconds=90)
+    await runner.heartbeat(1)
+    assert (await bot.row())["heartbeat_at"] == START + timedelta(seconds=90)
+    bot.clock.advance(seconds=60)  # 150 s after the claim, 60 s after the beat
+    assert await sweeper.orphaned(stale_after=STALE) == []
+
+    bot.clock.advance(seconds=50)
+    await sweeper.heartbeat(1)  # not its run: changes nothing
+    assert (await bot.row())["heartbeat_at"] == START + timedelta(seconds=90)
+    bot.clock.advance(seconds=11)  # 131 s after the runner's last beat
+    assert [a.id for a in await sweeper.orphaned(stale_after=STALE)] == [1]
+
+
+async def test_a_run_in_flight_keeps_beating(bot: Bot) -> None:
+    bot.dispatcher.heartbeat_every = 0.01
+    running = await approve_in_flight(bot)
+    claimed = await bot.row()
+    assert claimed["heartbeat_at"] == START
+
+    bot.clock.advance(minutes=5)
+
+    async def beaten() -> bool:
+        return bool((await bot.row())["heartbeat_at"] == bot.clock.now)
+
+    await eventually(beaten, "the heartbeat of the run in flight")
+    bot.client.release.set()
+    assert await running
+    assert await bot.status() == "done"
+
+
+# --- rejecting --------------------------------------------------------------------------------
+
+
+async def test_a_done_request_cannot_be_rejected(bot: Bot) -> None:
+    await bot.run("/drill move r1", "U1")
+    approved, _ = await bot.run("/billing approve 1", "U2")
+    assert approved and await bot.status() == "done"
+
+    rejected, surface = await bot.run('/billing reject 1 "too late"', "U3")
+    assert not rejected
+    assert surface.privates[-1] == "Approval #1 is already done by <@U2>; nothing was run again."
+    row = await bot.row()
+    assert (row["status"], row["decided_by"], row["reason"]) == ("done", "U2", None)
+    assert "rejected" not in [r["decision"] for r in await bot.audit()]
+    assert bot.client.calls == ["r1"]
+
+
+async def test_a_run_in_flight_or_settled_as_unknown_cannot_be_rejected(bot: Bot) -> None:
+    running = await approve_in_flight(bot)
+    rejected, surface = await bot.run("/billing reject 1", "U3")
+    assert not rejected
+    assert "already executing by <@U2>" in surface.privates[-1]
+    assert await bot.status() == "executing"
+
+    bot.clock.advance(minutes=10)
+    await bot.replica("other-host:4242:feedbeef").orphaned(stale_after=STALE)
+    rejected, surface = await bot.run("/billing reject 1", "U3")
+    assert not rejected
+    assert "already unknown" in surface.privates[-1]
+    bot.client.release.set()
+    await running
+    assert await bot.status() == "unknown"
+
+
+async def test_an_expired_request_cannot_be_rejected_and_expires_once(bot: Bot) -> None:
+    await bot.run("/drill move r1", "U1")
+    bot.clock.advance(hours=24)  # exactly the TTL: no longer open
+    rejected, surface = await bot.run("/billing reject 1", "U2")
+    assert not rejected
+    assert surface.privates[-1] == "Approval #1 has expired; request it again."
+    assert await bot.status() == "pending"  # until the sweeper marks it
+
+    expired = await bot.replica("host-b:1:b").expire_due()
+    assert [(a.id, a.status) for a in expired] == [(1, Status.EXPIRED)]
+    assert (await bot.row())["finished_at"] == START + timedelta(hours=24)
+    assert await bot.replica("host-b:1:b").expire_due() == []
+    approved, surface = await bot.run("/billing approve 1", "U2")
+    assert not approved
+    assert surface.privates[-1] == "Approval #1 has expired; request it again."
+    assert bot.client.calls == []
+
+
+async def test_a_request_still_open_can_be_rejected_up_to_its_expiry(bot: Bot) -> None:
+    await bot.run("/drill move r1", "U1")
+    bot.clock.advance(hours=24, seconds=-1)
+    rejected, _ = await bot.run('/billing reject 1 "not this month"', "U2")
+    assert rejected
+    row = await bot.row()
+    assert (row["status"], row["decided_by"], row["reason"]) == ("rejected", "U2", "not this month")
+    assert row["decided_at"] == row["finished_at"] == bot.clock.now
+    assert await bot.replica("host-b:1:b").expire_due() == []
+    assert bot.client.calls == []
+
+
+# --- a crash inside the handler ---------------------------------------------------------------
+
+
+async def test_a_crash_in_a_non_idempotent_handler_is_unknown_not_failed(bot: Bot) -> None:
+    bot.client.crash = True
+    await bot.run("/drill move r1", "U1")
+    approved, surface = await bot.run("/billing approve 1", "U2")
+    assert bot.client.calls == ["r1"]
+    assert await bot.status() == "unknown"
+    assert surface.sent[-1].text == "Approval #1: unknown."
+    card = surface.updates[-1][1]
+    assert card.text.startswith("❓ #1 *outcome unknown*")
+    assert "It may or may not have reached the provider" in card.sections[1]
+    assert "the client broke" not in surface.texts()  # the exception stays in the log
+    executed = [r for r in await bot.audit() if r["decision"] == "executed"]
+    assert [r["outcome"] for r in executed] == ["unknown"]
+
+    # ... and nobody can run it again.
+    again, other = await bot.run("/billing approve 1", "U3")
+    assert not again and "already unknown" in other.privates[-1]
+    assert bot.client.calls == ["r1"]
+
+
+async def test_a_crash_in_an_idempotent_handler_is_failed(bot: Bot) -> None:
+    bot.client.crash = True
+    await bot.run("/drill look r1", "U1")
+    await bot.run("/billing approve 1", "U2")
+    assert await bot.status() == "failed"
+    assert "Nothing was retried." in str((await bot.row())["outcome"])
+
+
+# --- an id that does not exist ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("line", ["/billing approve 999", '/billing reject 999 "no such"'])
+async def test_an_id_that_does_not_exist_runs_nothing(bot: Bot, line: str) -> None:
+    await bot.run("/drill move r1", "U1")
+    done, surface = await bot.run(line, "U2")
+    assert not done
+    assert surface.privates == ["There is no approval request #999."]
+    assert bot.client.calls == []
+    assert await bot.status(1) == "pending"  # the request that does exist is untouched
+    last = (await bot.audit())[-1]
+    assert last["user_id"] == "U2" and last["command"] == line.split(" 999")[0]
+    assert (last["outcome"], last["detail"]) == ("failed", "There is no approval request #999.")
+    async with bot.dispatcher.engine.connect() as conn:
+        count = (await conn.execute(sa.select(sa.func.count()).select_from(approvals))).scalar()
+    assert count == 1
