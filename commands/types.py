@@ -16,6 +16,8 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer
 
+from commands.money import exact, places
+
 
 @dataclass(frozen=True)
 class Label:
@@ -34,13 +36,28 @@ def _text(value: Any) -> str:
 
 # --- numbers ---------------------------------------------------------------------------------
 
+# The largest amount one command may move or invoice. Far above any single transfer or invoice
+# the team makes, it stops a slip of the keyboard (`99999999999999999999`) before any approval
+# card is posted or any provider is asked.
+MAX_AMOUNT = Decimal(1_000_000)
+MONEY_DECIMALS = 2  # transfers and invoices are in cents
+
+COMMA = (
+    "write amounts with a dot for decimals and no thousands separators, like 1500.50 "
+    "(commas are not accepted)"
+)
+
 
 def parse_decimal(value: Any) -> Decimal:
     if isinstance(value, float):
         raise ValueError("amounts must be given as text or Decimal, never float")
     if isinstance(value, Decimal):
         return value
-    raw = _text(value).replace(",", ".") if isinstance(value, str) else str(value)
+    raw = _text(value) if isinstance(value, str) else str(value)
+    if "," in raw:
+        # `1,50` (a decimal comma), `1,000` and `1,000.50` (thousands separators) would each
+        # be a guess: refuse them all rather than read an amount someone did not mean.
+        raise ValueError(f"'{raw}' has a comma: {COMMA}")
     if not re.fullmatch(r"[+-]?\d+(\.\d+)?", raw):
         raise ValueError(f"'{raw}' is not a number (use digits and a dot, like 1500.00)")
     try:
@@ -49,30 +66,30 @@ def parse_decimal(value: Any) -> Decimal:
         raise ValueError(f"'{raw}' is not a number") from exc
 
 
-def _finite(amount: Decimal) -> Decimal:
+def _money(value: Any) -> Decimal:
+    """A finite amount in cents, no larger than `MAX_AMOUNT` either way."""
+    amount = parse_decimal(value)
     if not amount.is_finite():
         raise ValueError(f"'{amount}' is not a number")
+    if places(amount) > MONEY_DECIMALS:
+        raise ValueError("use at most two decimals")
+    if abs(amount) > MAX_AMOUNT:
+        raise ValueError(
+            f"{exact(amount)} is too large: the most one command may move or invoice is "
+            f"{exact(MAX_AMOUNT)}; check the amount, or split it"
+        )
     return amount
 
 
-def _decimal_places(amount: Decimal) -> int:
-    exponent = amount.as_tuple().exponent
-    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
-
-
 def positive_amount(value: Any) -> Decimal:
-    amount = _finite(parse_decimal(value))
-    if _decimal_places(amount) > 2:
-        raise ValueError("use at most two decimals")
+    amount = _money(value)
     if amount <= 0:
         raise ValueError("must be greater than zero")
     return amount
 
 
 def signed_amount(value: Any) -> Decimal:
-    amount = _finite(parse_decimal(value))
-    if _decimal_places(amount) > 2:
-        raise ValueError("use at most two decimals")
+    amount = _money(value)
     if amount == 0:
         raise ValueError("must not be zero (the sign gives the direction)")
     return amount
@@ -92,9 +109,10 @@ def digits(value: Any) -> str:
     return raw
 
 
-# Positive amount with at most two decimals: invoice sums.
+# Positive amount with at most two decimals, at most MAX_AMOUNT: invoice sums.
 Money = Annotated[Decimal, BeforeValidator(positive_amount), Label("amount"), PlainSerializer(str)]
-# Non-zero amount with at most two decimals whose sign means something: transfers.
+# Non-zero amount with at most two decimals and at most MAX_AMOUNT either way, whose sign
+# means something: transfers.
 SignedMoney = Annotated[
     Decimal, BeforeValidator(signed_amount), Label("±amount"), PlainSerializer(str)
 ]

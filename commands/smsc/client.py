@@ -36,6 +36,7 @@ from commands.http import (
     new_client,
     status_sentence,
 )
+from commands.money import fixed
 from commands.secrets import register_secret
 from commands.smsc.models import CreatedBody, CreatedInvoice, ErrorBody, user_label, user_params
 from commands.smsc.pdf import pdf_problem
@@ -80,7 +81,8 @@ def document_params(action: str, user: str, **extra: str | None) -> dict[str, st
 
 
 def money(amount: Decimal) -> str:
-    return format(amount, ".2f")
+    """A sum as SMSC's form takes it, in cents; more decimals are refused, never rounded."""
+    return fixed(amount, 2)
 
 
 class SmscClient:

@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from commands.base import Args, Button, Command, Context, File, Provider, Reply, Role
+from commands.money import exact
 from commands.secrets import MASK
 from commands.smsc import client as api
 from commands.smsc.client import SmscClient
@@ -82,10 +83,10 @@ async def create_invoice(client: SmscClient, args: CreateInvoice, ctx: Context) 
         args.user, args.sum, service=args.service, notify=ctx.notify
     )
     service = f", service “{args.service}”" if args.service else ""
-    asked = "" if created.sum == args.sum else f" (asked for {api.money(args.sum)})"
+    asked = "" if created.sum == args.sum else f" (asked for {exact(args.sum, decimals=2)})"
     summary = (
         f"SMSC invoice {created.id} created for {user_label(args.user)}: "
-        f"{api.money(created.sum)}{asked}{service}."
+        f"{exact(created.sum, decimals=2)}{asked}{service}."
     )
     if created.pdf is None:
         download = f"/{SLASH} invoice get {args.user} {created.id}"

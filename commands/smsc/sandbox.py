@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from commands.money import exact
 from commands.sandbox import ControlMiddleware, SandboxControl
 from commands.smsc import client as api
 from commands.smsc.pdf import render_pdf
@@ -175,7 +176,7 @@ class SmscSandbox:
         number = f"No. {document.num} (ID {document.id})" if document.num else f"No. {document.id}"
         lines = [
             f"Sub-client: {name} (ID {document.client_id})",
-            f"Sum: {document.sum:.2f}",
+            f"Sum: {exact(document.sum, decimals=2)}",
             f"Service: {document.service or '-'}",
             "SMSC sandbox document: not a real invoice.",
         ]

@@ -9,7 +9,7 @@ reported period, from the report history.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -17,6 +17,8 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
+
+from commands import money
 
 WIDTH_INCHES = 12.0
 BAR_INCHES = 0.3
@@ -37,9 +39,11 @@ def render(
     closing: Sequence[Decimal],
     charges: Sequence[Decimal],
     trend: Sequence[tuple[date, Decimal]],
+    write: Callable[[Decimal], str] = money.exact,
 ) -> bytes:
     """A PNG. `accounts`, `closing` and `charges` run in parallel, in reading order (top first);
-    `trend` is (end of reported period, total closing balance), oldest first."""
+    `trend` is (end of reported period, total closing balance), oldest first. `write` turns
+    each figure into its label, from the Decimal, so labels read as the report's text does."""
     top = max(2.0, BAR_INCHES * len(accounts) + 1.2)
     figure = Figure(figsize=(WIDTH_INCHES, top + TREND_INCHES + 1.0), dpi=DPI, layout="constrained")
     FigureCanvasAgg(figure)  # attaches the headless Agg canvas to the figure
@@ -55,6 +59,7 @@ def render(
         closing_axes,
         rows,
         closing_values,
+        labels=[write(v) for v in closing],
         colors=[RED if v < 0 else BLUE for v in closing_values],
         title="Closing balance per account",
         xlabel="Closing balance",
@@ -67,13 +72,14 @@ def render(
         charges_axes,
         rows,
         _plotted(charges),
+        labels=[write(v) for v in charges],
         colors=[ORANGE],
         title="Charges per account in the period",
         xlabel="Charges",
     )
     charges_axes.tick_params(labelleft=False)
 
-    _trend(trend_axes, trend)
+    _trend(trend_axes, trend, write)
 
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
@@ -85,8 +91,10 @@ def _plotted(values: Sequence[Decimal]) -> list[float]:
     return [float(v) for v in values]
 
 
-def _thousands(value: float, _position: Any = None) -> str:
-    return f"{value:,.0f}" if value == int(value) else f"{value:,.2f}"
+def _tick(value: float, _position: Any = None) -> str:
+    # An axis tick is a position matplotlib chose, not a figure anyone sent: written to the
+    # cent, half-up, through the same formatter, with no trailing zeros.
+    return money.exact(money.rounded(Decimal(str(float(value)))).normalize())
 
 
 def _bars(
@@ -94,29 +102,32 @@ def _bars(
     rows: list[int],
     values: list[float],
     *,
+    labels: list[str],
     colors: list[str],
     title: str,
     xlabel: str,
 ) -> None:
     bars = axes.barh(rows, values, color=colors, height=0.7)
-    axes.bar_label(bars, labels=[f"{v:,.2f}" for v in values], padding=3, fontsize=8)
+    axes.bar_label(bars, labels=labels, padding=3, fontsize=8)
     axes.axvline(0, color=GREY, linewidth=0.8)
     axes.margins(x=0.2)
-    axes.xaxis.set_major_formatter(FuncFormatter(_thousands))
+    axes.xaxis.set_major_formatter(FuncFormatter(_tick))
     axes.grid(axis="x", alpha=0.3)
     axes.set_title(title)
     axes.set_xlabel(xlabel)
 
 
-def _trend(axes: Any, trend: Sequence[tuple[date, Decimal]]) -> None:
+def _trend(
+    axes: Any, trend: Sequence[tuple[date, Decimal]], write: Callable[[Decimal], str]
+) -> None:
     # One step per report, labelled with its period's last day: reports run on a schedule, and
     # a handful of labelled points reads better than a calendar axis.
     steps = list(range(len(trend)))
     values = _plotted([total for _, total in trend])
     axes.plot(steps, values, marker="o", color=BLUE)
-    for step, value in zip(steps, values, strict=True):
+    for step, value, (_day, total) in zip(steps, values, trend, strict=True):
         axes.annotate(
-            f"{value:,.2f}",
+            write(total),
             (step, value),
             textcoords="offset points",
             xytext=(0, 7),
@@ -124,7 +135,7 @@ def _trend(axes: Any, trend: Sequence[tuple[date, Decimal]]) -> None:
             fontsize=8,
         )
     axes.set_xticks(steps, labels=[day.isoformat() for day, _ in trend], fontsize=8)
-    axes.yaxis.set_major_formatter(FuncFormatter(_thousands))
+    axes.yaxis.set_major_formatter(FuncFormatter(_tick))
     axes.margins(x=0.05 if len(steps) > 1 else 1.0, y=0.25)
     axes.grid(alpha=0.3)
     first = (

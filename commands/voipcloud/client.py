@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from commands import money
 from commands.http import (
     ProviderAuthError,
     ProviderHTTP,
@@ -154,7 +155,8 @@ class VoipcloudClient:
         """Positive `amount` moves funds partner → customer; negative, customer → partner."""
         form = {
             "account_number": account,
-            "amount": f"{amount:.2f}",
+            # Cents: an amount with more decimals is refused here, never rounded away.
+            "amount": money.fixed(amount, 2),
             "description": description,
         }
         data = await self._call("PUT", "move_funds", form=form)

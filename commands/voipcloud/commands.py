@@ -18,6 +18,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from commands import money
 from commands.base import (
     Args,
     Button,
@@ -32,12 +33,12 @@ from commands.base import (
     ScheduleKind,
     Table,
 )
-from commands.types import IsoDate, Label, Period, SignedMoney, id_list
+from commands.types import MONEY_DECIMALS, IsoDate, Label, Period, SignedMoney, id_list
 from commands.voipcloud import client as api
 from commands.voipcloud import report
 from commands.voipcloud.budget import DEFAULT_RATE_LIMIT, RateLimit
 from commands.voipcloud.client import Paths, VoipcloudClient
-from commands.voipcloud.models import Statement, amount_text
+from commands.voipcloud.models import Statement
 from commands.voipcloud.sandbox import (
     CONSOLE_POPULATION,
     SANDBOX_BASE_URL,
@@ -307,34 +308,33 @@ class RegisterArgs(Args):
 
 
 def statement_table(statement: Statement) -> Table:
-    rows = [[label, amount_text(value)] for label, value in statement.lines()]
-    if not rows:
+    """Every figure as sent, padded to the most decimals among them so the column lines up
+    (`242.08793`, `57.00000`, `48.12500`): padding adds zeros, it never rounds."""
+    lines = statement.lines()
+    if not lines:
         raise CommandError("VoIPcloud answered without any balance figures.")
+    amounts = money.column([value for _, value in lines])
+    rows = [[label, amount] for (label, _), amount in zip(lines, amounts, strict=True)]
     return Table(columns=["Item", "Amount"], rows=rows, align_right=frozenset({1}))
 
 
-def _closing(statement: Statement) -> str:
-    if statement.closing_balance is None:
-        return ""
-    return f": closing balance *{amount_text(statement.closing_balance)}*"
+def _closing(table: Table) -> str:
+    closing = [amount for label, amount in table.rows if label == "Closing balance"]
+    return f": closing balance *{closing[0]}*" if closing else ""
 
 
 async def balance(client: VoipcloudClient, args: BalanceArgs, ctx: Context) -> Reply:
     period = period_of(args.from_date, args.to_date, ctx.today())
     statement = await client.customer_balance(args.account, period.start, period.end)
-    return Reply(
-        text=f"*Customer {args.account}*, {period.label}{_closing(statement)}",
-        table=statement_table(statement),
-    )
+    table = statement_table(statement)
+    return Reply(text=f"*Customer {args.account}*, {period.label}{_closing(table)}", table=table)
 
 
 async def partner_balance(client: VoipcloudClient, args: PartnerBalanceArgs, ctx: Context) -> Reply:
     period = period_of(args.from_date, args.to_date, ctx.today())
     statement = await client.partner_balance(period.start, period.end)
-    return Reply(
-        text=f"*Partner account*, {period.label}{_closing(statement)}",
-        table=statement_table(statement),
-    )
+    table = statement_table(statement)
+    return Reply(text=f"*Partner account*, {period.label}{_closing(table)}", table=table)
 
 
 async def report_balances(client: VoipcloudClient, args: ReportBalancesArgs, ctx: Context) -> Reply:
@@ -350,7 +350,7 @@ async def scheduled_balance_report(
 
 
 def direction(args: MoveFundsArgs) -> str:
-    amount = f"{abs(args.amount):.2f}"
+    amount = money.fixed(abs(args.amount), MONEY_DECIMALS)
     if args.amount > 0:
         return f"partner → customer {args.account}: {amount}"
     return f"customer {args.account} → partner: {amount}"
@@ -361,8 +361,8 @@ async def move_funds(client: VoipcloudClient, args: MoveFundsArgs, ctx: Context)
     return Reply(
         text=f"Funds moved, {direction(args)}.",
         fields=[
-            ("Customer balance", amount_text(result.customer_balance)),
-            ("Credit limit", amount_text(result.customer_credit_limit)),
+            ("Customer balance", money.exact(result.customer_balance)),
+            ("Credit limit", money.exact(result.customer_credit_limit)),
             ("Description", args.description),
         ],
         buttons=[Button(label="Show balance", command=f"/{SLASH} balance {args.account}")],
@@ -422,10 +422,11 @@ async def login_url(client: VoipcloudClient, args: AccountArgs, ctx: Context) ->
 
 
 def _describe_move(args: MoveFundsArgs) -> str:
+    amount = money.fixed(args.amount, MONEY_DECIMALS)
     return (
         f"Move funds {direction(args)}\n"
         f"Description: {args.description}\n"
-        f"`PUT` move-funds form: account_number={args.account} · amount={args.amount:.2f} · "
+        f"`PUT` move-funds form: account_number={args.account} · amount={amount} · "
         f"description={args.description}"
     )
 
@@ -624,7 +625,7 @@ async def _check(client: VoipcloudClient) -> str:
     period = Period.month_to_date(today)
     statement = await client.partner_balance(period.start, period.end)
     closing = statement.closing_balance
-    shown = amount_text(closing) if closing is not None else "not given"
+    shown = money.exact(closing) if closing is not None else "not given"
     return f"partner closing balance {shown} ({period})"
 
 

@@ -74,8 +74,3 @@ class Notice(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     message: str | None = None
-
-
-def amount_text(amount: Decimal) -> str:
-    """An amount with the precision it was sent with, never in exponent form."""
-    return format(amount, "f")

@@ -20,14 +20,15 @@ import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
+from commands import money
 from commands.base import Context, File, Reply, Table
 from commands.http import ProviderAuthError, ProviderError
 from commands.types import Period
 from commands.voipcloud.client import VoipcloudClient
-from commands.voipcloud.models import Statement, amount_text
+from commands.voipcloud.models import Statement
 
 KIND = "balance-report"
 CONCURRENCY = 8  # balance reads in flight at once
@@ -39,7 +40,6 @@ LISTED = 15  # accounts named in a sentence before "and N more in the CSV"
 TREND_POINTS = 12
 HISTORY_SCAN = 200  # past records searched for this selection of accounts
 
-CENT = Decimal("0.01")
 BELOW_ZERO_RULE = (
     "VoIPcloud's balance answer carries no credit limit, so this lists closing balances under 0"
 )
@@ -94,6 +94,19 @@ class Readings:
     @property
     def totals(self) -> Totals:
         return Totals.of(self.balances)
+
+    @property
+    def decimals(self) -> int:
+        """The most decimals any figure was sent with: every amount the report writes (table,
+        totals, sentences, chart labels) is padded to it, so they line up and read alike."""
+        return max(
+            (
+                money.places(amount)
+                for b in self.balances
+                for amount in (b.opening, b.payments, b.charges, b.closing)
+            ),
+            default=0,
+        )
 
     @property
     def selection(self) -> str:
@@ -277,17 +290,17 @@ def trend(
 # --- what people see -----------------------------------------------------------------------------
 
 
-def cents(amount: Decimal) -> Decimal:
-    """Rounded as people round money; `+ 0` turns -0.00 into 0.00."""
-    return amount.quantize(CENT, rounding=ROUND_HALF_UP) + 0
+@dataclass(frozen=True)
+class Writer:
+    """Writes a report's amounts exactly as sent, all with the same number of decimals."""
 
+    decimals: int
 
-def money(amount: Decimal) -> str:
-    return f"{cents(amount):,.2f}"
+    def amount(self, value: Decimal) -> str:
+        return money.exact(value, decimals=self.decimals)
 
-
-def signed(amount: Decimal) -> str:
-    return f"{cents(amount):+,.2f}"
+    def change(self, value: Decimal) -> str:
+        return money.exact(value, sign=True, decimals=self.decimals)
 
 
 def build_reply(readings: Readings, points: Sequence[TrendPoint], png: bytes | None) -> Reply:
@@ -302,25 +315,25 @@ def build_reply(readings: Readings, points: Sequence[TrendPoint], png: bytes | N
             sections=[_unread_section(readings.unread, long)],
             files=files,
         )
-    totals = readings.totals
+    totals, w = readings.totals, Writer(readings.decimals)
     below = sorted((b for b in balances if b.closing < 0), key=lambda b: (b.closing, b.account))
-    headline = f"*{title}*: {len(balances)} accounts, closing total *{money(totals.closing)}*"
+    headline = f"*{title}*: {len(balances)} accounts, closing total *{w.amount(totals.closing)}*"
     if readings.unread:
         headline += f"; {len(readings.unread)} of {asked} could not be read"
     fields = [
-        ("Opening balance", money(totals.opening)),
-        ("Payments", money(totals.payments)),
-        ("Charges", money(totals.charges)),
-        ("Closing balance", money(totals.closing)),
-        ("Net change", signed(totals.closing - totals.opening)),
+        ("Opening balance", w.amount(totals.opening)),
+        ("Payments", w.amount(totals.payments)),
+        ("Charges", w.amount(totals.charges)),
+        ("Closing balance", w.amount(totals.closing)),
+        ("Net change", w.change(totals.closing - totals.opening)),
         ("Below zero", f"{len(below)} of {len(balances)} accounts"),
     ]
-    sections = [_movers_section(balances), _below_zero_section(below, long)]
+    sections = [_movers_section(balances, w), _below_zero_section(below, long, w)]
     if len(points) > 1:
         before = points[-2]
         sections.append(
-            f"Total closing balance *{signed(totals.closing - before.closing)}* since the "
-            f"report for the period ending {before.period_end} ({money(before.closing)})."
+            f"Total closing balance *{w.change(totals.closing - before.closing)}* since the "
+            f"report for the period ending {before.period_end} ({w.amount(before.closing)})."
         )
     if readings.unread:
         sections.append(_unread_section(readings.unread, long))
@@ -335,7 +348,7 @@ def build_reply(readings: Readings, points: Sequence[TrendPoint], png: bytes | N
         text=headline,
         fields=fields,
         sections=sections,
-        table=account_table(balances),
+        table=account_table(balances, w),
         files=files,
     )
 
@@ -344,12 +357,12 @@ def by_movement(balances: Sequence[AccountBalance]) -> list[AccountBalance]:
     return sorted(balances, key=lambda b: (-abs(b.change), b.account))
 
 
-def account_table(balances: Sequence[AccountBalance]) -> Table:
+def account_table(balances: Sequence[AccountBalance], w: Writer) -> Table:
     rows = [
         [
             b.account,
-            *(money(a) for a in (b.opening, b.payments, b.charges, b.closing)),
-            signed(b.change),
+            *(w.amount(a) for a in (b.opening, b.payments, b.charges, b.closing)),
+            w.change(b.change),
         ]
         for b in by_movement(balances)[:TABLE_ROWS]
     ]
@@ -366,19 +379,19 @@ def _named(items: Sequence[str], long: bool) -> str:
     return " · ".join(shown) + more
 
 
-def _movers_section(balances: Sequence[AccountBalance]) -> str:
+def _movers_section(balances: Sequence[AccountBalance], w: Writer) -> str:
     moved = [b for b in by_movement(balances) if b.change != 0][:MOVERS]
     if not moved:
         return "No balance moved in the period."
     return "*Biggest movers* (closing − opening): " + " · ".join(
-        f"`{b.account}` {signed(b.change)}" for b in moved
+        f"`{b.account}` {w.change(b.change)}" for b in moved
     )
 
 
-def _below_zero_section(below: Sequence[AccountBalance], long: bool) -> str:
+def _below_zero_section(below: Sequence[AccountBalance], long: bool, w: Writer) -> str:
     if not below:
         return f"No account closed below zero ({BELOW_ZERO_RULE})."
-    names = _named([f"`{b.account}` {money(b.closing)}" for b in below], long)
+    names = _named([f"`{b.account}` {w.amount(b.closing)}" for b in below], long)
     return f"*Below zero at the close* ({BELOW_ZERO_RULE}): {names}"
 
 
@@ -412,7 +425,7 @@ def csv_file(readings: Readings) -> File:
     for account in readings.asked:
         if (b := found.get(account)) is not None:
             amounts = [b.opening, b.payments, b.charges, b.closing, b.change]
-            writer.writerow([account, *(amount_text(a) for a in amounts), ""])
+            writer.writerow([account, *(money.exact(a) for a in amounts), ""])
         elif (u := missing.get(account)) is not None:
             writer.writerow([account, "", "", "", "", "", f"not read: {u.reason}"])
     return File(
@@ -437,7 +450,7 @@ def chart_png(readings: Readings, points: Sequence[TrendPoint]) -> bytes:
     # matplotlib takes half a second to import: load it only when a report is drawn.
     from commands.voipcloud import chart
 
-    balances = readings.balances
+    balances, w = readings.balances, Writer(readings.decimals)
     shown = chart_accounts(balances)
     subtitle = f"{len(balances)} accounts"
     if len(shown) < len(balances):
@@ -448,8 +461,8 @@ def chart_png(readings: Readings, points: Sequence[TrendPoint]) -> bytes:
         which += f" and {lowest} lowest" if lowest else ""
         subtitle = (
             f"{which} closing balances of {len(balances)} accounts; the other "
-            f"{len(balances) - len(shown)} close at {money(rest.closing)} in all, "
-            f"charged {money(rest.charges)}"
+            f"{len(balances) - len(shown)} close at {w.amount(rest.closing)} in all, "
+            f"charged {w.amount(rest.charges)}"
         )
     if readings.unread:
         subtitle += f"; {len(readings.unread)} not read"
@@ -460,4 +473,5 @@ def chart_png(readings: Readings, points: Sequence[TrendPoint]) -> bytes:
         closing=[b.closing for b in shown],
         charges=[b.charges for b in shown],
         trend=[(p.period_end, p.closing) for p in points],
+        write=w.amount,  # the labels read exactly as the table and the totals do
     )

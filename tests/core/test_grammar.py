@@ -526,7 +526,7 @@ def test_literal_and_type_errors_read_as_sentences() -> None:
 
 
 def test_validated_arguments_are_typed() -> None:
-    args = grammar.validate(TRANSFER, parsed("transfer 1001 -25,50 late fee").values)
+    args = grammar.validate(TRANSFER, parsed("transfer 1001 -25.50 late fee").values)
     assert isinstance(args, Transfer)
     assert (args.account, str(args.amount), args.description) == ("1001", "-25.50", "late fee")
 

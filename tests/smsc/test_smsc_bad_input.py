@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from commands import grammar
+from commands.types import COMMA
 from tests.smsc.smsc_support import Env, make_env, run_typed
 
 
@@ -30,6 +31,15 @@ async def env() -> AsyncIterator[Env]:
             "`sum`: 'ten' is not a number (use digits and a dot, like 1500.00)",
         ),
         ("invoice create acme 1e3", "`sum`: '1e3' is not a number"),
+        ("invoice create acme 1,50", f"`sum`: '1,50' has a comma: {COMMA}"),
+        ("invoice create acme 1,000", f"`sum`: '1,000' has a comma: {COMMA}"),
+        ("invoice create acme 1,000.50", f"`sum`: '1,000.50' has a comma: {COMMA}"),
+        (
+            "invoice create acme 99999999999999999999",
+            "`sum`: 99999999999999999999 is too large: the most one command may move or invoice "
+            "is 1000000; check the amount, or split it",
+        ),
+        ("invoice create acme 1000000.01", "`sum`: 1000000.01 is too large"),
         ("invoice create sum=100", "`user`: is required"),
         ("invoice create", "`user`: is required\n`sum`: is required"),
         (

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from commands import grammar
+from commands.types import COMMA
 from commands.voipcloud.client import VoipcloudClient
 from commands.voipcloud.commands import COMMANDS
 from commands.voipcloud.sandbox import VoipcloudSandbox
@@ -37,6 +38,16 @@ CASES = [
     ("move-funds 10023 1.234 top-up", "`amount`: use at most two decimals"),
     ("move-funds 10023 ten top-up", "`amount`: 'ten' is not a number (use digits and a dot"),
     ("move-funds 10023 1e3 top-up", "`amount`: '1e3' is not a number"),
+    # A comma is never guessed at: a decimal comma, a thousands separator, or both.
+    ("move-funds 10023 1,50 top-up", f"`amount`: '1,50' has a comma: {COMMA}"),
+    ("move-funds 10023 1,000 top-up", f"`amount`: '1,000' has a comma: {COMMA}"),
+    ("move-funds 10023 -1,000.50 top-up", f"`amount`: '-1,000.50' has a comma: {COMMA}"),
+    (
+        "move-funds 10023 99999999999999999999 top-up",
+        "`amount`: 99999999999999999999 is too large: the most one command may move or invoice "
+        "is 1000000; check the amount, or split it",
+    ),
+    ("move-funds 10023 -1000000.01 top-up", "`amount`: -1000000.01 is too large"),
     ("move-funds 10023 50", "`description`: is required"),
     ('move-funds 10023 50 description=" "', "`description`: is required: say why the funds move"),
     (f"move-funds 10023 50 {LONG}", "`description`: is 256 characters long; the limit is 255"),
@@ -116,6 +127,8 @@ def test_good_input_passes() -> None:
         "balance 10023",
         "balance 10023 2026-11-01 2026-11-01",
         "move-funds 10023 -0.5 refund",
+        "move-funds 10023 1000000 top-up",
+        "move-funds 10023 -1000000 refund",
         f"move-funds 10023 50 {'x' * 255}",
         "register first_name=Ana last_name=Lima email=ana@example.com phone=+351912345678",
     ):

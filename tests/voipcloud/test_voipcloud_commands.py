@@ -65,10 +65,13 @@ async def test_balance_table_shows_every_figure_as_sent(
     shown = table_of(reply)
     for name, label in STATEMENT_LINES:
         assert Decimal(shown[label]) == statement[name]
-    # The precision of the article's example survives the trip, and nothing is in exponent form.
+    # The precision of the article's example survives the trip, nothing is in exponent form,
+    # and the column lines up: every figure padded with zeros to the most decimals sent.
     assert shown["Opening balance"] == "245.71293"
-    assert shown["Call charges"] == "48.125"
-    assert "November 2026" in reply.text and "242.08793" in reply.text
+    assert shown["Payments"] == "57.00000"
+    assert shown["Call charges"] == "48.12500"
+    assert {len(amount.partition(".")[2]) for amount in shown.values()} == {5}
+    assert "November 2026" in reply.text and "closing balance *242.08793*" in reply.text
 
 
 async def test_balance_from_date_alone_runs_to_today(

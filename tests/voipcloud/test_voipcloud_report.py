@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
@@ -46,8 +47,15 @@ SEEDED = ["10023", "10024", "10025"]
 
 
 def people(amount: Decimal, sign: bool = False) -> str:
-    rounded = amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    return f"{rounded:+,.2f}" if sign else f"{rounded:,.2f}"
+    """How the report writes an amount: exactly, with the five decimals VoIPcloud sends."""
+    assert places(amount) <= 5, "the sandbox's figures carry five decimals"
+    return f"{amount:+.5f}" if sign else f"{amount:.5f}"
+
+
+def places(amount: Decimal) -> int:
+    exponent = amount.as_tuple().exponent
+    assert isinstance(exponent, int)
+    return max(0, -exponent)
 
 
 def section_with(reply: Reply, start: str) -> str:
@@ -140,6 +148,63 @@ async def test_movers_and_accounts_below_zero_follow_the_figures(
     )
     row = next(r for r in reply.table.rows if r[0] == "10023")
     assert row[4] == people(figures["10023"]["closing_balance"])
+
+
+async def test_figures_keep_provider_precision_and_totals_add_up_to_the_rows(
+    sandbox: VoipcloudSandbox,
+) -> None:
+    reply = await run_billing(
+        open_client(sandbox), "report balances accounts=10023,10024,10025", report_context()
+    )
+    assert reply.table is not None
+    columns = list(reply.table.columns)
+    rows = [dict(zip(columns, row, strict=True)) for row in reply.table.rows]
+    for row in rows:
+        figures = expected(sandbox, row["Account"], PERIOD)
+        # Nothing is rounded away: each cell reads back as the very figure VoIPcloud sent.
+        assert Decimal(row["Closing"]) == figures["closing_balance"]
+        assert Decimal(row["Opening"]) == figures["opening_balance"]
+        assert Decimal(row["Change"]) == figures["change"]
+        # One column, one number of decimals: the figures line up.
+        assert {places(Decimal(row[c])) for c in columns[1:]} == {5}
+    fields = dict(reply.fields)
+    # The totals are the exact sums of the rows people see, to the last digit.
+    for field, column in (
+        ("Opening balance", "Opening"),
+        ("Payments", "Payments"),
+        ("Charges", "Charges"),
+        ("Closing balance", "Closing"),
+        ("Net change", "Change"),
+    ):
+        assert Decimal(fields[field]) == sum((Decimal(r[column]) for r in rows), Decimal(0))
+
+
+async def test_chart_labels_read_exactly_as_the_table(
+    sandbox: VoipcloudSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from matplotlib.axes import Axes
+
+    drawn: list[list[str]] = []
+    original = Axes.bar_label
+
+    def recording(self: Axes, container: Any, labels: Any = None, **kwargs: Any) -> Any:
+        drawn.append(list(labels))
+        return original(self, container, labels=labels, **kwargs)
+
+    monkeypatch.setattr(Axes, "bar_label", recording)
+    reply = await run_billing(
+        open_client(sandbox), "report balances accounts=10023,10024,10025", report_context()
+    )
+    assert reply.table is not None
+    table = {row[0]: row for row in reply.table.rows}
+    closing_labels, charges_labels = drawn
+    ranked = sorted(table, key=lambda a: -Decimal(table[a][4]))  # the chart's order
+    assert closing_labels == [table[a][4] for a in ranked]
+    assert charges_labels == [table[a][3] for a in ranked]
+    # 10023 is charged 60.625, where half-even and half-up part ways (60.62 against 60.63):
+    # its label is neither, but the figure itself, as in the table.
+    assert expected(sandbox, "10023", PERIOD)["total_charges"] == Decimal("60.625")
+    assert charges_labels[ranked.index("10023")] == "60.62500"
 
 
 async def test_progress_counts_up_to_every_account(sandbox: VoipcloudSandbox) -> None:
