@@ -41,6 +41,12 @@ def register_secret(*values: str | None) -> None:
                     _secrets.add(variant)
 
 
+def reset_secrets() -> None:
+    """Forget every registered value, so a test sees only what its own code registered."""
+    with _lock:
+        _secrets.clear()
+
+
 def _variants(value: str) -> Iterable[str]:
     from urllib.parse import quote, quote_plus
 

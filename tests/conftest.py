@@ -17,6 +17,7 @@ from bot import store
 from bot.config import Settings
 from bot.dispatch import Dispatcher, ProviderRuntime
 from bot.runtime import Runtime, open_providers, open_runtime
+from commands.secrets import reset_secrets
 from tests.support import RecordingSurface
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -29,6 +30,13 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(prefixes) or name in {"DATABASE_URL", "APPROVAL_TTL_HOURS", "PORT"}:
             monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets() -> None:
+    """Each test starts with no registered secret: whatever masks one was registered by the code
+    the test runs (or the test itself), never by an earlier test."""
+    reset_secrets()
 
 
 @pytest.fixture(params=BACKENDS)

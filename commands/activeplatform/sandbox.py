@@ -11,7 +11,8 @@ documented 422 with `errors` as one object, and so are account ids the reseller 
 Switches for tests: `paging` picks how a page says more follow (JSON:API `links` with a `meta`
 count, the `meta` count alone, or nothing but a short last page); `fail_accounts` makes any
 notification naming one of those account ids answer with the given status (422 or 5xx), for
-partial failures; `lose_answer_for` acts on such a notification and then loses the answer.
+partial failures; `lose_answer_for` acts on such a notification and then loses the answer;
+`control.echo_secrets` answers every request with a 422 whose title quotes the token it carried.
 """
 
 from __future__ import annotations
@@ -123,7 +124,12 @@ class ActivePlatformSandbox:
                 methods=["POST"],
             ),
         ]
-        return ControlMiddleware(Starlette(routes=routes), self.control)
+        return ControlMiddleware(Starlette(routes=routes), self.control, echo=self.echo_secrets)
+
+    async def echo_secrets(self, request: Request) -> Response:
+        """A 422 with the token bare in its title, in no shape a pattern would mask."""
+        sent = request.headers.get("x-api-token", "")
+        return _error(f"manager {sent} may not use this installation", 422)
 
     # --- access ------------------------------------------------------------------------------
 

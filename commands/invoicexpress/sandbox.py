@@ -4,6 +4,8 @@ Behaves as the documents say: every call needs `api_key`; an unknown id is 404 w
 body; a duplicate serie is 422 with `{"errors":[{"error":"…"}]}`; `default_sequence` is sent and
 returned as "1"/"0"; `set_current` moves the default; creating a sequence also registers it with
 the tax authority (an ATCUD validation code appears), and `register` does it for an old one.
+With `control.echo_secrets`, every request gets a 422 quoting the API key it carried, and the AT
+password (as typed and as sent, in Base64) when it carried one.
 """
 
 from __future__ import annotations
@@ -75,7 +77,19 @@ class InvoiceXpressSandbox:
             Route("/sequences/{id:int}/register.json", self.register, methods=["PUT"]),
             Route(api.AT_COMMUNICATION, self.at_communication, methods=["POST"]),
         ]
-        return ControlMiddleware(Starlette(routes=routes), self.control)
+        return ControlMiddleware(Starlette(routes=routes), self.control, echo=self.echo_secrets)
+
+    async def echo_secrets(self, request: Request) -> Response:
+        """A 422 with the secrets bare in its text, in no `api_key=` shape a pattern would mask."""
+        said = [f"the key {request.query_params.get('api_key', '')} may not do this"]
+        try:
+            encoded = str((await request.json())["at_communication"]["at_password"])
+            typed = base64.b64decode(encoded, validate=True).decode()
+        except (ValueError, KeyError, TypeError, binascii.Error):
+            pass
+        else:
+            said.append(f"the AT sub-user refused {typed} (sent as {encoded})")
+        return JSONResponse({"errors": [{"error": e} for e in said]}, status_code=422)
 
     def _denied(self, request: Request) -> Response | None:
         if request.query_params.get("api_key") != self.api_key:

@@ -7,7 +7,8 @@ blocked (`ip_blocked`), 6 unknown sub-client, 7 unknown document (or another sub
 9 a second document request from the same login within a minute of the last accepted one, by
 the injectable `clock`. A created invoice comes back as multipart/mixed: a JSON part with its
 `id` and `sum`, then the PDF; downloads return the PDF itself. Every PDF is a real one-page
-document with the number and sum on it.
+document with the number and sum on it. With `control.echo_secrets`, every request gets error 1
+quoting the login and password it carried.
 """
 
 from __future__ import annotations
@@ -95,13 +96,16 @@ class SmscSandbox:
 
     def app(self) -> ASGIApp:
         routes = [Route(api.DOCUMENTS, self.documents, methods=["GET", "POST"])]
-        return ControlMiddleware(Starlette(routes=routes), self.control)
+        return ControlMiddleware(Starlette(routes=routes), self.control, echo=self.echo_secrets)
+
+    async def echo_secrets(self, request: Request) -> Response:
+        """Error 1 with the password bare in its text, in no `psw=` shape a pattern would mask."""
+        params = await _params(request)
+        said = f"{ERRORS[api.BAD_PARAMETERS]}: login {params.get('login')} used {params.get('psw')}"
+        return JSONResponse({"error": said, "error_code": api.BAD_PARAMETERS})
 
     async def documents(self, request: Request) -> Response:
-        params = dict(request.query_params)
-        if request.method == "POST":
-            form = await request.form()
-            params.update({key: value for key, value in form.items() if isinstance(value, str)})
+        params = await _params(request)
         if self.ip_blocked:
             return error(api.IP_BLOCKED)
         if params.get("login") != self.login or params.get("psw") != self.password:
@@ -181,6 +185,15 @@ class SmscSandbox:
             "SMSC sandbox document: not a real invoice.",
         ]
         return render_pdf(lines, title=f"SMSC {kind} {number}")
+
+
+async def _params(request: Request) -> dict[str, str]:
+    """Query and (for POST) form fields, as documents.php reads them."""
+    params = dict(request.query_params)
+    if request.method == "POST":
+        form = await request.form()
+        params.update({key: value for key, value in form.items() if isinstance(value, str)})
+    return params
 
 
 def error(code: int) -> Response:

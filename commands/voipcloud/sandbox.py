@@ -14,6 +14,8 @@ payment to the customer and the opposite payment on the partner account.
 
 Customers are numbered from 10023: the three below, then (up to `population`) generated ones
 with repeatable made-up ledgers, so the console can run a 200-account report (10023..10222).
+With `control.echo_secrets`, every request gets a refusal quoting the key it carried, and the
+`google_captcha` when it carried one.
 """
 
 from __future__ import annotations
@@ -197,7 +199,16 @@ class VoipcloudSandbox:
             Route("/customer-login/{key}", self.customer_login, methods=["GET"]),
         ]
         app = Starlette(routes=routes, exception_handlers={Refused: _refused})
-        return ControlMiddleware(app, self.control)
+        return ControlMiddleware(app, self.control, echo=self.echo_secrets)
+
+    async def echo_secrets(self, request: Request) -> Response:
+        """A refusal with the secrets bare in its message, in no `token:` shape a pattern masks."""
+        said = f"the key {request.headers.get('token', '')} is not a partner key here"
+        if request.method != "GET":
+            captcha = (await _form(request)).get("google_captcha")
+            if captcha:
+                said += f", and {captcha} failed the captcha check"
+        return fail(403, said)
 
     # --- reads -----------------------------------------------------------------------------------
 
