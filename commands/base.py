@@ -129,13 +129,21 @@ class Args(BaseModel):
     rest: ClassVar[str | None] = None
 
     def preview(self) -> dict[str, str]:
-        """The arguments as shown to people and the audit log: secrets masked."""
+        """The arguments as shown to people, stored with approvals and audited: secrets masked.
+        Validating this mapping again gives back the same arguments (secrets aside)."""
+        return self.as_text()
+
+    def as_text(self, *, reveal_secrets: bool = False) -> dict[str, str]:
+        """Each given argument as the text the grammar reads back into the same value."""
         shown: dict[str, str] = {}
         for name in type(self).model_fields:
             value = getattr(self, name)
             if value is None:
                 continue
-            shown[name] = "••••••" if isinstance(value, SecretStr) else format_value(value)
+            if isinstance(value, SecretStr):
+                shown[name] = value.get_secret_value() if reveal_secrets else "••••••"
+            else:
+                shown[name] = format_value(value)
         return shown
 
 

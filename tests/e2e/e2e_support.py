@@ -34,6 +34,7 @@ from bot.server import build_web
 from commands.activeplatform.sandbox import ActivePlatformSandbox
 from commands.invoicexpress.sandbox import InvoiceXpressSandbox
 from commands.smsc.sandbox import SmscSandbox
+from commands.voipcloud.sandbox import VoipcloudSandbox
 from tests.doubles.server import serve_asgi
 from tests.doubles.signing import (
     block_actions_payload,
@@ -141,6 +142,15 @@ def invoicexpress_env(url: str, sandbox: InvoiceXpressSandbox) -> dict[str, str]
 
 def smsc_env(url: str, sandbox: SmscSandbox) -> dict[str, str]:
     return {"SMSC_LOGIN": sandbox.login, "SMSC_PASSWORD": sandbox.password, "SMSC_BASE_URL": url}
+
+
+def voipcloud_env(url: str, sandbox: VoipcloudSandbox) -> dict[str, str]:
+    return {
+        "VOIPCLOUD_BASE_URL": url,
+        "VOIPCLOUD_TOKEN": sandbox.token,
+        "VOIPCLOUD_GOOGLE_CAPTCHA": sandbox.google_captcha or "",
+        "VOIPCLOUD_RATE_LIMIT": "off",
+    }
 
 
 def activeplatform_env(url: str, sandbox: ActivePlatformSandbox) -> dict[str, str]:
@@ -335,6 +345,7 @@ async def every_row(database_url: str) -> list[str]:
 class Bot(SlackSender):
     invoicexpress: InvoiceXpressSandbox
     smsc: SmscSandbox
+    voipcloud: VoipcloudSandbox
     answered: dict[str, Answers]
     database_url: str
 
@@ -346,25 +357,36 @@ async def running_bot(
     slack: SlackApiDouble | None = None,
     invoicexpress: InvoiceXpressSandbox | None = None,
     smsc: SmscSandbox | None = None,
+    voipcloud: VoipcloudSandbox | None = None,
     secret: str = SIGNING_SECRET,
     migrate: bool = True,
 ) -> AsyncIterator[Bot]:
-    """The app as `billing-bot serve` runs it, on loopback, with InvoiceXpress and SMSC live
-    against their sandboxes (VoIPcloud and ActivePlatform unconfigured, so switched off)."""
+    """The app as `billing-bot serve` runs it, on loopback, with InvoiceXpress, SMSC and
+    VoIPcloud live against their sandboxes (ActivePlatform unconfigured, so switched off)."""
     ix = invoicexpress or InvoiceXpressSandbox()
     sms = smsc or SmscSandbox()
-    answered = {"invoicexpress": Answers(ix.app()), "smsc": Answers(sms.app())}
+    vc = voipcloud or VoipcloudSandbox()
+    answered = {
+        "invoicexpress": Answers(ix.app()),
+        "smsc": Answers(sms.app()),
+        "voipcloud": Answers(vc.app()),
+    }
     if migrate and not database_url.startswith("sqlite"):
         await store.upgrade(database_url)  # PostgreSQL is migrated by `billing-bot db upgrade`
     async with contextlib.AsyncExitStack() as stack:
         double = await stack.enter_async_context(serve_slack_double(slack))
         ix_url = await stack.enter_async_context(serve_asgi(answered["invoicexpress"]))
         smsc_url = await stack.enter_async_context(serve_asgi(answered["smsc"]))
+        vc_url = await stack.enter_async_context(serve_asgi(answered["voipcloud"]))
         environment = bot_environment(
             database_url=database_url,
             slack=double,
             secret=secret,
-            providers={**invoicexpress_env(ix_url, ix), **smsc_env(smsc_url, sms)},
+            providers={
+                **invoicexpress_env(ix_url, ix),
+                **smsc_env(smsc_url, sms),
+                **voipcloud_env(vc_url, vc),
+            },
         )
         patch = stack.enter_context(pytest.MonkeyPatch.context())
         for name, value in environment.items():
@@ -379,6 +401,7 @@ async def running_bot(
             secret=secret,
             invoicexpress=ix,
             smsc=sms,
+            voipcloud=vc,
             answered=answered,
             database_url=database_url,
         )

@@ -119,3 +119,23 @@ async def test_an_approver_cannot_approve_their_own_request(database_url: str) -
         "Reject",
     ]
     assert [(row["status"], row["decided_by"]) for row in rows] == [("pending", None)]
+
+
+async def test_the_approved_amount_is_the_amount_moved_over_http(database_url: str) -> None:
+    """The reproduction: free text that looks like `amount=…` cannot change what runs."""
+    async with running_bot(database_url) as bot:
+        await bot.slash("/voipcloud", 'move-funds 10023 5.00 description="amount=5000"', user="U1")
+        [posted] = await bot.slack.wait_for("chat.postMessage")
+        card = bot.message(posted.response["ts"])
+        before = bot.voipcloud.customers["10023"].ledger.balance()
+        click = await bot.click(card, "Approve", user="U2")
+        verdict = await bot.private(click.respond, containing="#1")
+        after = bot.voipcloud.customers["10023"].ledger.balance()
+
+    assert "partner → customer 10023: 5.00" in message_text(card)
+    assert "5000" not in message_text(card).replace("amount=5000", "")
+    assert verdict == "Approval #1: done."
+    [put] = [r for r in bot.voipcloud.control.requests if r.method == "PUT"]
+    assert b'name="amount"\r\n\r\n5.00\r\n' in put.body
+    assert b'name="description"\r\n\r\namount=5000\r\n' in put.body
+    assert after - before == 5
