@@ -86,6 +86,9 @@ def retry_after(response: httpx.Response) -> float | None:
 
 
 Sleep = Callable[[float], Awaitable[None]]
+# Sees each attempt: HTTP method, status (None when no answer came) and seconds until the answer's
+# headers (or the failure). The bot counts these for its metrics.
+Observer = Callable[[str, int | None, float], None]
 
 
 def new_client(
@@ -111,7 +114,7 @@ class ProviderHTTP:
     """Sends a provider's requests with the retry policy; turns transport failures into errors.
 
     Status codes are the provider client's to interpret: `send` returns every response it does
-    not retry. `on_request` (tests, benchmarks) sees each attempt.
+    not retry. Each `observers` entry sees every attempt (see `Observer`).
     """
 
     def __init__(
@@ -126,6 +129,15 @@ class ProviderHTTP:
         self.client = client
         self.retry = retry
         self.sleep = sleep
+        self.observers: list[Observer] = []
+
+    def _observe(self, method: str, status: int | None, started: float) -> None:
+        elapsed = time.monotonic() - started
+        for observer in self.observers:
+            try:
+                observer(method, status, elapsed)
+            except Exception:  # counting must never break a provider call
+                log.exception("a request observer failed")
 
     async def send(
         self,
@@ -142,6 +154,7 @@ class ProviderHTTP:
             try:
                 response = await self.client.request(method, url, **kwargs)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                self._observe(method, None, started)
                 if attempt + 1 < attempts:
                     await self.sleep(self.retry.delay(attempt, None))
                     continue
@@ -150,6 +163,7 @@ class ProviderHTTP:
                     f"could not connect ({type(exc).__name__}); nothing was sent",
                 ) from None
             except httpx.TransportError as exc:
+                self._observe(method, None, started)
                 if not idempotent:
                     raise OutcomeUnknown(
                         self.provider,
@@ -162,7 +176,8 @@ class ProviderHTTP:
                     self.provider,
                     f"no answer after {attempts} tries ({type(exc).__name__})",
                 ) from None
-            log.info(
+            self._observe(method, response.status_code, started)
+            log.debug(
                 "%s %s %s -> %s in %.0f ms",
                 self.provider,
                 method,
@@ -181,6 +196,12 @@ class ProviderHTTP:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def http_of(client: object) -> list[ProviderHTTP]:
+    """The `ProviderHTTP`s a provider client holds (its attributes of that type)."""
+    values = vars(client).values() if hasattr(client, "__dict__") else ()
+    return [value for value in values if isinstance(value, ProviderHTTP)]
 
 
 def status_sentence(status: int) -> str:

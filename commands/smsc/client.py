@@ -40,7 +40,7 @@ from commands.money import fixed
 from commands.secrets import register_secret
 from commands.smsc.models import CreatedBody, CreatedInvoice, ErrorBody, user_label, user_params
 from commands.smsc.pdf import pdf_problem
-from commands.smsc.queue import Clock, DocumentQueue, Sleep
+from commands.smsc.queue import SPACING, Clock, DocumentQueue, Sleep
 
 PROVIDER = "SMSC"
 DEFAULT_BASE_URL = "https://smsc.ru"
@@ -100,6 +100,7 @@ class SmscClient:
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock | None = None,
         sleep: Sleep | None = None,
+        spacing: float = SPACING,
     ) -> SmscClient:
         register_secret(password)
         client = new_client(
@@ -108,7 +109,10 @@ class SmscClient:
             transport=transport,
         )
         queue = DocumentQueue(
-            account=login, clock=clock or time.monotonic, sleep=sleep or asyncio.sleep
+            account=login,
+            spacing=spacing,
+            clock=clock or time.monotonic,
+            sleep=sleep or asyncio.sleep,
         )
         # One attempt only: the queue spaces requests, and a retry would trip error 9.
         http = ProviderHTTP(PROVIDER, client, retry=RetryPolicy(attempts=1))

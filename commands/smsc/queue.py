@@ -6,18 +6,25 @@ arrival order, each starting at least `spacing` seconds after the previous one f
 caller that has to wait is told its place and expected wait, and told again when its turn comes.
 
 `clock` and `sleep` are injectable so tests move time without sleeping.
+
+Replicas on one login: `share(shared)` (the bot does it on PostgreSQL) makes every request also
+take the login's turn in `SharedLimits`, which spaces requests from all processes the same way.
+The place and wait told to a caller count this process's line only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import TypeVar
 
 from commands.base import Notify
+from commands.limits import LimitKind, SharedLimits, limit_key
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -30,6 +37,8 @@ SPACING = MINUTE + 1.0
 
 
 class DocumentQueue:
+    kind: LimitKind = "queue"
+
     def __init__(
         self,
         *,
@@ -45,9 +54,25 @@ class DocumentQueue:
         self._line: deque[asyncio.Event] = deque()  # the head is running or about to run
         self._running = False
         self._last_done: float | None = None
+        self.key = limit_key("smsc", account)
+        self._shared: SharedLimits | None = None
 
     def __len__(self) -> int:
         return len(self._line)
+
+    def level(self) -> int:
+        return len(self._line)
+
+    async def refresh(self) -> None:
+        return None
+
+    def share(self, shared: SharedLimits) -> None:
+        self._shared = shared
+
+    def _turn(self) -> AbstractAsyncContextManager[None]:
+        if self._shared is None:
+            return contextlib.nullcontext()
+        return self._shared.turn(self.key, self.spacing)
 
     async def run(self, call: Callable[[], Awaitable[T]], *, notify: Notify | None = None) -> T:
         """Wait for this caller's turn, then `call()`; the next caller starts `spacing` later."""
@@ -66,11 +91,12 @@ class DocumentQueue:
             delay = self._ready_at() - self._clock()
             if delay > 0:
                 await self._sleep(delay)
-            if told and notify is not None:
-                await notify(turn_text(self.account))
             self._running = True
             try:
-                return await call()
+                async with self._turn():
+                    if told and notify is not None:
+                        await notify(turn_text(self.account))
+                    return await call()
             finally:
                 self._running = False
                 self._last_done = self._clock()

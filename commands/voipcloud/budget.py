@@ -6,8 +6,10 @@ before each request. Interactive commands do not wait: when the window is full t
 expected finish with `eta(n)`.
 
 One slot per call: the retries `ProviderHTTP` makes for a failing read (timeouts, 429, 5xx,
-with backoff) are not counted again. The budget lives in one process; replicas each keep their
-own.
+with backoff) are not counted again. The budget lives in this process until `share(shared)`
+(the bot does it on PostgreSQL): then every slot is taken in the token's one window in
+`SharedLimits`, so replicas on one token spend one budget between them. `available` and `eta`
+read the window as last seen (`refresh` reads it again).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from commands.base import CommandError
+from commands.limits import LimitKind, SharedLimits, limit_key
 
 Clock = Callable[[], datetime]
 Sleep = Callable[[float], Awaitable[None]]
@@ -100,22 +103,40 @@ class RateBudget:
     """A sliding-window log of the requests sent in the last `limit.window`.
 
     `limit=None` means unlimited. The clock returns aware datetimes; `sleep` is awaited while
-    waiting for a slot, so tests drive both without sleeping.
+    waiting for a slot, so tests drive both without sleeping. `key` names the budget's window
+    when shared (`limit_key` of the token).
     """
+
+    kind: LimitKind = "budget"
 
     def __init__(
         self,
         limit: RateLimit | None,
         *,
         provider: str,
+        key: str | None = None,
         clock: Clock = utcnow,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.limit = limit
         self.provider = provider
+        self.key = key or limit_key(provider, "")
         self.clock = clock
         self.sleep = sleep
         self._sent: deque[datetime] = deque()
+        self._shared: SharedLimits | None = None
+
+    def share(self, shared: SharedLimits) -> None:
+        self._shared = shared
+
+    def level(self) -> int | None:
+        return self.available()
+
+    async def refresh(self) -> None:
+        if self._shared is not None and self.limit is not None:
+            now = self.clock()
+            sent = await self._shared.slots(self.key, window=self.limit.window, now=now)
+            self._sent = deque(sent)
 
     def available(self) -> int | None:
         """Requests that may go right now (None: no limit)."""
@@ -140,13 +161,25 @@ class RateBudget:
 
     async def acquire(self, *, wait: bool = True) -> None:
         """Take one slot; wait for it, or raise `BudgetSpent` when `wait` is false."""
-        while not self.try_take():
+        while not await self._take():
             assert self.limit is not None  # an unlimited budget always has a slot
             now = self.clock()
             ready = self.ready_at()
             if not wait:
                 raise BudgetSpent(self.provider, self.limit, now=now, ready_at=ready)
             await self.sleep(max(0.0, (ready - now).total_seconds()))
+
+    async def _take(self) -> bool:
+        if self._shared is None or self.limit is None:
+            return self.try_take()
+        taken, sent = await self._shared.take(
+            self.key,
+            requests=self.limit.requests,
+            window=self.limit.window,
+            now=self.clock(),
+        )
+        self._sent = deque(sent)
+        return taken
 
     def eta(self, n_requests: int) -> datetime:
         """When the last of `n_requests` more requests can start, if they go as soon as allowed."""

@@ -35,6 +35,7 @@ from commands.http import (
     new_client,
     status_sentence,
 )
+from commands.limits import limit_key
 from commands.secrets import register_secret
 from commands.voipcloud.budget import (
     DEFAULT_RATE_LIMIT,
@@ -124,7 +125,13 @@ class VoipcloudClient:
             transport=transport,
         )
         http = ProviderHTTP(PROVIDER, client, sleep=sleep)
-        budget = RateBudget(rate_limit, provider=PROVIDER, clock=clock, sleep=sleep)
+        budget = RateBudget(
+            rate_limit,
+            provider=PROVIDER,
+            key=limit_key(PROVIDER, token),
+            clock=clock,
+            sleep=sleep,
+        )
         return cls(http, budget=budget, paths=paths, google_captcha=google_captcha)
 
     async def aclose(self) -> None:

@@ -300,7 +300,7 @@ def plain_log_records() -> Iterator[None]:
 async def test_the_request_log_line_has_no_query_string(
     make: Maker, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="commands.http")
+    caplog.set_level(logging.DEBUG, logger="commands.http")
     script = Script(503, 200)
     await make(script).send("GET", "/items", idempotent=True, params={"page": "2"})
     assert API_KEY in str(script.requests[0].url)
