@@ -2,6 +2,10 @@
 
 Quirk: the API key travels as the `api_key` query parameter, the provider's only way. It is
 registered as a secret, so log lines and messages carry `••••••` instead.
+
+`register.json` answers `{"sequences": […]}` (InvoiceXpress API reference 2.0.0, Register
+Sequence, https://docs.invoicexpress.com/sequences/registersequence), and refuses a default or
+already used sequence: a refusal's own message (406 or any other 4xx) is shown when it has one.
 """
 
 from __future__ import annotations
@@ -72,9 +76,16 @@ class InvoiceXpressClient:
         response = await self.http.send("POST", SEQUENCES, json=body, idempotent=False)
         return SequenceEnvelope.model_validate(self._ok(response)).sequence
 
-    async def register_sequence(self, sequence_id: int) -> None:
+    async def register_sequence(self, sequence_id: int) -> Sequence:
+        """The registered sequence, as the answer's list carries it (read again if it does not)."""
         response = await self.http.send("PUT", REGISTER.format(id=sequence_id), idempotent=False)
-        self._ok(response, sequence_id)
+        body = self._ok(response, sequence_id)
+        if isinstance(body, dict) and isinstance(body.get("sequences"), list):
+            listed = SequenceList.model_validate(body).sequences
+            found = [s for s in listed if s.id == sequence_id]
+            if found:
+                return found[0]
+        return await self.sequence(sequence_id)
 
     async def at_communication(
         self, *, subuser: str, password: str, communication_type: str
@@ -103,26 +114,39 @@ class InvoiceXpressClient:
             what = f"no sequence {sequence_id}" if sequence_id is not None else "not found"
             raise ProviderRejected(PROVIDER, what, status=status)
         if status == 422:
-            raise ProviderRejected(PROVIDER, error_messages(response), status=status)
+            listed = error_messages(response) or "some parameters were incorrect"
+            raise ProviderRejected(PROVIDER, listed, status=status)
         if status == 429 or status >= 500:
             raise ProviderUnavailable(PROVIDER, status_sentence(status), status=status)
         if status >= 400:
-            raise ProviderRejected(PROVIDER, status_sentence(status), status=status)
+            # 406 (a sequence the API will not register) and the rest: their own words first.
+            said = error_messages(response)
+            message = f"{said} (HTTP {status})" if said else status_sentence(status)
+            raise ProviderRejected(PROVIDER, message, status=status)
         if not response.content.strip():
             return None
         return response.json()
 
 
-def error_messages(response: httpx.Response) -> str:
-    """422 bodies: `{"errors":[{"error":"…"}]}` or a list of strings, sometimes empty."""
+def error_messages(response: httpx.Response) -> str | None:
+    """What a refusal's body says, or None when it says nothing readable.
+
+    Documented: `{"errors":[{"error":"…"}]}` or a list of strings, sometimes empty; also read:
+    `{"error": "…"}` and `{"message": "…"}`.
+    """
     try:
         body = response.json()
     except ValueError:
-        return "some parameters were incorrect"
-    errors = body.get("errors", body) if isinstance(body, dict) else body
+        return None
+    if isinstance(body, dict) and "errors" in body:
+        errors = body["errors"]
+    elif isinstance(body, dict):
+        errors = [body[key] for key in ("error", "message") if isinstance(body.get(key), str)]
+    else:
+        errors = body
     if isinstance(errors, list):
         texts = [str(e.get("error", e)) if isinstance(e, dict) else str(e) for e in errors]
         texts = [t for t in texts if t]
         if texts:
             return "; ".join(texts)
-    return "some parameters were incorrect"
+    return None

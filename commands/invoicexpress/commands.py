@@ -104,7 +104,7 @@ def sequence_table(sequences: list[Sequence]) -> Table:
             ("★ " if s.default_sequence else "") + s.serie,
             str(s.id),
             str(s.current_invoice_number),
-            s.validation_code or NOT_REGISTERED,
+            s.code_shown,
         ]
         for s in sequences
     ]
@@ -124,7 +124,10 @@ async def list_sequences(client: InvoiceXpressClient, args: NoArgs, ctx: Context
         if not s.default_sequence
     ]
     return Reply(
-        text=f"*{len(sequences)} invoice sequences* (★ default; ATCUD `N/D` = not registered yet)",
+        text=(
+            f"*{len(sequences)} invoice sequences* (★ default; ATCUD code `N/D` = not registered "
+            "yet, `N/A` = not relevant for ATCUD)"
+        ),
         table=sequence_table(sequences),
         buttons=buttons,
     )
@@ -140,7 +143,9 @@ async def show_sequence(client: InvoiceXpressClient, args: SequenceId, ctx: Cont
                 command=grammar.line(f"{SLASH} sequence set-current", id=s.id),
             )
         )
-    if not s.registered:
+    refusal = s.why_not_registrable()
+    if refusal is None:
+        # Offered only where the API would accept it (not the default, no documents yet).
         buttons.append(
             Button(
                 label="Register with AT",
@@ -152,10 +157,24 @@ async def show_sequence(client: InvoiceXpressClient, args: SequenceId, ctx: Cont
         fields=[
             ("Default", "yes ★" if s.default_sequence else "no"),
             ("Current invoice number", str(s.current_invoice_number)),
-            ("ATCUD validation code", s.validation_code),
+            ("ATCUD validation code", s.code_shown),
+            ("AT registration", _registration(s, refusal)),
         ],
         buttons=buttons,
     )
+
+
+def _registration(s: Sequence, refusal: str | None) -> str:
+    if s.registered:
+        return "registered"
+    if refusal is None:
+        return "not registered yet: it can be registered (button below)"
+    if s.validation_code == NOT_REGISTERED:
+        return (
+            f"not registered, and it cannot be through the API: {refusal}. Create and register "
+            f"a new sequence with `/{SLASH} sequence create <serie>`."
+        )
+    return f"not needed: {refusal}"
 
 
 async def set_current(client: InvoiceXpressClient, args: SequenceId, ctx: Context) -> Reply:
@@ -169,16 +188,15 @@ async def create_sequence(client: InvoiceXpressClient, args: CreateSequence, ctx
     default = " and set as default ★" if s.default_sequence else ""
     return Reply(
         text=f"Sequence *{s.serie}* created (id {s.id}){default}.",
-        fields=[("ATCUD validation code", s.validation_code)],
+        fields=[("ATCUD validation code", s.code_shown)],
     )
 
 
 async def register_sequence(client: InvoiceXpressClient, args: SequenceId, ctx: Context) -> Reply:
-    await client.register_sequence(args.id)
-    s = await client.sequence(args.id)
+    s = await client.register_sequence(args.id)
     return Reply(
         text=f"Sequence *{s.serie}* (id {s.id}) is registered with the tax authority.",
-        fields=[("ATCUD validation code", s.validation_code)],
+        fields=[("ATCUD validation code", s.code_shown)],
     )
 
 

@@ -1,9 +1,17 @@
 """A faithful fake of the InvoiceXpress endpoints the bot uses.
 
 Behaves as the documents say: every call needs `api_key`; an unknown id is 404 with an empty
-body; a duplicate serie is 422 with `{"errors":[{"error":"…"}]}`; `default_sequence` is sent and
-returned as "1"/"0"; `set_current` moves the default; creating a sequence also registers it with
-the tax authority (an ATCUD validation code appears), and `register` does it for an old one.
+body; a duplicate serie is 422 with `{"errors":[{"error":"…"}]}`; `default_sequence` is sent as
+"1"/"0"; `set_current` moves the default; creating a sequence also registers it with the tax
+authority (an ATCUD validation code appears), and `register` does it for an old one.
+
+A sequence reads as the API reference writes it (InvoiceXpress API 2.0.0, List Sequences and
+Register Sequence, https://docs.invoicexpress.com/sequences/registersequence): integer `id`,
+`default_sequence` 1/0, and per document type `current_<type>_number`, `current_<type>_sequence_id`
+and `current_<type>_validation_code` (`N/D` until registered). `register` answers
+`{"sequences": [the sequence]}`; it refuses a default sequence or one with documents with 406
+and an already registered one with 422, each with a message in `{"errors":[{"error":"…"}]}`
+(the messages' wording is the sandbox's own).
 With `control.echo_secrets`, every request gets a 422 quoting the API key it carried, and the AT
 password (as typed and as sent, in Base64) when it carried one.
 """
@@ -22,6 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from commands.invoicexpress import client as api
+from commands.invoicexpress.models import DOCUMENT_TYPES, NOT_REGISTERED, NOT_RELEVANT
 from commands.sandbox import ControlMiddleware, SandboxControl
 
 SANDBOX_API_KEY = "sandbox-invoicexpress-key"
@@ -35,16 +44,26 @@ class StoredSequence:
     serie: str
     default: bool
     current_invoice_number: int
-    validation_code: str
+    validation_code: str  # the invoice type's; every other type's code follows it
+
+    @property
+    def registered(self) -> bool:
+        return self.validation_code not in {NOT_REGISTERED, NOT_RELEVANT}
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "id": str(self.id),
+        body: dict[str, Any] = {
+            "id": self.id,
             "serie": self.serie,
-            "default_sequence": "1" if self.default else "0",
-            "current_invoice_number": str(self.current_invoice_number),
-            "invoice_validation_code": self.validation_code,
+            "default_sequence": 1 if self.default else 0,
         }
+        for index, kind in enumerate(DOCUMENT_TYPES):
+            code = self.validation_code
+            if self.registered and index:
+                code = code[:-1] + str(index % 10)  # one code per document type
+            body[f"current_{kind}_number"] = self.current_invoice_number if index == 0 else 0
+            body[f"current_{kind}_sequence_id"] = self.id * 100 + index
+            body[f"current_{kind}_validation_code"] = code
+        return body
 
 
 @dataclass
@@ -60,6 +79,8 @@ class InvoiceXpressSandbox:
             self.add("2025", default=False, number=214, code="JFKG7A2B")
             self.add("2026", default=True, number=38, code="K9LX4T3P")
             self.add("NC2026", default=False, number=0, code="N/D")
+            # From before ATCUD: documents were issued in it, so it can no longer be registered.
+            self.add("2022", default=False, number=412, code="N/D")
 
     def add(self, serie: str, *, default: bool, number: int = 0, code: str = "N/D") -> int:
         self.next_id += 1
@@ -144,12 +165,14 @@ class InvoiceXpressSandbox:
         found = self._find(request)
         if found is None:
             return Response(status_code=404)
-        if found.validation_code != "N/D":
-            return JSONResponse(
-                {"errors": [{"error": "Sequence is already registered"}]}, status_code=422
-            )
+        if found.registered:
+            return _refusal("Sequence is already registered", 422)
+        if found.default:
+            return _refusal("The default sequence cannot be registered", 406)
+        if found.current_invoice_number > 0:
+            return _refusal("A sequence with documents cannot be registered", 406)
         found.validation_code = _code(found.serie)
-        return JSONResponse({"sequence": found.as_json()})
+        return JSONResponse({"sequences": [found.as_json()]})
 
     async def at_communication(self, request: Request) -> Response:
         if denied := self._denied(request):
@@ -166,6 +189,10 @@ class InvoiceXpressSandbox:
         # Keep only what a settings page would show: never the password.
         self.at_settings = {"at_subuser": subuser, "communication_type": kind}
         return JSONResponse({"success": "true"})
+
+
+def _refusal(message: str, status: int) -> Response:
+    return JSONResponse({"errors": [{"error": message}]}, status_code=status)
 
 
 def _code(serie: str) -> str:

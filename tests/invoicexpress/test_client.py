@@ -36,7 +36,12 @@ def other_id(sandbox: InvoiceXpressSandbox) -> int:
 
 
 def unregistered_id(sandbox: InvoiceXpressSandbox) -> int:
-    return next(s.id for s in sandbox.sequences.values() if s.validation_code == NOT_REGISTERED)
+    """A sequence the API would register: unregistered, not the default, no documents yet."""
+    return next(
+        s.id
+        for s in sandbox.sequences.values()
+        if s.validation_code == NOT_REGISTERED and not s.default and not s.current_invoice_number
+    )
 
 
 def assert_common(request: Recorded, method: str, path: str) -> None:
@@ -121,12 +126,90 @@ async def test_register_is_a_put_and_gives_an_atcud_code(
     client: InvoiceXpressClient, sandbox: InvoiceXpressSandbox
 ) -> None:
     target = unregistered_id(sandbox)
-    await client.register_sequence(target)
+    registered = await client.register_sequence(target)
     [request] = sandbox.control.requests
     assert_common(request, "PUT", f"/sequences/{target}/register.json")
     assert request.body == b""
+    assert registered.id == target
+    assert registered.registered
+    assert registered.validation_code == sandbox.sequences[target].validation_code != "N/D"
     seq = await client.sequence(target)
-    assert seq.registered and seq.validation_code != NOT_REGISTERED
+    assert seq.registered and seq.validation_code == registered.validation_code
+
+
+async def test_the_sandbox_writes_sequences_as_the_reference_does(
+    sandbox: InvoiceXpressSandbox,
+) -> None:
+    """Integer ids, `default_sequence` 1/0 and `current_<type>_…` fields, as in the reference."""
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=sandbox.app()), base_url="http://sandbox"
+    ) as raw:
+        listed = (await raw.get("/sequences.json", params={"api_key": SANDBOX_API_KEY})).json()
+        target = unregistered_id(sandbox)
+        put = await raw.put(f"/sequences/{target}/register.json?api_key={SANDBOX_API_KEY}")
+    first = listed["sequences"][0]
+    assert isinstance(first["id"], int) and first["default_sequence"] in (0, 1)
+    for kind in ("invoice", "invoice_receipt", "credit_note", "debit_note", "receipt"):
+        assert isinstance(first[f"current_{kind}_number"], int)
+        assert isinstance(first[f"current_{kind}_sequence_id"], int)
+        assert isinstance(first[f"current_{kind}_validation_code"], str)
+    assert "invoice_validation_code" not in first
+    assert put.status_code == 200
+    assert [s["id"] for s in put.json()["sequences"]] == [target]
+
+
+@pytest.mark.parametrize(
+    ("code", "registered"),
+    [("ABCD1234", True), ("N/D", False), ("N/A", False)],
+)
+async def test_the_atcud_code_is_read_from_current_invoice_validation_code(
+    answer: Callable[[httpx.Response], InvoiceXpressClient], code: str, registered: bool
+) -> None:
+    body = {
+        "sequences": [
+            {
+                "id": 146090,
+                "serie": "2022",
+                "default_sequence": 0,
+                "current_invoice_number": 0,
+                "current_invoice_sequence_id": 146090,
+                "current_invoice_validation_code": code,
+                "current_credit_note_validation_code": "WXYZ9999",
+            }
+        ]
+    }
+    [sequence] = await answer(httpx.Response(200, json=body)).sequences()
+    assert (sequence.id, sequence.validation_code) == (146090, code)
+    assert sequence.registered is registered
+
+
+async def test_a_sequence_with_documents_of_any_type_counts_as_used(
+    answer: Callable[[httpx.Response], InvoiceXpressClient],
+) -> None:
+    unused = {"id": 1, "serie": "A", "current_invoice_number": 0, "current_receipt_number": 0}
+    receipts = {"id": 2, "serie": "B", "current_invoice_number": "0", "current_receipt_number": 3}
+    body = {"sequences": [unused, receipts]}
+    first, second = await answer(httpx.Response(200, json=body)).sequences()
+    assert (first.used, second.used) == (False, True)
+    assert second.document_numbers == {"invoice": 0, "receipt": 3}
+
+
+@pytest.mark.parametrize(
+    ("serie", "message"),
+    [
+        ("default", "The default sequence cannot be registered (HTTP 406)"),
+        ("used", "A sequence with documents cannot be registered (HTTP 406)"),
+    ],
+)
+async def test_a_sequence_the_api_will_not_register_is_a_406_with_its_message(
+    client: InvoiceXpressClient, sandbox: InvoiceXpressSandbox, serie: str, message: str
+) -> None:
+    target = sandbox.add(serie, default=serie == "default", number=5 if serie == "used" else 0)
+    with pytest.raises(ProviderRejected) as caught:
+        await client.register_sequence(target)
+    assert (caught.value.message, caught.value.status) == (message, 406)
+    assert sandbox.sequences[target].validation_code == NOT_REGISTERED
+    assert [r.method for r in sandbox.control.requests] == ["PUT"]
 
 
 @pytest.mark.parametrize("password", ["s3cr3t-AT-pass", "pässwörd €/+=", " leading space"])
@@ -374,6 +457,52 @@ async def test_other_statuses_on_a_write(
     assert getattr(caught.value, "message", None) == message
 
 
+@pytest.mark.parametrize(
+    ("response", "message"),
+    [
+        (
+            httpx.Response(406, json={"errors": [{"error": "Sequence can't be registered"}]}),
+            "Sequence can't be registered (HTTP 406)",
+        ),
+        (httpx.Response(406, json=["Not acceptable here"]), "Not acceptable here (HTTP 406)"),
+        (httpx.Response(403, json={"error": "Plan does not allow it"}), "Plan does not allow it"),
+        (httpx.Response(409, json={"message": "Busy registering"}), "Busy registering (HTTP 409)"),
+        (httpx.Response(406, text="<html>Not Acceptable</html>"), "it answered HTTP 406"),
+        (httpx.Response(406, json={"errors": []}), "it answered HTTP 406"),
+    ],
+)
+async def test_4xx_bodies_that_carry_a_message_show_it(
+    answer: Callable[[httpx.Response], InvoiceXpressClient], response: httpx.Response, message: str
+) -> None:
+    with pytest.raises(ProviderRejected) as caught:
+        await answer(response).register_sequence(5)
+    assert caught.value.message.startswith(message)
+    assert caught.value.status == response.status_code
+
+
+async def test_a_register_answer_without_the_sequence_reads_it_again() -> None:
+    seen: list[str] = []
+    sequence = {"id": 5, "serie": "B", "current_invoice_validation_code": "ABCD1234"}
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.method} {request.url.path}")
+        if request.method == "PUT":
+            return httpx.Response(200, json={"sequences": []})
+        return httpx.Response(200, json={"sequence": sequence})
+
+    client = InvoiceXpressClient.open(
+        base_url="https://acme.app.invoicexpress.com",
+        api_key="mock-key-1234",
+        transport=httpx.MockTransport(reply),
+    )
+    try:
+        registered = await client.register_sequence(5)
+    finally:
+        await client.http.aclose()
+    assert (registered.id, registered.validation_code) == (5, "ABCD1234")
+    assert seen == ["PUT /sequences/5/register.json", "GET /sequences/5.json"]
+
+
 async def test_an_empty_success_body_is_fine_for_set_current(
     answer: Callable[[httpx.Response], InvoiceXpressClient],
 ) -> None:
@@ -386,7 +515,12 @@ async def test_default_sequence_may_come_as_a_number(
     body = {
         "sequences": [
             {"id": 1, "serie": "A", "default_sequence": 1, "current_invoice_number": None},
-            {"id": 2, "serie": "B", "default_sequence": 0, "invoice_validation_code": "ABCD1234"},
+            {
+                "id": 2,
+                "serie": "B",
+                "default_sequence": 0,
+                "current_invoice_validation_code": "ABCD1234",
+            },
         ]
     }
     first, second = await answer(httpx.Response(200, json=body)).sequences()

@@ -13,7 +13,7 @@ from commands.base import Context, NoArgs, Reply
 from commands.http import ProviderRejected
 from commands.invoicexpress import commands as ix
 from commands.invoicexpress.client import InvoiceXpressClient
-from commands.invoicexpress.models import NOT_REGISTERED
+from commands.invoicexpress.models import NOT_REGISTERED, NOT_RELEVANT
 from commands.invoicexpress.sandbox import InvoiceXpressSandbox
 
 CTX = Context(user_id="U1", channel_id="C1")
@@ -72,6 +72,9 @@ async def test_list_of_nothing_says_how_to_start(
 async def test_show_offers_default_and_register_buttons_only_when_useful(
     client: InvoiceXpressClient, sandbox: InvoiceXpressSandbox
 ) -> None:
+    # The sample: 2025 and ★2026 registered, NC2026 new and unregistered, 2022 unregistered
+    # but with documents (from before ATCUD), which the API no longer registers.
+    registrable = {"NC2026"}
     for stored in sandbox.sequences.values():
         reply = await ix.show_sequence(client, ix.SequenceId(id=stored.id), CTX)
         assert reply.text == f"*Sequence {stored.serie}* (id {stored.id})"
@@ -82,9 +85,46 @@ async def test_show_offers_default_and_register_buttons_only_when_useful(
         wanted = []
         if not stored.default:
             wanted.append(f"/invoicexpress sequence set-current id={stored.id}")
-        if stored.validation_code == NOT_REGISTERED:
+        if stored.serie in registrable:
             wanted.append(f"/invoicexpress sequence register id={stored.id}")
         assert [b.command for b in reply.buttons] == wanted
+    assert {s.serie for s in sandbox.sequences.values()} >= registrable | {"2022"}
+
+
+async def test_a_sequence_with_documents_is_not_offered_for_registration(
+    client: InvoiceXpressClient, sandbox: InvoiceXpressSandbox
+) -> None:
+    [old] = [s for s in sandbox.sequences.values() if s.serie == "2022"]
+    assert old.validation_code == NOT_REGISTERED and old.current_invoice_number > 0
+    reply = await ix.show_sequence(client, ix.SequenceId(id=old.id), CTX)
+    assert "Register with AT" not in [b.label for b in reply.buttons]
+    assert dict(reply.fields)["AT registration"] == (
+        "not registered, and it cannot be through the API: documents were already issued in "
+        "it, so the API no longer registers it. Create and register a new sequence with "
+        "`/invoicexpress sequence create <serie>`."
+    )
+
+
+async def test_a_default_sequence_is_not_offered_for_registration(
+    client: InvoiceXpressClient, sandbox: InvoiceXpressSandbox
+) -> None:
+    new_default = sandbox.add("FT2030", default=True, code=NOT_REGISTERED)
+    reply = await ix.show_sequence(client, ix.SequenceId(id=new_default), CTX)
+    assert [b.label for b in reply.buttons] == []  # already the default, and not registrable
+    assert dict(reply.fields)["AT registration"].startswith(
+        "not registered, and it cannot be through the API: it is the default sequence"
+    )
+
+
+async def test_a_sequence_not_relevant_for_atcud_needs_no_registration(
+    client: InvoiceXpressClient, sandbox: InvoiceXpressSandbox
+) -> None:
+    outside = sandbox.add("EXP2026", default=False, code=NOT_RELEVANT)
+    reply = await ix.show_sequence(client, ix.SequenceId(id=outside), CTX)
+    assert [b.label for b in reply.buttons] == ["Set as default"]
+    fields = dict(reply.fields)
+    assert fields["ATCUD validation code"] == "N/A"
+    assert fields["AT registration"] == "not needed: it is not relevant for ATCUD"
 
 
 async def test_set_current_confirms_the_new_default(
@@ -125,9 +165,12 @@ async def test_the_approval_card_shows_exactly_the_body_that_is_sent(
 async def test_register_reports_the_new_code(
     client: InvoiceXpressClient, sandbox: InvoiceXpressSandbox
 ) -> None:
-    target = next(s for s in sandbox.sequences.values() if s.validation_code == NOT_REGISTERED)
+    [target] = [s for s in sandbox.sequences.values() if s.serie == "NC2026"]
+    assert target.validation_code == NOT_REGISTERED
     reply = await ix.register_sequence(client, ix.SequenceId(id=target.id), CTX)
     assert target.validation_code != NOT_REGISTERED
+    # register.json answers with the sequence itself: no second call to read it.
+    assert [r.method for r in sandbox.control.requests] == ["PUT"]
     assert reply.text == (
         f"Sequence *{target.serie}* (id {target.id}) is registered with the tax authority."
     )
