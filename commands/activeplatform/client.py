@@ -35,7 +35,9 @@ MEDIA_TYPE = "application/vnd.api+json"
 ACCOUNTS = "/api/v3/resellers/{reseller}/accounts"
 NOTIFY_CLOSING = "/api/v3/resellers/{reseller}/notifications/external_invoices"
 
-DEFAULT_PAGE_SIZE = 100
+# The documented default (no maximum is given): ActivePlatform API guide, "Get list of
+# accounts", page[size].
+DEFAULT_PAGE_SIZE = 50
 DEFAULT_CHUNK_SIZE = 50
 
 # Answers that concern the whole reseller, not one chunk of accounts: stop sending on them.
@@ -101,7 +103,11 @@ class ActivePlatformClient:
             ) from None
 
     async def accounts(self, reseller: str, email: str | None = None) -> list[Account]:
-        """Every account of the reseller, all pages, in the provider's order."""
+        """Every account of the reseller, all pages, in the provider's order.
+
+        Pages are read until one is empty or its `links.next` is null: a page shorter than
+        asked does not end the list, so `accounts=all` never skips accounts.
+        """
         found: dict[str, Account] = {}
         number = 1
         while True:
@@ -111,7 +117,7 @@ class ActivePlatformClient:
             fresh = [a for a in page.data if a.id not in found]
             found.update((a.id, a) for a in fresh)
             # A server that ignores page[number] would repeat its first page for ever.
-            if not fresh or not page.has_next(number=number, size=self.page_size):
+            if page.is_last() or not fresh:
                 return list(found.values())
             number += 1
 

@@ -59,7 +59,13 @@ class PageMeta(BaseModel):
 
 
 class AccountPage(BaseModel):
-    """One page of `GET …/accounts`. `links` and `meta` are optional in what we accept."""
+    """One page of `GET …/accounts`.
+
+    The reference documents `page[number]`/`page[size]` (default size 50, no maximum given) and
+    a `data` array, and no `links` or `meta` (ActivePlatform API guide, "Get list of accounts",
+    https://docs.activeplatform.com/api-guide/latest/en/resellery/klienty-resellerov/poluchenie-spiska-klientov-resellera):
+    both are optional here, and a server may send fewer accounts than asked on any page.
+    """
 
     model_config = ConfigDict(extra="ignore")
 
@@ -67,17 +73,16 @@ class AccountPage(BaseModel):
     links: PageLinks | None = None
     meta: PageMeta | None = None
 
-    def has_next(self, *, number: int, size: int) -> bool:
-        """Whether another page follows, by the best evidence the page carries."""
+    def is_last(self) -> bool:
+        """Whether no page follows: this one is empty, or its links say `next` is null.
+
+        A short page proves nothing (a server may cap the page size below what was asked), and
+        neither do counts in `meta`, so nothing else ends the listing.
+        """
         if not self.data:
-            return False
-        if self.links is not None:
-            return bool(self.links.next)
-        if self.meta is not None and self.meta.total_pages is not None:
-            return number < self.meta.total_pages
-        if self.meta is not None and self.meta.total_count is not None:
-            return number * size < self.meta.total_count
-        return len(self.data) >= size
+            return True
+        links = self.links
+        return links is not None and "next" in links.model_fields_set and not links.next
 
 
 class ErrorObject(BaseModel):

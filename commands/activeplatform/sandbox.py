@@ -9,7 +9,9 @@ answers 200 with the body `null`; an empty or malformed `account_ids` (or dates)
 documented 422 with `errors` as one object, and so are account ids the reseller does not have.
 
 Switches for tests: `paging` picks how a page says more follow (JSON:API `links` with a `meta`
-count, the `meta` count alone, or nothing but a short last page); `fail_accounts` makes any
+count, the `meta` count alone, or neither, as the reference documents it); `max_page_size`
+serves at most that many accounts a page whatever `page[size]` asks (links and counts follow the
+size served), as a server with a limit of its own would; `fail_accounts` makes any
 notification naming one of those account ids answer with the given status (422 or 5xx), for
 partial failures; `lose_answer_for` acts on such a notification and then loses the answer;
 `control.echo_secrets` answers every request with a 422 whose title quotes the token it carried.
@@ -103,6 +105,7 @@ class ActivePlatformSandbox:
     downstream: dict[str, set[str]] = field(default_factory=lambda: {"1": {"2"}})
     forbidden: set[str] = field(default_factory=lambda: {"3"})
     paging: Literal["links", "meta", "bare"] = "links"
+    max_page_size: int | None = None
     fail_accounts: dict[int, int] = field(default_factory=dict)
     lose_answer_for: set[int] = field(default_factory=set)
     notifications: list[SentNotification] = field(default_factory=list)
@@ -175,6 +178,8 @@ class ActivePlatformSandbox:
             number = size = 0
         if number < 1 or size < 1:
             return _error("page[number] and page[size] must be positive numbers", 422)
+        if self.max_page_size is not None:
+            size = min(size, self.max_page_size)
         rows = self.accounts[reseller]
         if emails := query.get("filter[email]"):
             wanted = {e.strip().lower() for e in emails.split(",") if e.strip()}

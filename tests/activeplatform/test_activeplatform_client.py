@@ -80,13 +80,13 @@ async def test_accounts_reads_every_page_by_the_links(sandbox: ActivePlatformSan
 @pytest.mark.parametrize(
     ("paging", "page_size", "requests"),
     [
-        ("meta", 100, 3),
-        ("meta", 115, 2),  # the count says two pages are all there is
-        ("bare", 100, 3),  # the third page is short
+        ("meta", 100, 4),  # counts are not trusted: pages until an empty one
+        ("meta", 115, 3),
+        ("bare", 100, 4),  # the third page is short, and a short page does not end the list
         ("bare", 115, 3),  # two full pages, then an empty one
     ],
 )
-async def test_accounts_stops_by_meta_or_a_short_page_without_links(
+async def test_without_links_accounts_are_read_until_an_empty_page(
     sandbox: ActivePlatformSandbox,
     paging: Literal["meta", "bare"],
     page_size: int,
@@ -98,6 +98,74 @@ async def test_accounts_stops_by_meta_or_a_short_page_without_links(
 
     assert [a.id for a in accounts] == stored_ids(sandbox, "1")
     assert len(sandbox.control.requests) == requests
+    assert [r.query["page[number]"] for r in sandbox.control.requests] == [
+        str(n) for n in range(1, requests + 1)
+    ]
+
+
+@pytest.mark.parametrize("paging", ["links", "meta", "bare"])
+async def test_a_server_that_serves_fewer_than_asked_skips_no_account(
+    sandbox: ActivePlatformSandbox, paging: Literal["links", "meta", "bare"]
+) -> None:
+    # The reference gives no maximum page size; a server with one of its own answers 40 to
+    # every page[size]=100. Stopping at the first short page would lose 190 of 230 accounts.
+    sandbox.paging = paging
+    sandbox.max_page_size = 40
+    client = open_client(sandbox, page_size=100)
+    accounts = await client.accounts("1")
+
+    assert [a.id for a in accounts] == stored_ids(sandbox, "1")
+    asked = [r.query["page[number]"] for r in sandbox.control.requests]
+    # 230 accounts at 40 a page: six pages, and without links one more, empty, to be sure.
+    assert asked == [str(n) for n in range(1, 7 if paging == "links" else 8)]
+
+
+async def test_a_page_without_links_or_meta_is_read_as_documented() -> None:
+    """A body with only `data`, as the reference shows it, pages on until an empty one."""
+    pages = {1: ["11", "12"], 2: ["13"], 3: []}
+    asked: list[tuple[str, str]] = []
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        number = int(request.url.params["page[number]"])
+        asked.append((request.url.params["page[number]"], request.url.params["page[size]"]))
+        data = [{"id": i, "type": "accounts", "attributes": {}} for i in pages[number]]
+        return httpx.Response(200, json={"data": data})
+
+    http = new_client(base_url="http://ap.test", transport=httpx.MockTransport(serve))
+    client = ActivePlatformClient(ProviderHTTP(api.PROVIDER, http))
+    accounts = await client.accounts("1")
+
+    assert [a.id for a in accounts] == ["11", "12", "13"]
+    assert asked == [("1", "50"), ("2", "50"), ("3", "50")]  # the documented default size
+
+
+async def test_links_next_null_ends_the_list_without_an_empty_page() -> None:
+    served: list[str] = []
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        served.append(request.url.params["page[number]"])
+        body = {"data": [{"id": "7"}], "links": {"self": "/accounts?page[number]=1", "next": None}}
+        return httpx.Response(200, json=body)
+
+    http = new_client(base_url="http://ap.test", transport=httpx.MockTransport(serve))
+    client = ActivePlatformClient(ProviderHTTP(api.PROVIDER, http), page_size=1)
+    assert [a.id for a in await client.accounts("1")] == ["7"]
+    assert served == ["1"]
+
+
+async def test_links_without_a_next_key_do_not_end_the_list() -> None:
+    served: list[str] = []
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        number = request.url.params["page[number]"]
+        served.append(number)
+        data = [{"id": number}] if number in {"1", "2"} else []
+        return httpx.Response(200, json={"data": data, "links": {"self": "/accounts"}})
+
+    http = new_client(base_url="http://ap.test", transport=httpx.MockTransport(serve))
+    client = ActivePlatformClient(ProviderHTTP(api.PROVIDER, http), page_size=1)
+    assert [a.id for a in await client.accounts("1")] == ["1", "2"]
+    assert served == ["1", "2", "3"]
 
 
 async def test_accounts_stops_when_a_server_repeats_its_first_page() -> None:

@@ -294,7 +294,7 @@ def test_settings_read_the_contract_variables(monkeypatch: pytest.MonkeyPatch) -
     assert (settings.base_url, settings.reseller_id) == ("https://ap.example", "17")
     assert settings.api_token is not None
     assert settings.api_token.get_secret_value() == "tok-123456"
-    assert (settings.chunk_size, settings.page_size) == (50, 100)
+    assert (settings.chunk_size, settings.page_size) == (50, 50)  # 50 a page: as documented
     assert PROVIDER.configured(settings)
 
     monkeypatch.setenv("ACTIVEPLATFORM_CHUNK_SIZE", "20")
