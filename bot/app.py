@@ -12,19 +12,25 @@ import re
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import async_default_handlers
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
 from bot.dispatch import Dispatcher
 from bot.home import build_home
+from bot.metrics import Metrics
 from bot.replies import ACTION_PREFIX, SlackSurface, form_values
 
 log = logging.getLogger(__name__)
 
 
-def web_client(settings: Settings) -> AsyncWebClient:
+def web_client(settings: Settings, metrics: Metrics | None = None) -> AsyncWebClient:
+    """The bot's Slack Web API client; with `metrics`, every call attempt is counted."""
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
-    return AsyncWebClient(token=token, base_url=settings.slack_api_url)
+    handlers = async_default_handlers()
+    if metrics is not None:
+        handlers = [metrics.slack_observer(settings.slack_api_url), *handlers]
+    return AsyncWebClient(token=token, base_url=settings.slack_api_url, retry_handlers=handlers)
 
 
 def group_lookup(client: AsyncWebClient) -> Any:

@@ -1,7 +1,8 @@
 """The append-only audit log: every command, approval decision and scheduled run.
 
 Arguments are stored as their redacted preview (secret fields masked, known secret values
-replaced); the raw command text is never stored.
+replaced); the raw command text is never stored. Listeners (`listen`) see each entry once it is
+written, with its row ID: the metrics and the one log line per command come from here.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -19,6 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.store import audit, utcnow
 from commands.secrets import redact, redact_any
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,9 +41,17 @@ class Entry:
     approval_id: int | None = None
 
 
+# Sees each entry after it is written, with its audit row ID (None when writing failed).
+Listener = Callable[[Entry, int | None], None]
+
+
 class AuditLog:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self.listeners: list[Listener] = []
+
+    def listen(self, listener: Listener) -> None:
+        self.listeners.append(listener)
 
     async def record(self, entry: Entry, *, at: datetime | None = None) -> None:
         row = {
@@ -55,8 +68,18 @@ class AuditLog:
             "duration_ms": entry.duration_ms,
             "approval_id": entry.approval_id,
         }
-        async with self.engine.begin() as conn:
-            await conn.execute(audit.insert().values(**row))
+        audit_id: int | None = None
+        try:
+            async with self.engine.begin() as conn:
+                result = await conn.execute(audit.insert().values(**row))
+                key = result.inserted_primary_key
+                audit_id = int(key[0]) if key and key[0] is not None else None
+        finally:
+            for listener in self.listeners:
+                try:
+                    listener(entry, audit_id)
+                except Exception:  # a listener must never lose an audit row or a command
+                    log.exception("an audit listener failed")
 
     async def recent(
         self, limit: int, *, user: str | None = None, provider: str | None = None

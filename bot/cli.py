@@ -15,8 +15,9 @@ from dotenv import load_dotenv
 
 import bot
 from bot.config import Settings
+from bot.logs import configure
+from bot.metrics import Metrics, serve_metrics
 from bot.runtime import ConfigError, Runtime, load_settings, open_providers, open_runtime
-from commands.secrets import install_log_redaction
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,30 +29,41 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="HTTP mode: POST /slack/events, /healthz, /readyz")
     serve.add_argument("--port", type=int, default=None, help="default $PORT or 3000")
     serve.add_argument("--host", default="0.0.0.0")
-    sub.add_parser("socket", help="Socket Mode (SLACK_APP_TOKEN), for hosts with no public URL")
+    socket = sub.add_parser(
+        "socket", help="Socket Mode (SLACK_APP_TOKEN), for hosts with no public URL"
+    )
+    socket.add_argument(
+        "--metrics-port", type=int, default=None, help="serve GET /metrics on this port"
+    )
+    socket.add_argument("--metrics-host", default="0.0.0.0")
     console = sub.add_parser("console", help="try the bot in a terminal, on sandboxes")
     console.add_argument("-c", dest="one", metavar="COMMAND", help="run one command and exit")
     console.add_argument("--as", dest="user", default=None, help="act as this Slack user ID")
     console.add_argument("--files", default="billing-bot-files", help="folder for files")
-    sub.add_parser("check", help="validate configuration, database and provider credentials")
+    sub.add_parser(
+        "check", help="validate configuration, Slack token and channel, database and providers"
+    )
     db = sub.add_parser("db", help="database tasks")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply the Alembic migrations")
     return parser
 
 
-def _logging(level: int) -> None:
-    install_log_redaction()
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+def _logging(settings: Settings, *, at_least: int = logging.NOTSET) -> None:
+    """LOG_LEVEL and LOG_FORMAT; `at_least` raises the level (the console stays quiet)."""
+    level = max(logging.getLevelNamesMapping()[settings.log_level], at_least)
+    configure(level, settings.log_format)
 
 
 def _require(settings: Settings, *names: str) -> None:
-    for name in names:
-        if getattr(settings, name) is None:
-            raise ConfigError(f"configuration error: {name.upper()}: is required for this command")
+    missing = [name for name in names if getattr(settings, name) is None]
+    if missing:
+        raise ConfigError(
+            "\n".join(
+                f"configuration error: {name.upper()}: is required for this command"
+                for name in missing
+            )
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,13 +77,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(settings, args.host, args.port)
         if args.command == "socket":
             _require(settings, "slack_bot_token", "slack_app_token")
-            return asyncio.run(_socket(settings))
+            return asyncio.run(_socket(settings, args.metrics_host, args.metrics_port))
         if args.command == "console":
             return asyncio.run(_console(settings, args.one, args.user, Path(args.files)))
         if args.command == "check":
             return asyncio.run(_check(settings))
         if args.command == "db":
-            _logging(logging.INFO)
+            _logging(settings)
+            logging.getLogger("alembic.runtime.migration").setLevel(logging.INFO)
             from bot.store import upgrade_sync
 
             upgrade_sync(settings.database_url)
@@ -88,16 +101,18 @@ def _serve(settings: Settings, host: str, port: int | None) -> int:
 
     from bot.server import build_web
 
-    _logging(logging.INFO)
+    _logging(settings)
     chosen = port or int(os.environ.get("PORT") or settings.port)
     # log_config=None: uvicorn's own access formatter reads each record's args, which the log
     # redaction has already merged into the message; its lines go through `_logging`'s handler.
+    # One access line per request (and per metrics scrape) is DEBUG material.
     uvicorn.run(
         build_web(settings),
         host=host,
         port=chosen,
         log_config=None,
-        log_level="info",
+        log_level=settings.log_level.lower(),
+        access_log=settings.log_level == "DEBUG",
         lifespan="on",
     )
     return 0
@@ -111,11 +126,13 @@ async def open_socket(settings: Settings) -> tuple[Any, Runtime]:
     from bot.app import build_app, group_lookup, web_client
     from bot.replies import SlackSurface
 
-    client = web_client(settings)
+    metrics = Metrics()
+    client = web_client(settings, metrics)
     runtime = await open_runtime(
         settings,
         system_surface=lambda channel: SlackSurface(client, channel=channel, user=""),
         group_members=group_lookup(client),
+        metrics=metrics,
     )
     runtime.start_sweeper()
     runtime.start_scheduler()
@@ -127,12 +144,17 @@ async def open_socket(settings: Settings) -> tuple[Any, Runtime]:
     return handler, runtime
 
 
-async def _socket(settings: Settings) -> int:
-    _logging(logging.INFO)
+async def _socket(settings: Settings, metrics_host: str, metrics_port: int | None) -> int:
+    _logging(settings)
     handler, runtime = await open_socket(settings)
+    exporter = None
+    if metrics_port is not None:
+        exporter = await serve_metrics(runtime.metrics, host=metrics_host, port=metrics_port)
     try:
         await handler.start_async()
     finally:
+        if exporter is not None:
+            await exporter.stop()
         await runtime.close()
     return 0
 
@@ -140,7 +162,7 @@ async def _socket(settings: Settings) -> int:
 async def _console(settings: Settings, one: str | None, user: str | None, files: Path) -> int:
     from bot.console import CONSOLE_CHANNEL, CONSOLE_USER, Console
 
-    _logging(logging.WARNING)
+    _logging(settings, at_least=logging.WARNING)
     channel = settings.billing_channel or CONSOLE_CHANNEL
     holder: dict[str, Console] = {}
 
@@ -180,9 +202,14 @@ async def _console(settings: Settings, one: str | None, user: str | None, files:
 
 async def _check(settings: Settings) -> int:
     from bot import store
+    from bot.app import web_client
+    from bot.slack_check import check_slack
 
-    _logging(logging.WARNING)
+    _logging(settings, at_least=logging.WARNING)
     failed = False
+    for slack in await check_slack(settings, web_client(settings)):
+        print(slack.line())  # noqa: T201
+        failed |= slack.ok is False
     engine = store.make_engine(settings.database_url)
     try:
         ok = await store.ping(engine)

@@ -1,13 +1,13 @@
 """The bot's own configuration (Slack, database, roles, schedules), validated at start.
 
-Provider settings live with their providers (`commands/<provider>/commands.py`). A bad value
-stops the process with one line naming the variable: see `config_error_line`.
+Provider settings live with their providers (`commands/<provider>/commands.py`). Bad values
+stop the process with one line per bad variable, all of them at once: see `config_error_lines`.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -35,6 +35,15 @@ class Settings(BaseSettings):
     approval_ttl_hours: float = Field(24, gt=0, le=24 * 30)
     port: int = Field(3000, ge=1, le=65535)
     scheduler_tick_seconds: float = Field(15, ge=0.2, le=300)
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _case(cls, value: Any, info: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        return value.strip().upper() if info.field_name == "log_level" else value.strip().lower()
 
     @field_validator(
         "billing_viewers", "billing_operators", "billing_approvers", "billing_admins", mode="before"
@@ -96,8 +105,17 @@ class Settings(BaseSettings):
 
 def config_error_line(exc: ValidationError, model: type[BaseSettings]) -> str:
     """One line naming the first bad variable, as people set it."""
-    error = exc.errors()[0]
-    field = str(error["loc"][0]) if error["loc"] else "?"
+    return config_error_lines(exc, model)[0]
+
+
+def config_error_lines(exc: ValidationError, model: type[BaseSettings]) -> list[str]:
+    """One line per bad variable, as people set it, in the order the model declares them."""
     prefix = str(model.model_config.get("env_prefix", ""))
-    message = str(error["msg"]).removeprefix("Value error, ")
-    return f"configuration error: {(prefix + field).upper()}: {message}"
+    lines: list[str] = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        line = f"configuration error: {(prefix + field).upper()}: {message}"
+        if line not in lines:
+            lines.append(line)
+    return lines

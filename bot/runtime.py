@@ -19,13 +19,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import store
 from bot.billing import billing_provider
-from bot.config import Settings, config_error_line
+from bot.config import Settings, config_error_line, config_error_lines
 from bot.dispatch import Dispatcher, ProviderRuntime
+from bot.limits import DatabaseLimits
+from bot.logs import command_line
+from bot.metrics import Metrics
 from bot.replies import Surface
 from bot.roles import GroupLookup, Roles
 from bot.scheduler import Schedule, Scheduler
 from bot.schedules import run_schedule
 from commands.base import Provider
+from commands.http import http_of
+from commands.limits import limits_of
 from commands.registry import PROVIDERS
 from commands.secrets import install_log_redaction, register_secret
 
@@ -33,14 +38,25 @@ log = logging.getLogger(__name__)
 
 
 class ConfigError(Exception):
-    """A bad configuration value; the message is one line naming the variable."""
+    """Bad configuration values; the message has one line per bad variable."""
 
 
-def load_settings() -> Settings:
+def load_settings(providers: Sequence[Provider[Any, Any]] = PROVIDERS) -> Settings:
+    """The bot's settings, after checking every provider's too: every bad variable is
+    reported at once, not one per attempt."""
+    lines: list[str] = []
+    settings: Settings | None = None
     try:
         settings = Settings()
     except ValidationError as exc:
-        raise ConfigError(config_error_line(exc, Settings)) from None
+        lines += config_error_lines(exc, Settings)
+    for provider in providers:
+        try:
+            provider.settings()
+        except ValidationError as exc:
+            lines += config_error_lines(exc, type_of(provider))
+    if lines or settings is None:
+        raise ConfigError("\n".join(lines))
     register_secret(*settings.secrets())
     return settings
 
@@ -84,6 +100,7 @@ class Runtime:
     settings: Settings
     engine: AsyncEngine
     dispatcher: Dispatcher
+    metrics: Metrics = field(default_factory=Metrics)
     background: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def start_sweeper(self, every: float = 30.0) -> None:
@@ -133,10 +150,13 @@ async def open_runtime(
     open_console: bool = False,
     group_members: GroupLookup | None = None,
     runtimes: list[ProviderRuntime] | None = None,
+    metrics: Metrics | None = None,
     **dispatcher_options: Any,
 ) -> Runtime:
+    """`metrics`: the registry the Slack client already counts into (a new one otherwise)."""
     install_log_redaction()
     register_secret(*settings.secrets())
+    metrics = metrics or Metrics()
     engine = await prepare_database(settings)
     roles = Roles(settings, group_members=group_members, open_console=open_console)
     providers = runtimes if runtimes is not None else open_providers(use_sandboxes=use_sandboxes)
@@ -162,4 +182,35 @@ async def open_runtime(
         clock=dispatcher.clock,
         tick_every=settings.scheduler_tick_seconds,
     )
-    return Runtime(settings=settings, engine=engine, dispatcher=dispatcher)
+    dispatcher.audit.listen(command_line)
+    dispatcher.audit.listen(metrics.on_audit)
+    metrics.know(
+        commands=[c.audit_name for c in dispatcher.commands],
+        providers=[
+            *([dispatcher.billing.name] if dispatcher.billing else []),
+            *(r.provider.name for r in providers),
+        ],
+        kinds=kinds,
+    )
+    metrics.watch_approvals(engine)
+    attach_providers(
+        providers, metrics, None if store.is_sqlite(engine) else DatabaseLimits(engine)
+    )
+    return Runtime(settings=settings, engine=engine, dispatcher=dispatcher, metrics=metrics)
+
+
+def attach_providers(
+    providers: Sequence[ProviderRuntime], metrics: Metrics, shared: DatabaseLimits | None
+) -> None:
+    """Count each provider's requests, show its limits, and share them across replicas when
+    the database is PostgreSQL (SQLite means one process: its limits stay in memory)."""
+    for runtime in providers:
+        if runtime.client is None:
+            continue
+        name = runtime.provider.name
+        for http in http_of(runtime.client):
+            http.observers.append(metrics.provider_observer(name))
+        for limit in limits_of(runtime.client):
+            if shared is not None:
+                limit.share(shared)
+            metrics.watch_limit(name, limit)

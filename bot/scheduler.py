@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -326,8 +327,24 @@ class Scheduler:
             return 0
         try:
             await self.run(schedule, due)
-        except Exception:
-            log.exception("schedule %s failed", schedule.id)
+        except Exception as exc:
+            reference = uuid.uuid4().hex[:8]
+            log.exception("schedule %s failed (reference %s)", schedule.id, reference)
+            # The run could not audit itself: record that it broke, so the audit log, the
+            # metrics and the log all show this run.
+            with contextlib.suppress(Exception):
+                await self.audit.record(
+                    Entry(
+                        user_id=f"schedule:{schedule.id}",
+                        channel=schedule.channel,
+                        command=f"schedule {schedule.kind}",
+                        args=schedule.args,
+                        decision="scheduled run",
+                        outcome="error",
+                        detail=f"{type(exc).__name__}, reference {reference}",
+                        provider="billing",
+                    )
+                )
         return 1
 
     async def fire_now(self, schedule: Schedule) -> None:

@@ -3,6 +3,7 @@
 POST /slack/events   slash commands, interactivity, events (signature checked by Bolt)
 GET  /healthz        the process is up
 GET  /readyz         200 only when the database answers
+GET  /metrics        Prometheus text exposition (see bot/metrics.py)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from starlette.routing import Route
 
 from bot.app import build_app, group_lookup, web_client
 from bot.config import Settings
+from bot.metrics import Metrics, endpoint
 from bot.replies import SlackSurface
 from bot.runtime import Runtime, open_runtime
 from bot.store import ping
@@ -42,13 +44,16 @@ def build_web(settings: Settings, *, sweep_every: float = 30.0, **options: objec
             return JSONResponse({"ok": True, "database": "reachable"})
         return JSONResponse({"ok": False, "database": "unreachable"}, status_code=503)
 
+    metrics = Metrics()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        client = web_client(settings)
+        client = web_client(settings, metrics)
         runtime = await open_runtime(
             settings,
             system_surface=lambda channel: SlackSurface(client, channel=channel, user=""),
             group_members=group_lookup(client),
+            metrics=metrics,
             **options,  # type: ignore[arg-type]
         )
         state["runtime"] = runtime
@@ -64,5 +69,6 @@ def build_web(settings: Settings, *, sweep_every: float = 30.0, **options: objec
         Route("/slack/events", events, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", endpoint(metrics), methods=["GET"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

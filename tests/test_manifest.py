@@ -12,20 +12,23 @@ import pytest
 import yaml
 
 from bot.billing import billing_provider
+from bot.slack_check import BOT_SCOPES
 from commands.registry import PROVIDERS
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT.parent / "shared" / "slack" / "manifest.schema.1.0.0.json"
 
-# Web API methods the bot may call → the bot scope each needs.
-SCOPES = {
-    "chat_postMessage": "chat:write",
-    "chat_update": "chat:write",
-    "chat_postEphemeral": "chat:write",
-    "files_upload_v2": "files:write",
-    "usergroups_users_list": "usergroups:read",
-    "views_publish": None,  # App Home: no scope beyond the event subscription
-    "views_open": None,  # needs only a trigger_id
+# Web API methods the bot may call → the bot scopes they need.
+SCOPES: dict[str, tuple[str, ...]] = {
+    "chat_postMessage": ("chat:write",),
+    "chat_update": ("chat:write",),
+    "chat_postEphemeral": ("chat:write",),
+    "files_upload_v2": ("files:write",),
+    "usergroups_users_list": ("usergroups:read",),
+    # public channels need channels:read, private ones groups:read
+    "conversations_info": ("channels:read", "groups:read"),
+    "views_publish": (),  # App Home: no scope beyond the event subscription
+    "views_open": (),  # needs only a trigger_id
 }
 
 
@@ -57,6 +60,10 @@ def test_every_declared_slash_command_is_in_the_manifest(manifest: dict[str, Any
 def test_bot_scopes_are_exactly_the_ones_the_code_uses(manifest: dict[str, Any]) -> None:
     source = "\n".join(p.read_text() for p in (ROOT / "bot").rglob("*.py"))
     called = {m for m in SCOPES if re.search(rf"\.{m}\(", source)}
-    needed = {"commands"} | {scope for m in called if (scope := SCOPES[m])}
+    needed = {"commands"} | {scope for m in called for scope in SCOPES[m]}
     assert set(manifest["oauth_config"]["scopes"]["bot"]) == needed
     assert {"chat_postMessage", "files_upload_v2"} <= called
+
+
+def test_check_compares_the_token_with_the_manifests_scopes(manifest: dict[str, Any]) -> None:
+    assert set(manifest["oauth_config"]["scopes"]["bot"]) == BOT_SCOPES

@@ -15,8 +15,13 @@ The double also serves what surrounds the Web API: the upload URLs `files.getUpl
 hands out (the bytes POSTed there are recorded exactly), and `response_url(name)` endpoints whose
 POSTs are recorded as calls to the method `response_url`; like Slack's, each answers 5 times.
 
-Switches: `not_in_channel` (channels the bot is not a member of), `usergroups`, `users`,
-`channel_names`, `expired_triggers`, and `fail_next(method, error)` for any other error.
+Every Web API answer carries the token's scopes in `x-oauth-scopes`, as Slack's do: the bot
+token has `scopes` (by default every scope manifest.yml asks for); `conversations.info` answers
+`missing_scope` without `channels:read`.
+
+Switches: `not_in_channel` (channels the bot is not a member of), `missing_channels` (channels
+that do not exist: `channel_not_found`), `scopes`, `usergroups`, `users`, `channel_names`,
+`expired_triggers`, and `fail_next(method, error)` for any other error (`invalid_auth`, say).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from bot.slack_check import BOT_SCOPES
 from tests.doubles.blockkit import MESSAGE_BLOCKS, block_problems, view_problems
 from tests.doubles.server import serve_asgi
 
@@ -131,6 +137,8 @@ class SlackApiDouble:
     # Where the double is reachable; `serve_slack_double` sets the real loopback address.
     base_url: str = "http://slack.test"
     not_in_channel: set[str] = field(default_factory=set)
+    missing_channels: set[str] = field(default_factory=set)
+    scopes: set[str] = field(default_factory=lambda: set(BOT_SCOPES))
     usergroups: dict[str, list[str]] = field(default_factory=dict)
     users: dict[str, SlackUser] = field(default_factory=dict)
     channel_names: dict[str, str] = field(default_factory=dict)
@@ -210,7 +218,9 @@ class SlackApiDouble:
         if method == "files.completeUploadExternal" and call.ok:
             call.files = [self.uploads[f["id"]] for f in answer["files"]]
         self.calls.append(call)
-        headers = {"Retry-After": "1"} if status == 429 else None
+        headers = {"x-oauth-scopes": ",".join(sorted(self.scopes))} if token else {}
+        if status == 429:
+            headers["Retry-After"] = "1"
         return JSONResponse(answer, status_code=status, headers=headers)
 
     def _answer(self, method: str, params: dict[str, Any], token: str | None) -> dict[str, Any]:
@@ -369,7 +379,9 @@ class SlackApiDouble:
 
     def _conversation_info(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = str(params.get("channel") or "")
-        if not CHANNEL_ID.match(channel):
+        if "channels:read" not in self.scopes:
+            raise SlackFailure("missing_scope")
+        if not CHANNEL_ID.match(channel) or channel in self.missing_channels:
             raise SlackFailure("channel_not_found")
         is_im = channel.startswith("D")
         info: dict[str, Any] = {

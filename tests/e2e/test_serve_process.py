@@ -40,6 +40,8 @@ async def test_serve_logs_each_request_without_logging_errors_or_secrets(
             secret=SIGNING_SECRET,
             providers=invoicexpress_env(ix_url, sandbox),
         )
+        # Request lines (uvicorn's access log, each provider request) are DEBUG material.
+        environment["LOG_LEVEL"] = "DEBUG"
 
         async def audited() -> bool:
             return bool(await table_rows(database_url, audit))
