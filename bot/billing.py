@@ -94,8 +94,15 @@ async def status(ops: Ops, args: NoArgs, ctx: Context) -> Reply:
         rows.append([runtime.provider.title, state[runtime.mode]])
     database = "reachable" if await ping(d.engine) else "UNREACHABLE"
     leader = d.scheduler.describe() if d.scheduler else "not running"
+    samples = [
+        f"• {runtime.provider.title} {what}: {ids}"
+        for runtime in d.runtimes
+        if runtime.mode == "sandbox" and runtime.sandbox is not None
+        for what, ids in runtime.sandbox.samples()
+    ]
     return Reply(
         text=f"*billing-bot {bot.__version__}*",
+        sections=["*Sample ids to try in the sandboxes*\n" + "\n".join(samples)] if samples else [],
         fields=[
             ("Database", f"{d.engine.dialect.name}: {database}"),
             ("Scheduler", str(leader)),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import httpx
 from starlette.requests import Request
@@ -23,8 +23,15 @@ class Sandbox(Protocol):
     """What a provider sandbox offers the console and the tests."""
 
     control: SandboxControl
+    # The attributes holding the provider's data (not switches, clocks, logs or one-time keys),
+    # which the console keeps between runs (commands/sandbox_state.py).
+    persisted: ClassVar[tuple[str, ...]]
 
     def app(self) -> ASGIApp: ...
+
+    def samples(self) -> list[tuple[str, str]]:
+        """(what, ids) a person can try, e.g. ("customer accounts", "10023–10222")."""
+        ...
 
 
 @dataclass

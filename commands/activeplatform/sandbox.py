@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlencode
 
 import httpx
@@ -32,6 +32,7 @@ from starlette.routing import Route
 
 from commands.activeplatform import client as api
 from commands.sandbox import ControlMiddleware, SandboxControl
+from commands.sandbox_state import number_span
 
 SANDBOX_TOKEN = "sandbox-activeplatform-token"
 SANDBOX_BASE_URL = "http://activeplatform.sandbox"
@@ -98,6 +99,8 @@ def _error(title: str, status: int) -> JSONResponse:
 
 @dataclass
 class ActivePlatformSandbox:
+    persisted: ClassVar[tuple[str, ...]] = ("accounts", "notifications")
+
     token: str = SANDBOX_TOKEN
     control: SandboxControl = field(default_factory=SandboxControl)
     accounts: dict[str, list[StoredAccount]] = field(default_factory=dict)
@@ -117,6 +120,18 @@ class ActivePlatformSandbox:
                 "2": _generated("2", 2005001, 4),
                 "3": _generated("3", 2007001, 2),
             }
+
+    def samples(self) -> list[tuple[str, str]]:
+        reachable = sorted(self.below(self.manager_reseller) & set(self.accounts))
+        mine = self.manager_reseller
+        resellers = [
+            f"{r} ({len(self.accounts[r])} accounts{', yours' if r == mine else ''})"
+            for r in reachable
+        ]
+        accounts = [
+            f"{number_span([a.id for a in self.accounts[r]])} (reseller {r})" for r in reachable
+        ]
+        return [("resellers", ", ".join(resellers)), ("accounts", ", ".join(accounts))]
 
     def app(self) -> Any:
         routes = [

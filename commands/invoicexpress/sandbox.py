@@ -22,7 +22,7 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -68,6 +68,8 @@ class StoredSequence:
 
 @dataclass
 class InvoiceXpressSandbox:
+    persisted: ClassVar[tuple[str, ...]] = ("sequences", "at_settings", "next_id")
+
     api_key: str = SANDBOX_API_KEY
     control: SandboxControl = field(default_factory=SandboxControl)
     sequences: dict[int, StoredSequence] = field(default_factory=dict)
@@ -89,6 +91,12 @@ class InvoiceXpressSandbox:
                 existing.default = False
         self.sequences[self.next_id] = StoredSequence(self.next_id, serie, default, number, code)
         return self.next_id
+
+    def samples(self) -> list[tuple[str, str]]:
+        shown = [
+            f"{s.id} ({s.serie}{', default' if s.default else ''})" for s in self.sequences.values()
+        ]
+        return [("sequences", ", ".join(shown) or "none")]
 
     def app(self) -> Any:
         routes = [

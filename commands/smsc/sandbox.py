@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import ClassVar
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -69,6 +70,8 @@ class Served:
 
 @dataclass
 class SmscSandbox:
+    persisted: ClassVar[tuple[str, ...]] = ("sub_clients", "invoices", "acts", "next_invoice_id")
+
     login: str = SANDBOX_LOGIN
     password: str = SANDBOX_PASSWORD
     clock: Callable[[], float] = time.monotonic
@@ -93,6 +96,23 @@ class SmscSandbox:
                 701: Document(701, 101, Decimal("1820.50"), "Services for October", num=7),
                 702: Document(702, 102, Decimal("99.90"), "Services for October", num=8),
             }
+
+    def samples(self, limit: int = 6) -> list[tuple[str, str]]:
+        def owner(doc: Document) -> str:
+            return self.sub_clients.get(doc.client_id, str(doc.client_id))
+
+        def listed(items: list[str]) -> str:
+            more = f" and {len(items) - limit} more" if len(items) > limit else ""
+            return (", ".join(items[:limit]) or "none") + more
+
+        clients = [f"{name} (ID {i})" for i, name in self.sub_clients.items()]
+        invoices = [f"{d.id} ({owner(d)})" for d in self.invoices.values()]
+        acts = [f"{d.id} or num={d.num} ({owner(d)})" for d in self.acts.values()]
+        return [
+            ("sub-clients", listed(clients)),
+            ("invoices", listed(invoices)),
+            ("acts", listed(acts)),
+        ]
 
     def app(self) -> ASGIApp:
         routes = [Route(api.DOCUMENTS, self.documents, methods=["GET", "POST"])]

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -36,6 +36,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from commands.sandbox import ControlMiddleware, SandboxControl
+from commands.sandbox_state import number_span
 from commands.voipcloud import client as api
 
 SANDBOX_TOKEN = "sandbox-voipcloud-token"
@@ -120,6 +121,8 @@ class Customer:
 
 @dataclass
 class VoipcloudSandbox:
+    persisted: ClassVar[tuple[str, ...]] = ("customers", "partner", "next_account")
+
     token: str = SANDBOX_TOKEN
     google_captcha: str | None = SANDBOX_GOOGLE_CAPTCHA
     today: Callable[[], date] = _utc_today
@@ -186,6 +189,13 @@ class VoipcloudSandbox:
         for number in range(FIRST_ACCOUNT + len(self.customers), FIRST_ACCOUNT + self.population):
             self.customers[str(number)] = _generated_customer(number, today)
         self.next_account = max(self.next_account, FIRST_ACCOUNT + len(self.customers))
+
+    def samples(self) -> list[tuple[str, str]]:
+        numbers = [int(n) for n in self.customers]
+        named = [
+            f"{c.account_number} {c.first_name} {c.last_name}" for c in self.customers.values()
+        ]
+        return [("customer accounts", f"{number_span(numbers)} (e.g. {', '.join(named[:3])})")]
 
     def app(self) -> Any:
         routes = [
