@@ -33,7 +33,15 @@ from commands.base import (
     ScheduleKind,
     Table,
 )
-from commands.types import Digits, Label, Period, PeriodText, id_list, parse_period
+from commands.types import (
+    Digits,
+    Label,
+    Period,
+    PeriodText,
+    PositiveInt,
+    id_list,
+    parse_period,
+)
 
 SLASH = "activeplatform"
 ALL: Final = "all"
@@ -98,6 +106,9 @@ class ListAccounts(Args):
         description="only accounts with this contact e-mail (a comma-separated list works)",
         examples=["billing@acme.example"],
     )
+    page: PositiveInt = Field(
+        1, description=f"which page of {SHOWN_ROWS} accounts to show", examples=[2]
+    )
 
 
 class NotifyClosing(Args):
@@ -147,6 +158,14 @@ def retry_command(period: Period, account_ids: tuple[str, ...], reseller: str) -
     )
 
 
+def accounts_command(args: ListAccounts, page: int) -> str:
+    """The command that shows another page of the same list (a button's command)."""
+    parts = [f"/{SLASH} accounts"]
+    parts += [f"reseller={args.reseller}"] if args.reseller else []
+    parts += [f"email={args.email}"] if args.email else []
+    return " ".join([*parts, f"page={page}"])
+
+
 def account_table(accounts: list[Account]) -> Table:
     rows = [[a.id, a.name, a.email, a.status] for a in accounts]
     return Table(columns=["ID", "Name", "E-mail", "Status"], rows=rows)
@@ -161,9 +180,29 @@ async def list_accounts(client: ActivePlatformClient, args: ListAccounts, ctx: C
     which = f"reseller {reseller}" + (f" with e-mail {args.email}" if args.email else "")
     if not accounts:
         return Reply(text=f"No accounts of {which}.")
-    shown = accounts[:SHOWN_ROWS]
-    more = f" (showing the first {len(shown)})" if len(accounts) > len(shown) else ""
-    return Reply(text=f"*{len(accounts)} accounts* of {which}{more}", table=account_table(shown))
+    pages = -(-len(accounts) // SHOWN_ROWS)
+    if args.page > pages:
+        raise CommandError(
+            f"There is no page {args.page}: the {len(accounts)} accounts of {which} fill "
+            f"{pages} page{'' if pages == 1 else 's'} of {SHOWN_ROWS}."
+        )
+    first = (args.page - 1) * SHOWN_ROWS
+    shown = accounts[first : first + SHOWN_ROWS]
+    if pages == 1:
+        return Reply(text=f"*{len(accounts)} accounts* of {which}", table=account_table(shown))
+    buttons = []
+    if args.page > 1:
+        buttons.append(Button(label="Previous page", command=accounts_command(args, args.page - 1)))
+    if args.page < pages:
+        buttons.append(Button(label="Next page", command=accounts_command(args, args.page + 1)))
+    return Reply(
+        text=(
+            f"*{len(accounts)} accounts* of {which}: page {args.page} of {pages} "
+            f"(accounts {first + 1}–{first + len(shown)}; add `page=<n>` for another)"
+        ),
+        table=account_table(shown),
+        buttons=buttons,
+    )
 
 
 async def notify_closing(client: ActivePlatformClient, args: NotifyClosing, ctx: Context) -> Reply:

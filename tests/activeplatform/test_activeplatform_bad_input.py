@@ -15,7 +15,8 @@ NOTIFY_USAGE = (
     "[reseller=<number>]`\nExample: `/activeplatform notify-closing last-month accounts=all`"
 )
 ACCOUNTS_USAGE = (
-    "Expected: `/activeplatform accounts [reseller=<number>] [email=<e-mail>]`\n"
+    "Expected: `/activeplatform accounts [reseller=<number>] [email=<e-mail>] "
+    "[page=<number>]`\n"
     "Example: `/activeplatform accounts reseller=1`"
 )
 PERIOD_FORMS = "(YYYY-MM, last-month or YYYY-MM-DD..YYYY-MM-DD)"

@@ -44,12 +44,14 @@ def notify_args(text: str) -> NotifyClosing:
 # --- accounts --------------------------------------------------------------------------------
 
 
-async def test_accounts_shows_the_first_rows_and_the_total(sandbox: ActivePlatformSandbox) -> None:
+async def test_accounts_shows_the_first_page_and_the_total(sandbox: ActivePlatformSandbox) -> None:
     client = open_client(sandbox)
     reply = await attempt("accounts", client, context())
 
     assert isinstance(reply, Reply) and reply.table is not None
-    assert reply.text == "*230 accounts* of reseller 1 (showing the first 40)"
+    assert reply.text == (
+        "*230 accounts* of reseller 1: page 1 of 6 (accounts 1–40; add `page=<n>` for another)"
+    )
     assert list(reply.table.columns) == ["ID", "Name", "E-mail", "Status"]
     expected = [[str(a.id), a.name, a.email, a.status] for a in sandbox.accounts["1"][:40]]
     assert [list(row) for row in reply.table.rows] == expected
