@@ -151,11 +151,12 @@ async def snooze(ops: Ops, args: ApprovalId, ctx: Context) -> Reply:
     if row is None or not row.snooze_hours:
         raise CommandError(f"Approval #{args.id} cannot be snoozed.")
     hours = row.snooze_hours
-    reply = await d.reject(
-        args.id, user=ctx.user_id, reason=f"snoozed for {hours} h", surface=ops.surface
+    await d.reject(
+        args.id, user=ctx.user_id, reason=messages.snooze_reason(hours), surface=ops.surface
     )
     await d.snooze(row, hours)
-    return Reply(text=f"{reply.text} It will be asked again in {hours} h.", private=True)
+    decided = await d.approvals.get(args.id)
+    return Reply(text=messages.snoozed(decided or row, d.settings.tz), private=True)
 
 
 async def show_audit(ops: Ops, args: AuditArgs, ctx: Context) -> Reply:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -19,6 +19,16 @@ def when(moment: datetime | None, tz: ZoneInfo) -> str:
     if moment is None:
         return "—"
     return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def next_run(
+    scheduled: datetime | None, regular: datetime | None, tz: ZoneInfo, *, now: datetime
+) -> str:
+    """A schedule's next run. A snoozed reminder asks again before the cron's regular run,
+    which stays where it was: both are shown."""
+    if scheduled is not None and regular is not None and now < scheduled < regular:
+        return f"{when(scheduled, tz)} (snoozed reminder), then {when(regular, tz)}"
+    return when(scheduled, tz)
 
 
 def unknown_slash(slash: str, known: Sequence[str]) -> str:
@@ -157,7 +167,40 @@ def approval_done(approval: Approval, outcome: Outcome, tz: ZoneInfo) -> Reply:
     )
 
 
+def snooze_reason(hours: int) -> str:
+    """The reason a snoozed request records when it is set aside."""
+    return f"snoozed for {hours} h"
+
+
+def snoozed_until(approval: Approval) -> datetime | None:
+    """When a snoozed reminder is asked again, or None when the request was not snoozed."""
+    hours = approval.snooze_hours
+    if not hours or approval.decided_at is None or approval.reason != snooze_reason(hours):
+        return None
+    return approval.decided_at + timedelta(hours=hours)
+
+
+def snoozed(approval: Approval, tz: ZoneInfo) -> str:
+    """What the person who snoozed a reminder is told."""
+    until = snoozed_until(approval)
+    again = f"until {when(until, tz)}" if until else "for now"
+    return (
+        f"#{approval.id} snoozed {again}: it will be asked again then, and its schedule keeps "
+        "its regular runs."
+    )
+
+
 def approval_rejected(approval: Approval, tz: ZoneInfo) -> Reply:
+    until = snoozed_until(approval)
+    if until is not None:
+        return Reply(
+            text=(
+                f"💤 #{approval.id} snoozed until {when(until, tz)} by "
+                f"{_who(approval.decided_by or '?')}: it will be asked again then"
+            ),
+            sections=[approval.description],
+            fields=[("Snoozed", when(approval.decided_at, tz))],
+        )
     reason = f": {approval.reason}" if approval.reason else ""
     verb = "withdrawn" if approval.decided_by == approval.requester else "rejected"
     return Reply(

@@ -38,9 +38,17 @@ log = logging.getLogger(__name__)
 
 LOCK_KEY = 7_402_118_311  # arbitrary, fixed: "billing-bot scheduler"
 
+# Every schedule posts to the channel (a report, a reminder): at most one run an hour.
+MIN_INTERVAL = timedelta(hours=1)
+# An expression with no run this far ahead never runs: 29 February can be eight years from the
+# next (2096, then 2104), so ten years tell "rarely" from "never".
+HORIZON = timedelta(days=3653)
+_ANY_HOUR = datetime(2001, 1, 1, tzinfo=ZoneInfo("UTC"))
 
-def cron_trigger(expression: str, tz: ZoneInfo) -> CronTrigger:
-    """A 5-field crontab in the team's zone; ValueError with a readable reason otherwise."""
+
+def cron_trigger(expression: str, tz: ZoneInfo, *, until: datetime | None = None) -> CronTrigger:
+    """A 5-field crontab in the team's zone; ValueError with a readable reason otherwise.
+    `until` ends the search for a next run there (APScheduler's `end_date`)."""
     fields = expression.split()
     if len(fields) != 5:
         raise ValueError(
@@ -56,6 +64,7 @@ def cron_trigger(expression: str, tz: ZoneInfo) -> CronTrigger:
             month=month,
             day_of_week=crontab_weekdays(day_of_week),
             timezone=tz,
+            end_date=until,
         )
     except ValueError as exc:
         raise ValueError(f"'{expression}' is not a valid cron expression ({exc})") from None
@@ -86,6 +95,30 @@ def _weekday(number: str) -> str:
 def next_run(expression: str, tz: ZoneInfo, after: datetime) -> datetime | None:
     fire: datetime | None = cron_trigger(expression, tz).get_next_fire_time(None, after)
     return fire
+
+
+def check_schedule_cron(expression: str, *, now: datetime) -> None:
+    """Refuse, with a sentence, a valid crontab that cannot serve as a schedule: one that never
+    runs (`0 9 31 2 *`) and one that runs more than once an hour (`* * * * *`)."""
+    utc = ZoneInfo("UTC")
+    bounded = cron_trigger(expression, utc, until=now + HORIZON)
+    if bounded.get_next_fire_time(None, now) is None:
+        raise ValueError(
+            f"'{expression}' never runs: no date matches its day and month; pick a day the "
+            'month has, like "0 9 28 2 *"'
+        )
+    # Runs an hour apart at the least exactly when the minute field names one minute: try
+    # that field alone over one hour.
+    minutes = CronTrigger(minute=expression.split()[0], timezone=utc)
+    runs, fire = 0, minutes.get_next_fire_time(None, _ANY_HOUR)
+    while fire is not None and fire - _ANY_HOUR < MIN_INTERVAL:
+        runs += 1
+        fire = minutes.get_next_fire_time(fire, fire + timedelta(seconds=1))
+    if runs > 1:
+        raise ValueError(
+            f"'{expression}' runs {runs} times an hour; a schedule posts to the channel, so it "
+            'may run at most once an hour: give one minute, like "0 * * * *" or "0 9 * * *"'
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -250,14 +283,27 @@ class Scheduler:
             )
         return await self.get(schedule_id)
 
+    def regular_run(self, schedule: Schedule) -> datetime | None:
+        """The cron's own next run, whatever a snooze added before it."""
+        return None if schedule.paused else next_run(schedule.cron, self.tz, self.clock())
+
     async def postpone(self, schedule_id: int, hours: int) -> None:
-        """Ask again in `hours` (a snoozed reminder); the cron takes over after that run."""
+        """Ask again in `hours` (a snoozed reminder) and keep the cron: the extra run comes
+        first, and the one after it is the cron's next regular run, not moved. When a regular
+        run is due sooner than that, it asks again itself and nothing is added."""
+        schedule = await self.get(schedule_id)
+        if schedule is None or schedule.paused:
+            return
         now = self.clock()
+        again = now + timedelta(hours=hours)
+        regular = next_run(schedule.cron, self.tz, now)
+        if regular is not None and regular <= again:
+            return
         async with self.engine.begin() as conn:
             await conn.execute(
                 schedules.update()
                 .where(schedules.c.id == schedule_id, schedules.c.paused.is_(False))
-                .values(next_run_at=now + timedelta(hours=hours), updated_at=now)
+                .values(next_run_at=again, updated_at=now)
             )
 
     # --- firing --------------------------------------------------------------------------------

@@ -7,15 +7,16 @@ gets its own help, validation and example, like any other command.
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
+from cron_descriptor import ExpressionDescriptor, Options
 from pydantic import BeforeValidator, Field, create_model
 
 from bot import messages
 from bot.audit import Entry
-from bot.scheduler import Schedule, cron_trigger
+from bot.scheduler import Schedule, check_schedule_cron, cron_trigger
 from bot.store import ReportHistory
 from commands.base import (
     Args,
@@ -42,8 +43,21 @@ _UTC = ZoneInfo("UTC")
 
 
 def cron_text(value: str) -> str:
-    cron_trigger(value.strip(), _UTC)
-    return " ".join(value.split())
+    expression = " ".join(value.split())
+    cron_trigger(expression, _UTC)
+    check_schedule_cron(expression, now=datetime.now(UTC))
+    return expression
+
+
+def cron_in_words(expression: str) -> str:
+    """`0 9 1 * *` → "at 09:00, on day 1 of the month" (cron-descriptor, 24-hour clock)."""
+    options = Options()
+    options.use_24hour_time_format = True
+    try:
+        words = str(ExpressionDescriptor(expression, options).get_description())
+    except Exception:  # a phrase it cannot build is no reason to hide the schedule
+        return expression
+    return words[:1].lower() + words[1:]
 
 
 CronText = Annotated[str, BeforeValidator(cron_text), Label("cron")]
@@ -62,18 +76,24 @@ def _scheduler(ops: Ops) -> Any:
 
 
 async def list_schedules(ops: Ops, args: NoArgs, ctx: Context) -> Reply:
-    rows = await _scheduler(ops).all()
+    scheduler = _scheduler(ops)
+    rows = await scheduler.all()
     if not rows:
         return Reply(text="No schedules yet. Add one with `/billing schedule add`.")
     tz = ops.dispatcher.settings.tz
     table = Table(
-        columns=["#", "Kind", "Cron", "Next run", "Channel", "Arguments"],
+        columns=["#", "Kind", "Cron", "When", "Next run", "Channel", "Arguments"],
         rows=[
             [
                 str(s.id),
                 s.kind,
                 s.cron,
-                "paused" if s.paused else messages.when(s.next_run_at, tz),
+                cron_in_words(s.cron),
+                "paused"
+                if s.paused
+                else messages.next_run(
+                    s.next_run_at, scheduler.regular_run(s), tz, now=scheduler.clock()
+                ),
                 s.channel,
                 " ".join(f"{k}={v}" for k, v in s.args.items()),
             ]
@@ -121,7 +141,10 @@ def add_command(name: str, kind: ScheduleKind[Any, Any]) -> Command[Any, Ops]:
         cron=(
             CronText,
             Field(
-                description="when, as a 5-field crontab in BILLING_TIMEZONE", examples=["0 9 1 * *"]
+                description=(
+                    "when, as a 5-field crontab in BILLING_TIMEZONE that runs at most once an hour"
+                ),
+                examples=["0 9 1 * *"],
             ),
         ),
     )
@@ -144,8 +167,8 @@ def add_command(name: str, kind: ScheduleKind[Any, Any]) -> Command[Any, Ops]:
         )
         when = messages.when(row.next_run_at, settings.tz)
         return Reply(
-            text=f"Schedule #{row.id} added: {name} `{row.cron}` → <#{row.channel}>; "
-            f"next run {when}.",
+            text=f"Schedule #{row.id} added: {name} `{row.cron}` ({cron_in_words(row.cron)}) "
+            f"→ <#{row.channel}>; next run {when}.",
         )
 
     return Command(
@@ -163,7 +186,7 @@ def schedule_commands(kinds: dict[str, ScheduleKind[Any, Any]]) -> list[Command[
         Command(
             slash=SLASH,
             words=("schedules",),
-            summary="schedules with their next run",
+            summary="schedules: each one's cron in words and its next run",
             args=NoArgs,
             handler=list_schedules,
             role=Role.VIEWER,

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 
 from bot.dispatch import Dispatcher
 from bot.runtime import Runtime
-from bot.scheduler import Schedule, Scheduler, cron_trigger, next_run
+from bot.scheduler import Schedule, Scheduler, check_schedule_cron, cron_trigger, next_run
+from bot.schedules import cron_in_words
 from bot.store import audit, schedules
 from tests.conftest import sandbox_of
 from tests.support import RecordingSurface
@@ -111,7 +112,7 @@ async def test_add_list_pause_resume_remove(with_channel: Dispatcher) -> None:
     listing = await admin(dispatcher, "/billing schedules")
     table = listing.sent[0].table
     assert table is not None and table.rows[0][:3] == ["1", "closing-reminder", "0 9 1 * *"]
-    assert "reseller=1" in table.rows[0][5]
+    assert "reseller=1" in table.rows[0][6]
     await admin(dispatcher, "/billing schedule pause 1")
     assert dispatcher.scheduler is not None
     paused = await dispatcher.scheduler.get(1)
@@ -151,6 +152,163 @@ async def test_run_now_posts_the_reminder_as_an_approval(with_channel: Dispatche
     async with dispatcher.engine.connect() as conn:
         decisions = (await conn.execute(sa.select(audit.c.decision))).scalars().all()
     assert {"scheduled run", "requested", "approved", "executed"} <= set(decisions)
+
+
+@pytest.mark.parametrize(
+    ("expression", "words"),
+    [
+        ("0 9 1 * *", "at 09:00, on day 1 of the month"),
+        ("30 7 * * 1-5", "at 07:30, Monday through Friday"),
+        ("0 8 * * 1", "at 08:00, only on Monday"),
+        ("0 9 * * 0", "at 09:00, only on Sunday"),  # 0 is Sunday, as crontab counts
+        ("0 * * * *", "every hour"),
+    ],
+)
+def test_a_cron_reads_in_words(expression: str, words: str) -> None:
+    assert cron_in_words(expression) == words
+
+
+async def test_the_list_and_the_confirmation_say_the_cron_in_words(
+    with_channel: Dispatcher,
+) -> None:
+    dispatcher = with_channel
+    added = await admin(dispatcher, '/billing schedule add closing-reminder "0 9 1 * *"')
+    assert added.sent[0].text.startswith(
+        "Schedule #1 added: closing-reminder `0 9 1 * *` (at 09:00, on day 1 of the month) → "
+    )
+    listing = await admin(dispatcher, "/billing schedules")
+    table = listing.sent[0].table
+    assert table is not None
+    assert list(table.columns)[2:5] == ["Cron", "When", "Next run"]
+    assert table.rows[0][2:4] == ["0 9 1 * *", "at 09:00, on day 1 of the month"]
+
+
+@pytest.mark.parametrize(
+    ("expression", "sentence"),
+    [
+        (
+            "0 9 31 2 *",
+            "`cron`: '0 9 31 2 *' never runs: no date matches its day and month; pick a day "
+            'the month has, like "0 9 28 2 *"',
+        ),
+        ("0 9 31 4,6,9,11 *", "`cron`: '0 9 31 4,6,9,11 *' never runs"),
+        (
+            "* * * * *",
+            "`cron`: '* * * * *' runs 60 times an hour; a schedule posts to the channel, so it "
+            'may run at most once an hour: give one minute, like "0 * * * *" or "0 9 * * *"',
+        ),
+        ("*/30 * * * *", "`cron`: '*/30 * * * *' runs 2 times an hour"),
+        ("0,15 9 1 * *", "`cron`: '0,15 9 1 * *' runs 2 times an hour"),
+        ("* 9 1 * *", "`cron`: '* 9 1 * *' runs 60 times an hour"),
+    ],
+)
+async def test_a_cron_that_never_runs_or_runs_too_often_is_refused(
+    with_channel: Dispatcher, expression: str, sentence: str
+) -> None:
+    dispatcher = with_channel
+    surface = await admin(dispatcher, f'/billing schedule add closing-reminder "{expression}"')
+    [message] = surface.privates
+    assert sentence in message
+    assert 'Example: `/billing schedule add closing-reminder "0 9 1 * *"`' in message
+    assert surface.sent == []
+    assert dispatcher.scheduler is not None and await dispatcher.scheduler.all() == []
+    assert sandbox_of(dispatcher, "activeplatform").control.requests == []
+
+
+@pytest.mark.parametrize("expression", ["0 * * * *", "0 9 29 2 *", "59 23 31 * *", "5 */2 * * *"])
+def test_rare_and_hourly_crons_are_accepted(expression: str) -> None:
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    check_schedule_cron(expression, now=now)  # raises on refusal
+    assert next_run(expression, ZoneInfo("UTC"), now) is not None
+
+
+async def test_snooze_says_snoozed_until_and_keeps_the_cron(with_channel: Dispatcher) -> None:
+    dispatcher = with_channel
+    await admin(dispatcher, '/billing schedule add closing-reminder "0 9 1 * *"')
+    await admin(dispatcher, "/billing schedule run 1")
+    approver = RecordingSurface(user="U2", channel="C0BILLING")
+    assert await dispatcher.run(
+        "/billing snooze 1", user="U2", channel="C0BILLING", surface=approver
+    )
+    assert dispatcher.scheduler is not None
+    decided = await dispatcher.approvals.get(1)
+    assert decided is not None and decided.decided_at is not None
+    again = decided.decided_at + timedelta(hours=24)
+    shown = again.astimezone(dispatcher.settings.tz).strftime("%Y-%m-%d %H:%M %Z")
+
+    cards = [r for _, r in approver.updates] + [
+        r
+        for _, r in dispatcher.system_surface("C0BILLING").updates  # type: ignore[attr-defined]
+    ]
+    card = cards[-1]
+    assert card.text == f"💤 #1 snoozed until {shown} by <@U2>: it will be asked again then"
+    assert "🚫" not in approver.texts() and "rejected" not in approver.texts()
+    assert f"#1 snoozed until {shown}: it will be asked again then" in approver.texts()
+
+    # The cron stays: the list shows the extra ask, then the regular run on the 1st.
+    row = await dispatcher.scheduler.get(1)
+    assert row is not None and row.cron == "0 9 1 * *"
+    regular = dispatcher.scheduler.regular_run(row)
+    assert regular is not None and regular.day == 1 and regular.hour == 9
+    listing = await admin(dispatcher, "/billing schedules")
+    table = listing.sent[0].table
+    assert table is not None
+    assert table.rows[0][4].endswith(
+        "(snoozed reminder), then "
+        + regular.astimezone(dispatcher.settings.tz).strftime("%Y-%m-%d %H:%M %Z")
+    )
+
+
+async def test_a_snoozed_reminder_asks_again_and_the_cron_carries_on(runtime: Runtime) -> None:
+    fired: list[datetime | None] = []
+
+    async def run(schedule: Schedule, due: datetime | None) -> None:
+        fired.append(due)
+
+    clock = Clock(datetime(2026, 11, 1, 9, 0, 30, tzinfo=UTC))
+    scheduler = Scheduler(
+        runtime.dispatcher.engine,
+        tz=ZoneInfo("UTC"),
+        run=run,
+        audit=runtime.dispatcher.audit,
+        clock=clock,
+    )
+    monthly = await scheduler.add(
+        kind="closing-reminder", cron="0 9 1 * *", args={}, channel="C1", created_by="U0ADMIN"
+    )
+    december = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    assert monthly.next_run_at == december
+    await scheduler.postpone(monthly.id, 24)
+    snoozed = await scheduler.get(monthly.id)
+    assert snoozed is not None and snoozed.next_run_at == clock.now + timedelta(hours=24)
+    assert scheduler.regular_run(snoozed) == december  # the cron's own run has not moved
+
+    clock.now += timedelta(hours=24, seconds=10)
+    assert await scheduler.tick() == 1
+    assert fired == [datetime(2026, 11, 2, 9, 0, 30, tzinfo=UTC)]
+    after = await scheduler.get(monthly.id)
+    assert after is not None and after.next_run_at == december
+
+
+async def test_a_regular_run_sooner_than_the_snooze_is_not_moved(runtime: Runtime) -> None:
+    async def run(schedule: Schedule, due: datetime | None) -> None:
+        return None
+
+    clock = Clock(datetime(2026, 11, 1, 12, 0, tzinfo=UTC))
+    scheduler = Scheduler(
+        runtime.dispatcher.engine,
+        tz=ZoneInfo("UTC"),
+        run=run,
+        audit=runtime.dispatcher.audit,
+        clock=clock,
+    )
+    daily = await scheduler.add(
+        kind="closing-reminder", cron="0 9 * * *", args={}, channel="C1", created_by="U0ADMIN"
+    )
+    await scheduler.postpone(daily.id, 24)
+    kept = await scheduler.get(daily.id)
+    # Tomorrow 09:00 comes before 24 h from now: it asks again itself, and stays where it was.
+    assert kept is not None and kept.next_run_at == datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 
 async def test_snooze_asks_again_later(with_channel: Dispatcher) -> None:
