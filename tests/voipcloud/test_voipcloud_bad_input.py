@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import pytest
 
+from bot.dispatch import Dispatcher
 from commands import grammar
 from commands.types import COMMA
 from commands.voipcloud.client import VoipcloudClient
 from commands.voipcloud.commands import COMMANDS
 from commands.voipcloud.sandbox import VoipcloudSandbox
+from tests.conftest import sandbox_of
+from tests.support import RecordingSurface
 from tests.voipcloud.voipcloud_support import new_sandbox, open_client, run
 
 
@@ -135,3 +138,27 @@ def test_good_input_passes() -> None:
         parsed = grammar.parse("voipcloud", text, COMMANDS)
         assert isinstance(parsed, grammar.Parsed)
         assert grammar.validate(parsed.command, parsed.values)
+
+
+@pytest.mark.parametrize(
+    ("amount", "expected"),
+    [
+        ("1,50", f"`amount`: '1,50' has a comma: {COMMA}"),
+        ("1,000.50", f"`amount`: '1,000.50' has a comma: {COMMA}"),
+        ("99999999999999999999", "`amount`: 99999999999999999999 is too large"),
+    ],
+)
+async def test_a_refused_amount_never_reaches_an_approval_card(
+    dispatcher: Dispatcher, amount: str, expected: str
+) -> None:
+    """Through the bot itself: refused privately, no card posted, nothing stored or sent."""
+    surface = RecordingSurface(user="U1", channel="C1")
+    done = await dispatcher.run(
+        f"/voipcloud move-funds 10023 {amount} top-up", user="U1", channel="C1", surface=surface
+    )
+    assert not done
+    [message] = surface.privates
+    assert expected in message
+    assert surface.sent == [] and surface.updates == []
+    assert await dispatcher.approvals.open() == []
+    assert sandbox_of(dispatcher, "voipcloud").control.requests == []
