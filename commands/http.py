@@ -4,11 +4,16 @@
     ├── ProviderUnavailable       could not reach it, or it kept failing (timeouts, 5xx, 429)
     ├── ProviderRejected          it answered with an error (4xx, or an error body with HTTP 200)
     │   └── ProviderAuthError     credentials (or source IP) refused
-    └── OutcomeUnknown            a write was sent but its answer never came: do not retry
+    └── OutcomeUnknown            a write was sent but its answer never came or could not be
+                                  read: do not retry
 
 Reads (`idempotent=True`) retry on timeouts, connection errors, 429 and 5xx with exponential
 backoff, honouring `Retry-After`. Writes are sent once: a connect failure means nothing was sent
-(`ProviderUnavailable`); a timeout or lost connection after sending is `OutcomeUnknown`.
+(`ProviderUnavailable`); a timeout or lost connection after sending is `OutcomeUnknown`. The
+clients read the answer to a write the same way: a clear refusal is `ProviderRejected`, a readable
+success is the result, and anything else (an HTML page, bytes that are not JSON, a cut-off body,
+a shape the client does not know, a 3xx, a 5xx unless the provider documents it as a refusal) is
+`OutcomeUnknown` through `unreadable_write`, never "failed", which would invite a second send.
 """
 
 from __future__ import annotations
@@ -202,6 +207,28 @@ def http_of(client: object) -> list[ProviderHTTP]:
     """The `ProviderHTTP`s a provider client holds (its attributes of that type)."""
     values = vars(client).values() if hasattr(client, "__dict__") else ()
     return [value for value in values if isinstance(value, ProviderHTTP)]
+
+
+def unreadable_write(provider: str, response: httpx.Response, what: str) -> OutcomeUnknown:
+    """The answer to a write that is neither a clear refusal nor a readable success.
+
+    `what` names the write as people know it ("the transfer for customer 10023"). A 5xx gets
+    its own words: the provider reports a failure without saying whether it acted first.
+    """
+    status = response.status_code
+    if status >= 500:
+        said = f"{provider} answered with a server error (HTTP {status})"
+        return OutcomeUnknown(
+            provider,
+            f"{what} was sent and {said}, which does not say whether it happened",
+            status=status,
+        )
+    kind = response.headers.get("content-type", "").split(";")[0].strip() or "no content type"
+    return OutcomeUnknown(
+        provider,
+        f"{what} was sent, but {provider}'s answer (HTTP {status}, {kind}) could not be read",
+        status=status,
+    )
 
 
 def status_sentence(status: int) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import httpx
 from starlette.requests import Request
@@ -46,6 +46,44 @@ class Recorded:
 # A sandbox's answer quoting the credentials a request carried (see `echo_secrets`).
 Echo = Callable[[Request], Awaitable[Response]]
 
+GarbleKind = Literal["html", "garbage", "truncated", "502"]
+
+# What a gateway in front of a provider answers when the provider is down (nginx's own page).
+BAD_GATEWAY_PAGE = (
+    b"<html><head><title>502 Bad Gateway</title></head><body>"
+    b"<center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>"
+)
+# A login or maintenance page where JSON was expected (a proxy, a captive portal, a wrong URL).
+HTML_PAGE = (
+    b"<!DOCTYPE html><html><head><title>Sign in</title></head>"
+    b"<body><h1>Please sign in</h1><form method='post'></form></body></html>"
+)
+# Bytes that are neither UTF-8 nor JSON, as a corrupted or mis-encoded body arrives.
+GARBAGE = b"\x8b\x1f\x00\xff\xfe{\x00\x9c garbled \xc3\x28"
+# Half an answer, when the provider never produced a whole one (`acted=False`).
+TRUNCATED_JSON = b'{"code": 200, "data": {"id": 1'
+
+
+def is_write(request: Recorded) -> bool:
+    """Most providers read with GET and write with anything else."""
+    return request.method != "GET"
+
+
+@dataclass(frozen=True)
+class Garble:
+    """An unreadable answer to the requests `matches` picks (default: every method but GET).
+
+    `kind`: "html" (200 with a login page), "garbage" (200, bytes that are neither text nor
+    JSON), "truncated" (the real answer cut in half, its status and type kept) or "502" (a
+    gateway's error page). `acted=True`: the provider acts on the request and the answer is
+    spoiled on the way back; `acted=False`: the provider never sees it (something in front
+    answers), so nothing happens there.
+    """
+
+    kind: GarbleKind
+    acted: bool
+    matches: Callable[[Recorded], bool] = is_write
+
 
 @dataclass
 class SandboxControl:
@@ -57,12 +95,15 @@ class SandboxControl:
     `hold()` keeps every answer from then on waiting until `release()`; `wait_held(n)` returns
     once `n` requests are waiting, so a test knows a call is in flight without guessing how long
     it takes. The gate belongs to the event loop serving the sandbox: hold and release it there.
+
+    `garble` (a `Garble`) answers the requests it matches with something no client can read.
     """
 
     stall: float = 0.0
     fail_status: int | None = None
     drop: bool = False
     echo_secrets: bool = False
+    garble: Garble | None = None
     requests: list[Recorded] = field(default_factory=list)
     held: int = 0  # requests waiting at the gate now
     _gate: asyncio.Event | None = field(default=None, repr=False, compare=False)
@@ -75,6 +116,7 @@ class SandboxControl:
         self.fail_status = None
         self.drop = False
         self.echo_secrets = False
+        self.garble = None
         self.release()
         self.requests.clear()
 
@@ -123,15 +165,14 @@ class ControlMiddleware:
             return
         request = Request(scope, receive)
         body = await request.body()
-        self.control.requests.append(
-            Recorded(
-                method=request.method,
-                path=request.url.path,
-                query=dict(request.query_params),
-                headers={k.lower(): v for k, v in request.headers.items()},
-                body=body,
-            )
+        recorded = Recorded(
+            method=request.method,
+            path=request.url.path,
+            query=dict(request.query_params),
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=body,
         )
+        self.control.requests.append(recorded)
         if self.control.stall:
             await asyncio.sleep(self.control.stall)
         await self.control.gate()
@@ -139,6 +180,11 @@ class ControlMiddleware:
         async def replay() -> dict[str, Any]:
             return {"type": "http.request", "body": body, "more_body": False}
 
+        garble = self.control.garble
+        if garble is not None and garble.matches(recorded):
+            answer = await self._garbled(garble, scope, replay)
+            await answer(scope, replay, send)
+            return
         if self.control.drop:
             # The provider acts on the request, and the answer is lost on the way back. In-process
             # (ASGITransport) this surfaces in the client as the transport error it would see;
@@ -160,3 +206,31 @@ class ControlMiddleware:
             await answer(scope, replay, send)
             return
         await self.app(scope, replay, send)
+
+    async def _garbled(self, garble: Garble, scope: Scope, receive: Receive) -> Response:
+        status, media_type, body = 200, "application/json", TRUNCATED_JSON
+        if garble.acted:
+            status, media_type, body = await self._answer_of(scope, receive)
+        if garble.kind == "html":
+            return Response(HTML_PAGE, status_code=200, media_type="text/html")
+        if garble.kind == "garbage":
+            return Response(GARBAGE, status_code=200, media_type="application/json")
+        if garble.kind == "502":
+            return Response(BAD_GATEWAY_PAGE, status_code=502, media_type="text/html")
+        return Response(body[: len(body) // 2], status_code=status, media_type=media_type)
+
+    async def _answer_of(self, scope: Scope, receive: Receive) -> tuple[int, str, bytes]:
+        """Let the sandbox act on the request; keep its answer (status, type, body) here."""
+        start: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def keep(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, receive, keep)
+        headers = {k.decode().lower(): v.decode() for k, v in start.get("headers", [])}
+        media_type = headers.get("content-type", "application/octet-stream")
+        return int(start.get("status", 200)), media_type, b"".join(chunks)

@@ -26,6 +26,7 @@ from commands.http import (
     ProviderUnavailable,
     new_client,
     status_sentence,
+    unreadable_write,
 )
 from commands.secrets import register_secret
 
@@ -137,7 +138,8 @@ class ActivePlatformClient:
             content=json.dumps(body).encode(),
             idempotent=False,
         )
-        self._ok(response, reseller)
+        count = len(account_ids)
+        self._ok(response, reseller, write=f"the notification of {count} accounts")
 
     async def notify_closing_in_chunks(
         self,
@@ -196,7 +198,10 @@ class ActivePlatformClient:
 
     # --- answers -----------------------------------------------------------------------------
 
-    def _ok(self, response: httpx.Response, reseller: str) -> Any:
+    def _ok(self, response: httpx.Response, reseller: str, *, write: str | None = None) -> Any:
+        """The answer's JSON (None when empty). `write` names the write the answer is to: then
+        only a clear refusal (a 4xx, or 429) is an error, and anything else that is not
+        readable is "outcome unknown" (`unreadable_write`)."""
         status = response.status_code
         if status == 401:
             raise ProviderAuthError(
@@ -215,15 +220,24 @@ class ActivePlatformClient:
             raise ProviderRejected(PROVIDER, f"no reseller {reseller}", status=status)
         if status == 422:
             raise ProviderRejected(PROVIDER, error_text(response), status=status)
+        if status >= 500 and write is not None:
+            # The method's document promises "notifications will not be sent" only for its 422;
+            # it says nothing of server errors, so after a 5xx the accounts may or may not have
+            # been notified: "outcome unknown", and the run stops there (see _lost_answer).
+            raise unreadable_write(PROVIDER, response, write)
         if status == 429 or status >= 500:
             raise ProviderUnavailable(PROVIDER, status_sentence(status), status=status)
         if status >= 400:
             raise ProviderRejected(PROVIDER, status_sentence(status), status=status)
+        if write is not None and status >= 300:
+            raise unreadable_write(PROVIDER, response, write)  # redirects are not followed
         if not response.content.strip():
             return None
         try:
             return response.json()
         except ValueError:
+            if write is not None:
+                raise unreadable_write(PROVIDER, response, write) from None
             raise ProviderUnavailable(
                 PROVIDER, "it answered with something that is not JSON", status=status
             ) from None

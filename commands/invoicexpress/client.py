@@ -11,17 +11,20 @@ already used sequence: a refusal's own message (406 or any other 4xx) is shown w
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
 from commands.http import (
+    OutcomeUnknown,
     ProviderAuthError,
     ProviderHTTP,
     ProviderRejected,
     ProviderUnavailable,
     new_client,
     status_sentence,
+    unreadable_write,
 )
 from commands.invoicexpress.models import Sequence, SequenceEnvelope, SequenceList
 from commands.secrets import register_secret
@@ -35,6 +38,8 @@ REGISTER = "/sequences/{id}/register.json"
 AT_COMMUNICATION = "/api/v3/accounts/at_communication.json"
 
 COMMUNICATION_TYPES = ("auto", "guides", "manual", "portal_at")
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def base_url_for(account: str) -> str:
@@ -60,11 +65,12 @@ class InvoiceXpressClient:
 
     async def sequences(self) -> list[Sequence]:
         response = await self.http.send("GET", SEQUENCES, idempotent=True)
-        return SequenceList.model_validate(self._ok(response)).sequences
+        return _model(SequenceList, self._ok(response), "the sequence list").sequences
 
     async def sequence(self, sequence_id: int) -> Sequence:
         response = await self.http.send("GET", SEQUENCE.format(id=sequence_id), idempotent=True)
-        return SequenceEnvelope.model_validate(self._ok(response, sequence_id)).sequence
+        body = self._ok(response, sequence_id)
+        return _model(SequenceEnvelope, body, f"sequence {sequence_id}").sequence
 
     async def set_current(self, sequence_id: int) -> None:
         # Documented with no body; setting the default twice is harmless, so it may be retried.
@@ -74,14 +80,17 @@ class InvoiceXpressClient:
     async def create_sequence(self, serie: str, *, default: bool) -> Sequence:
         body = {"sequence": {"serie": serie, "default_sequence": "1" if default else "0"}}
         response = await self.http.send("POST", SEQUENCES, json=body, idempotent=False)
-        return SequenceEnvelope.model_validate(self._ok(response)).sequence
+        what = f"the creation of sequence {serie}"
+        answer = self._ok(response, write=what)
+        return _model(SequenceEnvelope, answer, what, write=True).sequence
 
     async def register_sequence(self, sequence_id: int) -> Sequence:
         """The registered sequence, as the answer's list carries it (read again if it does not)."""
         response = await self.http.send("PUT", REGISTER.format(id=sequence_id), idempotent=False)
-        body = self._ok(response, sequence_id)
+        what = f"the registration of sequence {sequence_id}"
+        body = self._ok(response, sequence_id, write=what)
         if isinstance(body, dict) and isinstance(body.get("sequences"), list):
-            listed = SequenceList.model_validate(body).sequences
+            listed = _model(SequenceList, body, what, write=True).sequences
             found = [s for s in listed if s.id == sequence_id]
             if found:
                 return found[0]
@@ -100,9 +109,14 @@ class InvoiceXpressClient:
             }
         }
         response = await self.http.send("POST", AT_COMMUNICATION, json=body, idempotent=False)
-        self._ok(response)
+        self._ok(response, write="the change of the AT communication settings")
 
-    def _ok(self, response: httpx.Response, sequence_id: int | None = None) -> Any:
+    def _ok(
+        self, response: httpx.Response, sequence_id: int | None = None, *, write: str | None = None
+    ) -> Any:
+        """The answer's JSON (None when empty). `write` names the write the answer is to: then
+        only a clear refusal (a 4xx, or 429) is an error, and anything else that is not
+        readable is "outcome unknown" (`unreadable_write`)."""
         status = response.status_code
         if status == 401:
             raise ProviderAuthError(
@@ -116,6 +130,11 @@ class InvoiceXpressClient:
         if status == 422:
             listed = error_messages(response) or "some parameters were incorrect"
             raise ProviderRejected(PROVIDER, listed, status=status)
+        if status >= 500 and write is not None:
+            # The API reference lists 200, 401, 404 and 422 for its writes and says nothing of
+            # server errors, nor that a write answered with one was rolled back: a sequence may
+            # have been created or registered before the 5xx, so it is "outcome unknown".
+            raise unreadable_write(PROVIDER, response, write)
         if status == 429 or status >= 500:
             raise ProviderUnavailable(PROVIDER, status_sentence(status), status=status)
         if status >= 400:
@@ -123,9 +142,33 @@ class InvoiceXpressClient:
             said = error_messages(response)
             message = f"{said} (HTTP {status})" if said else status_sentence(status)
             raise ProviderRejected(PROVIDER, message, status=status)
+        if write is not None and status >= 300:
+            raise unreadable_write(PROVIDER, response, write)  # redirects are not followed
         if not response.content.strip():
             return None
-        return response.json()
+        try:
+            return response.json()
+        except ValueError:  # an HTML page, a cut-off body, bytes that are not text
+            if write is not None:
+                raise unreadable_write(PROVIDER, response, write) from None
+            raise ProviderUnavailable(
+                PROVIDER,
+                f"it answered HTTP {status} with something that is not JSON",
+                status=status,
+            ) from None
+
+
+def _model(model: type[M], body: Any, what: str, *, write: bool = False) -> M:
+    """`body` read as `model`; a shape the API reference does not describe is explained."""
+    try:
+        return model.model_validate(body)
+    except ValidationError:
+        if write:
+            raise OutcomeUnknown(
+                PROVIDER,
+                f"{what} was sent and accepted, but the answer came back in an unexpected shape",
+            ) from None
+        raise ProviderUnavailable(PROVIDER, f"{what} came back in an unexpected shape") from None
 
 
 def error_messages(response: httpx.Response) -> str | None:

@@ -131,6 +131,10 @@ class SmscClient:
     ) -> CreatedInvoice:
         params = document_params(CREATE_INVOICE, user, sum=money(amount), service=service)
         response = await self._send(params, idempotent=False, notify=notify)
+        # SMSC's document describes its refusals only as `{"error", "error_code"}` bodies; a 5xx
+        # without one says nothing about whether the invoice was made first, so it is "outcome
+        # unknown". Any other answer that is not the documented multipart is unknown too (see
+        # `created_invoice`): only an error body or a 4xx is a refusal.
         if response.status_code >= 500 and _error_body(response) is None:
             raise OutcomeUnknown(
                 PROVIDER,

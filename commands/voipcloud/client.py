@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 
 from commands import money
 from commands.http import (
+    OutcomeUnknown,
     ProviderAuthError,
     ProviderHTTP,
     ProviderRejected,
@@ -34,6 +35,7 @@ from commands.http import (
     Sleep,
     new_client,
     status_sentence,
+    unreadable_write,
 )
 from commands.limits import limit_key
 from commands.secrets import register_secret
@@ -148,12 +150,15 @@ class VoipcloudClient:
             "from_date": start.isoformat(),
             "to_date": end.isoformat(),
         }
-        data = await self._call("GET", "customer_balance", params=params, wait=wait)
-        return self._model(Statement, data, f"the balance of customer {account}")
+        what = f"the balance of customer {account}"
+        data = await self._call("GET", "customer_balance", what, params=params, wait=wait)
+        return self._model(Statement, data, what)
 
     async def partner_balance(self, start: date, end: date, *, wait: bool = False) -> Statement:
         params = {"from_date": start.isoformat(), "to_date": end.isoformat()}
-        data = await self._call("GET", "partner_balance", params=params, wait=wait)
+        data = await self._call(
+            "GET", "partner_balance", "the partner balance", params=params, wait=wait
+        )
         return self._model(Statement, data, "the partner balance")
 
     # --- writes (sent once) ----------------------------------------------------------------------
@@ -166,8 +171,9 @@ class VoipcloudClient:
             "amount": money.fixed(amount, 2),
             "description": description,
         }
-        data = await self._call("PUT", "move_funds", form=form)
-        return self._model(Transfer, data, f"the transfer for customer {account}")
+        what = f"the transfer for customer {account}"
+        data = await self._call("PUT", "move_funds", what, form=form)
+        return self._model(Transfer, data, what, write=True)
 
     async def register_customer(
         self,
@@ -181,14 +187,16 @@ class VoipcloudClient:
         form = {"first_name": first_name, "last_name": last_name, "email": email, "phone": phone}
         if company:
             form["company"] = company
-        data = await self._call("POST", "register_customer", form=form)
-        return self._model(Registration, data, f"the registration of {email}")
+        what = f"the registration of {email}"
+        data = await self._call("POST", "register_customer", what, form=form)
+        return self._model(Registration, data, what, write=True)
 
     async def confirm_email(self, account: str) -> Notice:
         # Confirming an address twice changes nothing, so a lost answer may be asked again.
         data = await self._call(
             "POST",
             "confirm_email",
+            "the e-mail confirmation",
             form={"account_number": account},
             idempotent=True,
         )
@@ -196,17 +204,20 @@ class VoipcloudClient:
 
     async def login_url(self, account: str) -> str:
         """A one-time login URL. It is registered as a secret before anything else sees it."""
+        what = f"the login URL request for customer {account}"
         data = await self._call(
             "POST",
             "login_customer",
+            what,
             form={"account_number": account},
             secret_answer=True,
         )
-        return self._model(LoginLink, data, "the login URL").url
+        return self._model(LoginLink, data, what, write=True).url
 
     async def reset_password(self, account: str) -> Notice:
-        data = await self._call("POST", "reset_password", form={"account_number": account})
-        return self._model(Notice, data, "the password reset")
+        what = f"the password reset for customer {account}"
+        data = await self._call("POST", "reset_password", what, form={"account_number": account})
+        return self._model(Notice, data, what, write=True)
 
     # --- plumbing --------------------------------------------------------------------------------
 
@@ -214,6 +225,7 @@ class VoipcloudClient:
         self,
         method: str,
         path_name: str,
+        what: str,
         *,
         params: dict[str, str] | None = None,
         form: dict[str, str] | None = None,
@@ -232,21 +244,24 @@ class VoipcloudClient:
                 fields_[CAPTCHA_FIELD] = self.google_captcha
             # `(None, value)` parts make httpx send multipart/form-data without file names.
             kwargs["files"] = {name: (None, value) for name, value in fields_.items()}
-        response = await self.http.send(
-            method,
-            path,
-            idempotent=method == "GET" if idempotent is None else idempotent,
-            **kwargs,
+        idempotent = method == "GET" if idempotent is None else idempotent
+        response = await self.http.send(method, path, idempotent=idempotent, **kwargs)
+        return self._data(
+            response, path_name, what, write=not idempotent, secret_answer=secret_answer
         )
-        return self._data(response, path_name, secret_answer=secret_answer)
 
     def _data(
         self,
         response: httpx.Response,
         path_name: str,
+        what: str,
         *,
+        write: bool,
         secret_answer: bool = False,
     ) -> dict[str, Any]:
+        """The `data` object of an answer. For a write, only a clear refusal (401, 429, another
+        4xx, or a non-200 `code` in readable JSON) is an error; anything else that is not the
+        documented `{"code": 200, "data": {…}}` is "outcome unknown" (`unreadable_write`)."""
         status = response.status_code
         body = _json(response)
         if secret_answer and isinstance(body, dict):
@@ -254,9 +269,18 @@ class VoipcloudClient:
         code = _code(body)
         if status == 401 or code == 401:
             raise ProviderAuthError(PROVIDER, AUTH_REFUSED, status=401)
-        if status == 429 or status >= 500 or code == 429:
-            sentence = status_sentence(429 if code == 429 else status)
-            raise ProviderUnavailable(PROVIDER, sentence, status=status)
+        if status == 429 or code == 429:
+            raise ProviderUnavailable(PROVIDER, status_sentence(429), status=status)
+        if status >= 500:
+            # The portal's article documents no server errors, let alone that a write answered
+            # with one was not carried out: a 5xx after a move of funds may follow the move, so
+            # a write's 5xx is "outcome unknown"; a read's is just unavailable (and retried).
+            if write:
+                raise unreadable_write(PROVIDER, response, what)
+            raise ProviderUnavailable(PROVIDER, status_sentence(status), status=status)
+        if write and 300 <= status < 400:
+            # Redirects are not followed; one after a write may come after it was done.
+            raise unreadable_write(PROVIDER, response, what)
         if not isinstance(body, dict):
             if status == 404:
                 raise ProviderRejected(
@@ -265,6 +289,8 @@ class VoipcloudClient:
                     f"(HTTP 404); check {Paths.variable(path_name)}",
                     status=status,
                 )
+            if write and status < 400:
+                raise unreadable_write(PROVIDER, response, what)
             raise ProviderRejected(
                 PROVIDER,
                 f"{status_sentence(status)} without the expected JSON; check VOIPCLOUD_BASE_URL",
@@ -278,15 +304,24 @@ class VoipcloudClient:
         if data is None:
             return {}
         if not isinstance(data, dict):
+            if write:
+                raise unreadable_write(PROVIDER, response, what)
             raise ProviderRejected(PROVIDER, "the answer had no data object", status=status)
         return data
 
     @staticmethod
-    def _model(model: type[M], data: dict[str, Any], what: str) -> M:
+    def _model(model: type[M], data: dict[str, Any], what: str, *, write: bool = False) -> M:
         try:
             return model.model_validate(data)
         except ValidationError:
             names = ", ".join(sorted(data)) or "nothing"
+            if write:
+                # Accepted (code 200) but not in the documented shape: it may well have happened.
+                raise OutcomeUnknown(
+                    PROVIDER,
+                    f"{what} was sent and accepted, but the answer came back in an unexpected "
+                    f"shape (fields: {names})",
+                ) from None
             raise ProviderRejected(
                 PROVIDER, f"{what} came back in an unexpected shape (fields: {names})"
             ) from None

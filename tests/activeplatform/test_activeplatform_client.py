@@ -308,11 +308,18 @@ async def test_reads_are_retried_with_backoff_on_5xx(sandbox: ActivePlatformSand
     assert "HTTP 503" in caught.value.message
 
 
-async def test_a_failed_notification_is_never_retried(sandbox: ActivePlatformSandbox) -> None:
+async def test_a_5xx_to_a_notification_is_outcome_unknown_and_never_retried(
+    sandbox: ActivePlatformSandbox,
+) -> None:
     client = open_client(sandbox)
     sandbox.control.fail_status = 500
-    with pytest.raises(ProviderUnavailable):
+    with pytest.raises(OutcomeUnknown) as caught:
         await client.notify_closing("1", ["2003001"], *OCTOBER)
+
+    assert caught.value.message == (
+        "the notification of 1 accounts was sent and ActivePlatform answered with a server "
+        "error (HTTP 500), which does not say whether it happened"
+    )
 
     assert len(sandbox.control.requests) == 1
 

@@ -365,13 +365,16 @@ async def test_a_read_succeeds_once_the_rate_limit_lifts(
     assert len(sandbox.control.requests) == 2
 
 
-async def test_a_5xx_on_a_write_is_not_retried(
+async def test_a_5xx_on_a_write_is_outcome_unknown_and_not_retried(
     client: InvoiceXpressClient, sandbox: InvoiceXpressSandbox, delays: list[float]
 ) -> None:
     sandbox.control.fail_status = 500
-    with pytest.raises(ProviderUnavailable) as caught:
+    with pytest.raises(OutcomeUnknown) as caught:
         await client.create_sequence("FT2027", default=False)
-    assert caught.value.message == "it had an internal error (HTTP 500); try again later"
+    assert caught.value.message == (
+        "the creation of sequence FT2027 was sent and InvoiceXpress answered with a server "
+        "error (HTTP 500), which does not say whether it happened"
+    )
     assert len(sandbox.control.requests) == 1
     assert delays == []
 
@@ -443,7 +446,18 @@ async def test_422_bodies_become_the_providers_messages(
     [
         (403, ProviderRejected, "it answered HTTP 403"),
         (409, ProviderRejected, "it answered HTTP 409"),
-        (502, ProviderUnavailable, "it had an internal error (HTTP 502); try again later"),
+        (
+            502,
+            OutcomeUnknown,
+            "the registration of sequence 5 was sent and InvoiceXpress answered with a server "
+            "error (HTTP 502), which does not say whether it happened",
+        ),
+        (
+            302,
+            OutcomeUnknown,
+            "the registration of sequence 5 was sent, but InvoiceXpress's answer (HTTP 302, "
+            "no content type) could not be read",
+        ),
     ],
 )
 async def test_other_statuses_on_a_write(

@@ -226,12 +226,16 @@ async def test_reads_retry_5xx_then_give_up(
     assert [r.method for r in sandbox.control.requests] == ["GET", "GET", "GET"]
 
 
-async def test_writes_are_not_retried_on_5xx(
+async def test_a_5xx_to_a_write_is_outcome_unknown_and_not_retried(
     sandbox: VoipcloudSandbox, client: VoipcloudClient
 ) -> None:
     sandbox.control.fail_status = 502
-    with pytest.raises(ProviderUnavailable):
+    with pytest.raises(OutcomeUnknown) as caught:
         await client.move_funds("10023", Decimal("5"), "x")
+    assert caught.value.message == (
+        "the transfer for customer 10023 was sent and VoIPcloud answered with a server error "
+        "(HTTP 502), which does not say whether it happened"
+    )
     assert [r.method for r in sandbox.control.requests] == ["PUT"]
 
 
@@ -352,10 +356,22 @@ async def test_a_non_json_answer_is_explained() -> None:
 
 async def test_an_unexpected_shape_is_explained() -> None:
     def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"code": 200, "data": {"opening_balance": "n/a"}})
+
+    with pytest.raises(ProviderRejected, match=r"unexpected shape \(fields: opening_balance\)"):
+        await mock_client(answer).customer_balance("10023", *MONTH)
+
+
+async def test_an_accepted_write_in_an_unexpected_shape_is_outcome_unknown() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json={"code": 200, "data": {"balance": "n/a"}})
 
-    with pytest.raises(ProviderRejected, match=r"unexpected shape \(fields: balance\)"):
+    with pytest.raises(OutcomeUnknown) as caught:
         await mock_client(answer).move_funds("10023", Decimal("1"), "x")
+    assert caught.value.message == (
+        "the transfer for customer 10023 was sent and accepted, but the answer came back in an "
+        "unexpected shape (fields: balance)"
+    )
 
 
 async def test_secrets_echoed_by_the_portal_are_masked_in_errors() -> None:
