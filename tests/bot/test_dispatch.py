@@ -255,19 +255,29 @@ async def test_twenty_concurrent_approvals_make_one_provider_call(dispatcher: Di
         "/invoicexpress sequence create 2040", user="U1", channel="C1", surface=surface
     )
     sandbox = sandbox_of(dispatcher, "invoicexpress")
-    sandbox.control.stall = 0.2  # keep the winner busy while the others arrive
+    sandbox.control.hold()  # the winner stays with the provider until every other click is done
     clickers = ["U2", "U3", "U0APPROVER", "U0ADMIN"] * 5
-    results = await asyncio.gather(
-        *(
+    clicks = [
+        asyncio.ensure_future(
             dispatcher.run(
                 "/billing approve 1", user=u, channel="C1", surface=RecordingSurface(user=u)
             )
-            for u in clickers
         )
-    )
+        for u in clickers
+    ]
+    try:
+        await sandbox.control.wait_held()
+        pending = set(clicks)
+        async with asyncio.timeout(30):
+            while len(pending) > 1:
+                _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        sandbox.control.release()
+    [winner] = pending  # the other 19 were answered while the winner's call was in flight
+    results = await asyncio.gather(*clicks)
     creates = [r for r in sandbox.control.requests if r.method == "POST"]
     assert len(creates) == 1
-    assert results.count(True) == 1
+    assert results.count(True) == 1 and winner.result() is True
     assert [s.serie for s in sandbox.sequences.values()].count("2040") == 1
 
 
@@ -345,13 +355,16 @@ async def test_open_approvals_are_listed_with_links_and_buttons(dispatcher: Disp
 
 async def test_shutdown_waits_for_work_in_flight(dispatcher: Dispatcher) -> None:
     sandbox = sandbox_of(dispatcher, "invoicexpress")
-    sandbox.control.stall = 0.5
+    sandbox.control.hold()
     surface = RecordingSurface(user="U1")
     running = asyncio.ensure_future(
         dispatcher.run("/invoicexpress sequences", user="U1", channel="C1", surface=surface)
     )
-    await asyncio.sleep(0.1)
-    assert not running.done()
-    assert await dispatcher.drain(timeout=30)  # returns once the request has finished...
+    await sandbox.control.wait_held()  # the request is with the provider
+    draining = asyncio.ensure_future(dispatcher.drain(timeout=30))
+    await asyncio.sleep(0)  # one turn of the loop: the drain is now waiting
+    assert not running.done() and not draining.done()
+    sandbox.control.release()
+    assert await draining  # returns once the request has finished...
     assert running.done() and surface.sent  # ...with its answer posted
     assert await dispatcher.drain(timeout=0.01)  # nothing in flight: immediate

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import sqlalchemy as sa
 from bot.dispatch import Dispatcher
 from bot.runtime import Runtime
 from bot.store import approvals
+from tests.bot.hang_approver import IN_FLIGHT
 from tests.conftest import sandbox_of
 from tests.support import RecordingSurface
 
@@ -64,21 +64,24 @@ async def test_a_killed_runner_is_settled_as_unknown_after_restart(
     )
     card_ts = requester.sent[0]
 
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "bot" / "hang_approver.py"), database_url],
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "tests" / "bot" / "hang_approver.py"),
+        database_url,
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=asyncio.subprocess.PIPE,
     )
+    assert process.stdout is not None
     try:
-        for _ in range(600):  # until the other process has claimed it (at most ~60 s)
-            if await status_of(dispatcher, 1) == "executing":
-                break
-            assert process.poll() is None, "the approving process died early"
-            await asyncio.sleep(0.1)
+        # The other process says when its provider call is in flight (generous: a busy machine).
+        line = await asyncio.wait_for(process.stdout.readline(), timeout=120)
+        assert line.decode().strip() == IN_FLIGHT, "the approving process died early"
         assert await status_of(dispatcher, 1) == "executing"
     finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):  # it may have died on its own
+            process.kill()
+        await process.communicate()
 
     await dispatcher.sweep()  # what every replica does at start and every 30 s
     assert await status_of(dispatcher, 1) == "unknown"

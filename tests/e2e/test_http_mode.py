@@ -16,7 +16,6 @@ from tests.e2e.e2e_support import (
     message_text,
     running_bot,
     table_rows,
-    wait_until,
 )
 
 
@@ -63,11 +62,11 @@ async def test_missing_wrong_and_stale_signatures_are_refused_and_run_nothing(
         stale = await bot.http.post(
             events, content=body, headers=signed_headers(body, bot.secret, six_minutes_ago)
         )
-        # A good request afterwards: once its answer is posted, anything the refused ones had
-        # started would have been recorded too.
+        # A good request afterwards: once the app has finished its work (leaving `running_bot`
+        # waits for that), anything the refused ones had started would have been recorded too.
         good = await bot.slash("/invoicexpress", "sequences", user="U0VIEWER")
         await bot.slack.wait_for("chat.postMessage")
-        rows = await table_rows(bot.database_url, audit)
+    rows = await table_rows(bot.database_url, audit)
 
     assert [missing.status_code, wrong.status_code, stale.status_code] == [401, 401, 401]
     assert good.answer.status_code == 200
@@ -102,16 +101,19 @@ async def test_readiness_fails_while_the_database_is_unreachable() -> None:
 
 async def test_the_ack_comes_back_while_the_provider_is_still_stalled(database_url: str) -> None:
     sandbox = InvoiceXpressSandbox()
-    sandbox.control.stall = 4.0
+    sandbox.control.hold()  # no answer until the test has seen the ack and the note
     async with running_bot(database_url, invoicexpress=sandbox) as bot:
         answered = bot.answered["invoicexpress"]
-        sent = await bot.slash("/invoicexpress", "sequences", user="U0VIEWER")
-        acked_before_any_answer = len(answered) == 0
-        posted_at_ack = len(bot.slack.calls_to("chat.postMessage"))
-        await wait_until(lambda: sandbox.control.requests, "the request to reach the sandbox")
-        note = await bot.private(sent.respond, containing="Working on")
-        answered_at_note = len(answered)
-        posted_at_note = len(bot.slack.calls_to("chat.postMessage"))
+        try:
+            sent = await bot.slash("/invoicexpress", "sequences", user="U0VIEWER")
+            acked_before_any_answer = len(answered) == 0
+            posted_at_ack = len(bot.slack.calls_to("chat.postMessage"))
+            await sandbox.control.wait_held()  # the request is with the provider
+            note = await bot.private(sent.respond, containing="Working on")
+            answered_at_note = len(answered)
+            posted_at_note = len(bot.slack.calls_to("chat.postMessage"))
+        finally:
+            sandbox.control.release()
         [post] = await bot.slack.wait_for("chat.postMessage", timeout=15)
 
     assert sent.answer.status_code == 200
@@ -124,14 +126,18 @@ async def test_the_ack_comes_back_while_the_provider_is_still_stalled(database_u
 
 async def test_ten_concurrent_stalled_commands_are_all_acknowledged(database_url: str) -> None:
     sandbox = InvoiceXpressSandbox()
-    sandbox.control.stall = 4.0
+    sandbox.control.hold()  # no answer until all ten are acknowledged and with the provider
     async with running_bot(database_url, invoicexpress=sandbox) as bot:
         answered = bot.answered["invoicexpress"]
-        sent = await asyncio.gather(
-            *(bot.slash("/invoicexpress", "sequences", user="U0VIEWER") for _ in range(10))
-        )
-        answered_at_acks = len(answered)
-        posted_at_acks = len(bot.slack.calls_to("chat.postMessage"))
+        try:
+            sent = await asyncio.gather(
+                *(bot.slash("/invoicexpress", "sequences", user="U0VIEWER") for _ in range(10))
+            )
+            answered_at_acks = len(answered)
+            posted_at_acks = len(bot.slack.calls_to("chat.postMessage"))
+            await sandbox.control.wait_held(10)  # all ten in flight at once
+        finally:
+            sandbox.control.release()
         posts = await bot.slack.wait_for("chat.postMessage", count=10, timeout=20)
 
     assert [s.answer.status_code for s in sent] == [200] * 10

@@ -41,7 +41,7 @@ async def test_the_at_form_opens_reports_field_errors_and_sends_the_password_bas
             user="U0ADMIN",
         )
         [post] = await bot.slack.wait_for("chat.postMessage")
-        rows = await every_row(bot.database_url)
+    rows = await every_row(bot.database_url)  # the app's work is done: its audit rows are in
 
     assert bare.answer.status_code == 200
     assert [b["block_id"] for b in view["blocks"]] == ["subuser", "password", "communication_type"]
@@ -80,7 +80,7 @@ async def test_an_approval_runs_once_after_a_second_approver_clicks(database_url
         second = await bot.click(card, "Approve", user="U2")
         verdict = await bot.private(second.respond, containing="#1")
         final = bot.message(ts)
-        rows = await table_rows(bot.database_url, approvals)
+    rows = await table_rows(bot.database_url, approvals)  # read once the app's work is done
 
     assert request.answer.status_code == own.answer.status_code == second.answer.status_code == 200
     assert "Approval needed" in message_text(card)
@@ -110,7 +110,7 @@ async def test_an_approver_cannot_approve_their_own_request(database_url: str) -
         card = bot.message(posted.response["ts"])
         own = await bot.click(card, "Approve", user="U2")
         refusal = await bot.private(own.respond, containing="#1")
-        rows = await table_rows(bot.database_url, approvals)
+    rows = await table_rows(bot.database_url, approvals)  # read once the app's work is done
 
     assert "You requested #1 yourself" in refusal and "two-person rule" in refusal
     assert [r for r in bot.invoicexpress.control.requests if r.method == "POST"] == []
