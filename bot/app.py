@@ -1,25 +1,36 @@
 """The Bolt AsyncApp: one listener per slash command, one for buttons, one for modals.
 
-Every listener acknowledges first and then hands the request to the dispatcher, so Slack gets
-its answer within milliseconds whatever the providers do (Bolt runs the rest after the ack).
+Every listener acknowledges first and then hands the request to the dispatcher in a task of its
+own (`after_ack`), so Slack gets its 200 within milliseconds whatever the providers or Slack's
+own Web API do, and a failure after the ack is handled in one place.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
+import uuid
+from collections.abc import Awaitable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
-from slack_sdk.http_retry.builtin_async_handlers import async_default_handlers
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import messages
 from bot.config import Settings
+from bot.delivery import Outbox, SlackSurface
 from bot.dispatch import Dispatcher
 from bot.home import build_home
 from bot.metrics import Metrics
-from bot.replies import ACTION_PREFIX, SlackSurface, form_values
+from bot.replies import ACTION_PREFIX, form_values, guarded
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +38,18 @@ log = logging.getLogger(__name__)
 def web_client(settings: Settings, metrics: Metrics | None = None) -> AsyncWebClient:
     """The bot's Slack Web API client; with `metrics`, every call attempt is counted."""
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
-    handlers = async_default_handlers()
+    # slack_sdk's own handlers retry each call a little (connection errors; 429 after its
+    # Retry-After; 500 and 503); bot.delivery's outbox retries beyond that and across restarts.
+    handlers: list[AsyncRetryHandler] = [
+        AsyncConnectionErrorRetryHandler(max_retry_count=2),
+        AsyncRateLimitErrorRetryHandler(max_retry_count=2),
+        AsyncServerErrorRetryHandler(max_retry_count=2),
+    ]
     if metrics is not None:
         handlers = [metrics.slack_observer(settings.slack_api_url), *handlers]
-    return AsyncWebClient(token=token, base_url=settings.slack_api_url, retry_handlers=handlers)
+    return AsyncWebClient(
+        token=token, base_url=settings.slack_api_url, retry_handlers=handlers, timeout=15
+    )
 
 
 def group_lookup(client: AsyncWebClient) -> Any:
@@ -42,7 +61,8 @@ def group_lookup(client: AsyncWebClient) -> Any:
     return members
 
 
-def build_app(settings: Settings, dispatcher: Dispatcher, client: AsyncWebClient) -> AsyncApp:
+def build_app(settings: Settings, dispatcher: Dispatcher, outbox: Outbox) -> AsyncApp:
+    client = outbox.client
     signing = settings.slack_signing_secret
     app = AsyncApp(
         client=client,
@@ -51,20 +71,40 @@ def build_app(settings: Settings, dispatcher: Dispatcher, client: AsyncWebClient
         process_before_response=False,
         raise_error_for_unhandled_request=False,
     )
+    running: set[asyncio.Task[None]] = set()
 
-    async def on_command(ack: AsyncAck, body: dict[str, Any]) -> None:
-        await ack()
-        surface = SlackSurface(
-            client,
-            channel=body["channel_id"],
-            user=body["user_id"],
+    def after_ack(work: Awaitable[Any], surface: SlackSurface | None) -> None:
+        """Run `work` once Slack has its 200. Whatever it raises is handled here, in one
+        place: logged with a reference, and the user told in one sentence."""
+
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                reference = uuid.uuid4().hex[:8]
+                log.exception("a Slack request failed after its ack (reference %s)", reference)
+                if surface is not None:
+                    await guarded(surface).private(messages.failed_after_ack(reference))
+
+        task = asyncio.create_task(run())
+        running.add(task)
+        task.add_done_callback(running.discard)
+
+    def surface_of(body: dict[str, Any], channel: str, user: str) -> SlackSurface:
+        return SlackSurface(
+            outbox,
+            channel=channel,
+            user=user,
             response_url=body.get("response_url"),
             trigger_id=body.get("trigger_id"),
         )
-        line = f"{body['command']} {body.get('text') or ''}"
-        await dispatcher.run(
-            line, user=body["user_id"], channel=body["channel_id"], surface=surface
-        )
+
+    async def on_command(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        channel, user = str(body.get("channel_id", "")), str(body.get("user_id", ""))
+        surface = surface_of(body, channel, user)
+        line = f"{body.get('command', '')} {body.get('text') or ''}"
+        after_ack(dispatcher.run(line, user=user, channel=channel, surface=surface), surface)
 
     for slash in dispatcher.slashes:
         app.command(f"/{slash}")(on_command)
@@ -75,29 +115,32 @@ def build_app(settings: Settings, dispatcher: Dispatcher, client: AsyncWebClient
         channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
             "channel_id", ""
         )
-        user = body["user"]["id"]
-        surface = SlackSurface(
-            client,
-            channel=channel,
-            user=user,
-            response_url=body.get("response_url"),
-            trigger_id=body.get("trigger_id"),
-        )
-        await dispatcher.run(str(action["value"]), user=user, channel=channel, surface=surface)
+        user = str((body.get("user") or {}).get("id", ""))
+        surface = surface_of(body, channel, user)
+        value = str(action.get("value", ""))
+        after_ack(dispatcher.run(value, user=user, channel=channel, surface=surface), surface)
 
     @app.view("form")
     async def on_form(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
-        meta = json.loads(view.get("private_metadata") or "{}")
-        path, channel = str(meta.get("path", "")), str(meta.get("channel", ""))
-        user = body["user"]["id"]
-        values = form_values(view["state"]["values"])
-        command, errors = await dispatcher.check_form(path, values, user=user, channel=channel)
+        try:
+            meta = json.loads(view.get("private_metadata") or "{}")
+            path, channel = str(meta.get("path", "")), str(meta.get("channel", ""))
+            user = str(body["user"]["id"])
+            values = form_values(view["state"]["values"])
+            command, errors = await dispatcher.check_form(path, values, user=user, channel=channel)
+        except Exception:
+            # The modal must still close or show errors; the failure is logged with a reference.
+            reference = uuid.uuid4().hex[:8]
+            log.exception("a form could not be checked (reference %s)", reference)
+            await ack(response_action="errors", errors={"_": messages.failed_after_ack(reference)})
+            return
         if errors or command is None:
             await ack(response_action="errors", errors=errors)
             return
         await ack()
-        surface = SlackSurface(client, channel=channel, user=user)
-        await dispatcher.run_values(command, values, user=user, channel=channel, surface=surface)
+        surface = SlackSurface(outbox, channel=channel, user=user)
+        work = dispatcher.run_values(command, values, user=user, channel=channel, surface=surface)
+        after_ack(work, surface)
 
     @app.event("app_home_opened")
     async def on_home(body: dict[str, Any], event: dict[str, Any]) -> None:

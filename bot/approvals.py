@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.replies import MessageRef
 from bot.store import approvals, utcnow
+from commands.base import Reply
 
 BOOT = uuid.uuid4().hex[:8]
 RUNNER = f"{socket.gethostname()}:{os.getpid()}:{BOOT}"
@@ -47,6 +48,16 @@ class Claim(enum.Enum):
     OWN_REQUEST = "own request"
     EXPIRED = "expired"
     DECIDED = "already decided"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended: the status it leaves, a one-line summary, and the reply to show."""
+
+    status: Status
+    summary: str
+    reply: Reply | None = None
+    provider_status: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -136,11 +136,11 @@ async def list_approvals(ops: Ops, args: NoArgs, ctx: Context) -> Reply:
 
 
 async def approve(ops: Ops, args: ApprovalId, ctx: Context) -> Reply:
-    return await ops.dispatcher.approve(args.id, user=ctx.user_id, surface=ops.surface)
+    return await ops.dispatcher.flow.approve(args.id, user=ctx.user_id, surface=ops.surface)
 
 
 async def reject(ops: Ops, args: RejectArgs, ctx: Context) -> Reply:
-    return await ops.dispatcher.reject(
+    return await ops.dispatcher.flow.reject(
         args.id, user=ctx.user_id, reason=args.reason, surface=ops.surface
     )
 
@@ -151,10 +151,10 @@ async def snooze(ops: Ops, args: ApprovalId, ctx: Context) -> Reply:
     if row is None or not row.snooze_hours:
         raise CommandError(f"Approval #{args.id} cannot be snoozed.")
     hours = row.snooze_hours
-    await d.reject(
+    await d.flow.reject(
         args.id, user=ctx.user_id, reason=messages.snooze_reason(hours), surface=ops.surface
     )
-    await d.snooze(row, hours)
+    await d.flow.snooze(row, hours)
     decided = await d.approvals.get(args.id)
     return Reply(text=messages.snoozed(decided or row, d.settings.tz), private=True)
 

@@ -1,11 +1,13 @@
 """One path for every request: typed text, modal submissions, button clicks, schedules.
 
-    text ─► grammar.parse ─► role check ─► (form?) ─► validate ─► approval request | run
-                                                                          │
-    handler(client, args, ctx) ─► Reply ─► Surface ─────────────────────┘─► audit row
+    text ─► grammar.parse ─► role check ─► (form?) ─► validate ─► ApprovalFlow.request | run
+                                                                                        │
+    handler(client, args, ctx) ─► Reply ─► audit row ─► Surface (guarded; Slack: outbox) ◄┘
 
 Handlers never catch: `FieldErrors`, `CommandError` and the `ProviderError` tree become one
-private sentence here, and a lost answer to a write becomes "outcome unknown".
+private sentence here, and a lost answer to a write becomes "outcome unknown". What a run did is
+audited before anything is shown, and showing never raises. Approvals live in
+`bot.approval_flow`; the dispatcher is the runner it calls back.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import messages
-from bot.approvals import Approval, Approvals, Claim, Status
+from bot.approval_flow import ApprovalFlow
+from bot.approvals import Approval, Approvals, Outcome, Status
 from bot.audit import AuditLog, Entry
 from bot.config import Settings
-from bot.replies import MessageRef, Surface
+from bot.progress import ProgressMessage
+from bot.replies import Surface, guarded
 from bot.roles import Roles, refusal
 from bot.scheduler import Scheduler
 from bot.store import (
@@ -62,14 +66,6 @@ class ProviderRuntime:
         return str(settings_model.model_config.get("env_prefix", ""))
 
 
-@dataclass(frozen=True)
-class Outcome:
-    status: Status
-    summary: str
-    reply: Reply | None = None
-    provider_status: int | None = None
-
-
 @dataclass
 class Dispatcher:
     settings: Settings
@@ -78,6 +74,8 @@ class Dispatcher:
     runtimes: Sequence[ProviderRuntime]
     system_surface: Callable[[str], Surface]
     billing: Provider[Any, Any] | None = None
+    # Builds the client billing commands get (bot.billing.Ops), given this dispatcher.
+    billing_client: Callable[[Dispatcher, Surface], Any] | None = None
     clock: Callable[[], datetime] = utcnow
     working_after: float = 2.0
     heartbeat_every: float = 10.0
@@ -86,6 +84,7 @@ class Dispatcher:
     commands: list[Command[Any, Any]] = field(init=False)
     approvals: Approvals = field(init=False)
     audit: AuditLog = field(init=False)
+    flow: ApprovalFlow = field(init=False)
     _owner: dict[int, str] = field(init=False)
     _by_name: dict[str, ProviderRuntime] = field(init=False)
     _busy: int = field(init=False, default=0)
@@ -97,6 +96,15 @@ class Dispatcher:
             self.engine, ttl=timedelta(hours=self.settings.approval_ttl_hours), clock=self.clock
         )
         self.audit = AuditLog(self.engine)
+        self.flow = ApprovalFlow(
+            approvals=self.approvals,
+            audit=self.audit,
+            runner=self,
+            system_surface=self.system_surface,
+            tz=self.settings.tz,
+            stale_after=self.stale_after,
+            scheduler=self.scheduler,
+        )
         self._by_name = {r.provider.name: r for r in self.runtimes}
         self._owner = {}
         self.commands = []
@@ -121,6 +129,13 @@ class Dispatcher:
     def runtime(self, name: str) -> ProviderRuntime | None:
         return self._by_name.get(name)
 
+    def disabled(self, command: Command[Any, Any]) -> str | None:
+        """Why the command's provider cannot run it (switched off), or None."""
+        runtime = self.runtime(self.owner(command))
+        if runtime is None or runtime.client is not None:
+            return None
+        return messages.provider_disabled(runtime.provider.title, command.slash, runtime.env_prefix)
+
     def schedule_kinds(self) -> dict[str, tuple[str, ScheduleKind[Any, Any]]]:
         """Every provider's schedule kinds: name → (provider name, kind)."""
         return {
@@ -128,11 +143,6 @@ class Dispatcher:
             for r in self.runtimes
             for name, kind in r.provider.schedule_kinds.items()
         }
-
-    async def snooze(self, approval: Approval, hours: int) -> None:
-        """A snoozed reminder asks again later: its schedule fires once more in `hours`."""
-        if self.scheduler is not None and approval.origin.startswith("schedule:"):
-            await self.scheduler.postpone(int(approval.origin.split(":", 1)[1]), hours)
 
     # --- entry points --------------------------------------------------------------------
 
@@ -160,7 +170,7 @@ class Dispatcher:
         """A typed command or a button click: `/slash words…`. False when it was refused or
         failed (the user has been told why)."""
         async with self._working():
-            return await self._run(line, user=user, channel=channel, surface=surface)
+            return await self._run(line, user=user, channel=channel, surface=guarded(surface))
 
     async def _run(self, line: str, *, user: str, channel: str, surface: Surface) -> bool:
         if line.startswith(STORED_PREFIX):
@@ -209,7 +219,7 @@ class Dispatcher:
         (the user has been told)."""
         async with self._working():
             return await self._run_values(
-                command, values, user=user, channel=channel, surface=surface
+                command, values, user=user, channel=channel, surface=guarded(surface)
             )
 
     async def _run_values(
@@ -230,7 +240,7 @@ class Dispatcher:
             )
             return exc.errors
         if command.approval:
-            approval = await self.request_approval(
+            approval = await self.flow.request(
                 command, args, user=user, channel=channel, surface=surface
             )
             return None if approval else {"_": "not requested"}
@@ -268,7 +278,9 @@ class Dispatcher:
                 return grammar.help_text(
                     words[1].lower().removeprefix("/"), (), self.commands, role=role
                 )
-            return messages.overview(self.commands, self.runtimes, role)
+            return messages.overview(
+                self.commands, {r.provider.name: r.mode for r in self.runtimes}, role
+            )
         return grammar.help_text(request.slash, request.prefix, self.commands, role=role)
 
     # --- checks --------------------------------------------------------------------------
@@ -328,14 +340,14 @@ class Dispatcher:
         surface: Surface,
         approval: Approval | None = None,
     ) -> Outcome:
-        """Run the handler now, post its reply, audit it. Never raises for provider trouble."""
+        """Run the handler now, audit it, then show its reply. Never raises for provider
+        trouble; with an approval, the flow shows the outcome on the card."""
+        surface = guarded(surface)
         provider = self.owner(command)
         started = time.monotonic()
         outcome = await self._call(
             command, args, user=user, channel=channel, surface=surface, approval=approval
         )
-        if outcome.reply is not None and approval is None:
-            await surface.send(outcome.reply)
         await self.audit.record(
             Entry(
                 user_id=user,
@@ -351,6 +363,8 @@ class Dispatcher:
                 approval_id=approval.id if approval else None,
             )
         )
+        if outcome.reply is not None and approval is None:
+            await surface.send(outcome.reply)
         return outcome
 
     async def _call(
@@ -365,12 +379,7 @@ class Dispatcher:
     ) -> Outcome:
         client = self._client(command, surface)
         if client is None:
-            runtime = self.runtime(self.owner(command))
-            assert runtime is not None
-            text = messages.provider_disabled(
-                runtime.provider.title, command.slash, runtime.env_prefix
-            )
-            await surface.private(text)
+            await surface.private(self.disabled(command) or "That provider is switched off.")
             return Outcome(Status.FAILED, "provider not configured")
         progress = ProgressMessage(surface, command.audit_name)
         ctx = Context(
@@ -385,10 +394,10 @@ class Dispatcher:
         )
         task = asyncio.ensure_future(command.handler(client, args, ctx))
         heartbeat = asyncio.ensure_future(self._beat(approval.id)) if approval else None
+        done, _ = await asyncio.wait({task}, timeout=self.working_after)
+        if not done:
+            await surface.private(messages.working(command.audit_name))  # guarded: never raises
         try:
-            done, _ = await asyncio.wait({task}, timeout=self.working_after)
-            if not done:
-                await surface.private(messages.working(command.audit_name))
             reply: Reply = await task
         except OutcomeUnknown as exc:
             hint = command.unknown_hint(args) if command.unknown_hint else None
@@ -421,7 +430,7 @@ class Dispatcher:
         summary = reply.audit_note or reply.text
         reply = await self._short_buttons(reply)
         if reply.proposal is not None:
-            await self.propose(reply, channel=channel, origin=user, surface=surface)
+            await self.flow.propose(reply, channel=channel, origin=user, surface=surface)
             return Outcome(Status.DONE, summary)
         return Outcome(Status.DONE, summary, reply)
 
@@ -440,9 +449,7 @@ class Dispatcher:
     def _client(self, command: Command[Any, Any], surface: Surface) -> Any | None:
         name = self.owner(command)
         if self.billing is not None and name == self.billing.name:
-            from bot.billing import Ops
-
-            return Ops(self, surface)
+            return self.billing_client(self, surface) if self.billing_client else None
         runtime = self.runtime(name)
         return runtime.client if runtime else None
 
@@ -450,249 +457,6 @@ class Dispatcher:
         while True:
             await asyncio.sleep(self.heartbeat_every)
             await self.approvals.heartbeat(approval_id)
-
-    # --- approvals -----------------------------------------------------------------------
-
-    async def request_approval(
-        self,
-        command: Command[Any, Any],
-        args: Args,
-        *,
-        user: str,
-        channel: str,
-        surface: Surface,
-        origin: str = "user",
-        labels: tuple[str, str] = ("Approve", "Reject"),
-        snooze_hours: int | None = None,
-    ) -> Approval | None:
-        runtime = self.runtime(self.owner(command))
-        if runtime is not None and runtime.client is None:
-            text = messages.provider_disabled(
-                runtime.provider.title, command.slash, runtime.env_prefix
-            )
-            await surface.private(text)
-            return None
-        # What is stored is what runs: the arguments as text, read back here through the same
-        # validation the run will use, so the card below is drawn from exactly what will run.
-        stored = args.preview()
-        try:
-            exact = grammar.validate(command, stored)
-        except grammar.FieldErrors:
-            exact = None
-        if exact != args:
-            await surface.private(messages.not_storable(command.audit_name))
-            return None
-        line = grammar.render(command, exact)
-        description = command.describe(exact) if command.describe else f"`{line}`"
-        approval = await self.approvals.create(
-            command_line=line,
-            command_path=command.path,
-            provider=self.owner(command),
-            args=stored,
-            description=redact(description),
-            requester=user,
-            channel=channel,
-            origin=origin,
-            approve_label=labels[0],
-            reject_label=labels[1],
-            snooze_hours=snooze_hours,
-        )
-        ref = await surface.send(messages.approval_card(approval, self.settings.tz))
-        if ref is not None:
-            await self.approvals.attach_message(approval.id, ref)
-        await self.audit.record(
-            Entry(
-                user_id=user,
-                channel=channel,
-                command=command.audit_name,
-                args=args.preview(),
-                decision="requested",
-                outcome="pending",
-                detail=f"approval #{approval.id}",
-                provider=self.owner(command),
-                approval_id=approval.id,
-            )
-        )
-        return approval
-
-    async def propose(self, reply: Reply, *, channel: str, origin: str, surface: Surface) -> None:
-        """A reply that proposes a command (a reminder): an approval request any approver takes."""
-        assert reply.proposal is not None
-        proposal = reply.proposal
-        slash, _, text = proposal.command.removeprefix("/").partition(" ")
-        parsed = grammar.parse(slash, text, self.commands)
-        if not isinstance(parsed, grammar.Parsed):
-            raise CommandError(f"cannot propose `{proposal.command}`")
-        args = grammar.validate(parsed.command, parsed.values)
-        approval = await self.request_approval(
-            parsed.command,
-            args,
-            user=origin,
-            channel=channel,
-            surface=_Headed(surface, reply),
-            origin=origin,
-            labels=(proposal.approve_label, proposal.reject_label),
-            snooze_hours=proposal.snooze_hours,
-        )
-        if approval is None:
-            await surface.send(reply)
-
-    async def approve(self, approval_id: int, *, user: str, surface: Surface) -> Reply:
-        claim, row = await self.approvals.claim(approval_id, user)
-        if claim is not Claim.WON or row is None:
-            raise CommandError(messages.claim_refused(approval_id, claim, row))
-        command = self.command(row.command_path)
-        if command is None:
-            await self.approvals.finish(row.id, Status.FAILED, "command no longer exists")
-            raise CommandError(f"/{row.command_path} no longer exists; approval #{row.id} failed.")
-        target = surface_for(surface, row.channel, self.system_surface)
-        try:
-            args = grammar.validate(command, row.args)
-        except grammar.FieldErrors as exc:
-            # Nothing is sent: what was approved can no longer be run as shown.
-            outcome = Outcome(Status.FAILED, f"not run: the arguments no longer validate ({exc})")
-        else:
-            if row.ref:
-                await target.update(row.ref, messages.approval_running(row, user))
-            outcome = await self.execute(
-                command, args, user=row.requester, channel=row.channel, surface=target, approval=row
-            )
-        await self.approvals.finish(row.id, outcome.status, outcome.summary)
-        final = await self.approvals.get(row.id)
-        assert final is not None
-        card = messages.approval_done(final, outcome, self.settings.tz)
-        if row.ref:
-            await target.update(row.ref, card)
-        else:
-            await target.send(card)
-        if outcome.reply is not None:
-            await target.send(outcome.reply)
-        await self._audit_decision(
-            row, user, "approved", outcome.status.value, outcome.summary, outcome.provider_status
-        )
-        return Reply(text=f"Approval #{row.id}: {outcome.status.value}.", private=True)
-
-    async def reject(
-        self, approval_id: int, *, user: str, reason: str | None, surface: Surface
-    ) -> Reply:
-        claim, row = await self.approvals.reject(approval_id, user, reason)
-        if claim is not Claim.WON or row is None:
-            raise CommandError(messages.claim_refused(approval_id, claim, row))
-        target = surface_for(surface, row.channel, self.system_surface)
-        card = messages.approval_rejected(row, self.settings.tz)
-        if row.ref:
-            await target.update(row.ref, card)
-        await self._audit_decision(row, user, "rejected", "not run", reason or "")
-        return Reply(text=f"Approval #{row.id} rejected.", private=True)
-
-    async def _audit_decision(
-        self,
-        row: Approval,
-        user: str,
-        decision: str,
-        outcome: str,
-        detail: str,
-        provider_status: int | None = None,
-    ) -> None:
-        await self.audit.record(
-            Entry(
-                user_id=user,
-                channel=row.channel,
-                command=f"/{row.command_path}",
-                args=row.args,
-                decision=decision,
-                outcome=outcome,
-                detail=detail,
-                provider=row.provider,
-                provider_status=provider_status,
-                approval_id=row.id,
-            )
-        )
-
-    async def sweep(self) -> None:
-        """Expire old requests and settle executions whose runner is gone; update messages."""
-        for row in await self.approvals.expire_due():
-            if row.ref:
-                await self.system_surface(row.channel).update(
-                    row.ref, messages.approval_expired(row, self.settings.tz)
-                )
-            await self._audit_decision(row, "system", "expired", "not run", "")
-        for row in await self.approvals.orphaned(stale_after=self.stale_after):
-            command = self.command(row.command_path)
-            hint = None
-            if command and command.unknown_hint:
-                with contextlib.suppress(grammar.FieldErrors):
-                    hint = command.unknown_hint(grammar.validate(command, row.args))
-            outcome = Outcome(Status.UNKNOWN, row.outcome or "runner stopped", hint)
-            surface = self.system_surface(row.channel)
-            card = messages.approval_done(row, outcome, self.settings.tz)
-            if row.ref:
-                await surface.update(row.ref, card)
-            else:
-                await surface.send(card)
-            await self._audit_decision(
-                row, "system", "recovered", Status.UNKNOWN.value, row.outcome or ""
-            )
-
-
-class _Headed:
-    """Prefixes the first message a surface sends with a reply's own text (reminders)."""
-
-    def __init__(self, inner: Surface, head: Reply) -> None:
-        self.inner = inner
-        self.head = head
-
-    async def send(self, reply: Reply) -> MessageRef | None:
-        merged = Reply(
-            text=self.head.text,
-            sections=[*self.head.sections, reply.text, *reply.sections],
-            fields=[*self.head.fields, *reply.fields],
-            table=self.head.table or reply.table,
-            buttons=[*reply.buttons],
-            files=[*self.head.files, *reply.files],
-            private=reply.private,
-        )
-        return await self.inner.send(merged)
-
-    async def private(self, text: str) -> None:
-        await self.inner.private(text)
-
-    async def update(self, ref: MessageRef, reply: Reply) -> None:
-        await self.inner.update(ref, reply)
-
-    async def open_form(self, command: Command[Any, Any], form: Any) -> bool:
-        return False
-
-
-def surface_for(surface: Surface, channel: str, system: Callable[[str], Surface]) -> Surface:
-    """The clicking user's surface when it is the same channel, else the channel's own."""
-    same = getattr(surface, "channel", None) == channel
-    return surface if same else system(channel)
-
-
-class ProgressMessage:
-    """A progress bar posted once and updated in place, at most once a second."""
-
-    def __init__(self, surface: Surface, name: str, clock: Callable[[], float] = time.monotonic):
-        self.surface = surface
-        self.name = name
-        self.clock = clock
-        self.ref: MessageRef | None = None
-        self.last = 0.0
-        self.started = False
-
-    async def update(self, done: int, total: int, label: str) -> None:
-        now = self.clock()
-        final = done >= total
-        if self.started and not final and now - self.last < 1.0:
-            return
-        reply = Reply(text=messages.progress_bar(self.name, done, total, label))
-        if not self.started:
-            self.started = True
-            self.ref = await self.surface.send(reply)
-        elif self.ref is not None:
-            await self.surface.update(self.ref, reply)
-        self.last = now
 
 
 def safe_values(command: Command[Any, Any], values: Mapping[str, Any]) -> dict[str, str]:

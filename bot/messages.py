@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.approvals import Approval, Claim, Status
+from bot.approvals import Approval, Claim, Outcome, Status
 from commands.base import Button, Command, Reply, Role
 from commands.http import ProviderError
-
-if TYPE_CHECKING:
-    from bot.dispatch import Outcome, ProviderRuntime
 
 
 def when(moment: datetime | None, tz: ZoneInfo) -> str:
@@ -83,6 +80,13 @@ def _who(user: str) -> str:
     if user.startswith(("U", "W")):
         return f"<@{user}>"
     return user
+
+
+def failed_after_ack(reference: str) -> str:
+    return (
+        f"Something went wrong inside the bot after your request was received (reference "
+        f"{reference}); check `/billing approvals` or the audit log before trying again."
+    )
 
 
 def not_storable(name: str) -> str:
@@ -234,11 +238,11 @@ def claim_refused(approval_id: int, claim: Claim, row: Approval | None) -> str:
 
 
 def overview(
-    commands: Sequence[Command[Any, Any]], runtimes: Sequence[ProviderRuntime], role: Role | None
+    commands: Sequence[Command[Any, Any]], modes: Mapping[str, str], role: Role | None
 ) -> str:
+    """`modes`: each provider's mode by name (live, sandbox, disabled)."""
     held = role.label if role else "no role"
     lines = [f"*billing-bot* — you are *{held}*. Commands you may run:"]
-    modes = {r.provider.name: r.mode for r in runtimes}
     for slash in sorted({c.slash for c in commands}):
         mine = [c for c in commands if c.slash == slash and role is not None and role >= c.role]
         mode = modes.get(slash)

@@ -7,17 +7,13 @@ about what is private, what is posted, updated or uploaded.
 
 from __future__ import annotations
 
-import json
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import httpx
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
-
-from commands.base import Button, Command, File, Form, Reply, Table
+from commands.base import Button, Command, Form, Reply, Table
 from commands.secrets import redact
 
 log = logging.getLogger(__name__)
@@ -38,15 +34,18 @@ class MessageRef:
 class Surface(Protocol):
     """Where one invocation's answers go."""
 
-    async def send(self, reply: Reply) -> MessageRef | None:
-        """Post to the channel (or privately when `reply.private`); upload its files."""
+    async def send(self, reply: Reply, *, key: str | None = None) -> MessageRef | None:
+        """Post to the channel (or privately when `reply.private`); upload its files. `key`
+        names the message for later updates; the ref is None until it has landed."""
         ...
 
     async def private(self, text: str) -> None:
         """A note only the requester sees."""
         ...
 
-    async def update(self, ref: MessageRef, reply: Reply) -> None: ...
+    async def update(self, ref: MessageRef | None, reply: Reply, *, key: str | None = None) -> None:
+        """Replace a posted message: the one `key` names, else the one at `ref`."""
+        ...
 
     async def open_form(self, command: Command[Any, Any], form: Form) -> bool:
         """Show the command's form; False if this surface cannot."""
@@ -210,116 +209,47 @@ def form_values(state: dict[str, Any]) -> dict[str, str]:
     return values
 
 
-# --- the Slack surface ------------------------------------------------------------------------
+class _Guarded:
+    """A surface that never raises: what it cannot show is logged with a reference.
 
+    Whatever a surface does (Slack, the terminal, a test double), a failure to show something
+    must not undo or stop what was done; dispatch and the approval flow talk only to these."""
 
-class SlackSurface:
-    """Answers for one Slack interaction: channel posts through the Web API, private ones
-    through `response_url` when Slack gave one (else `chat.postEphemeral`)."""
+    def __init__(self, inner: Surface) -> None:
+        self.inner = inner
+        self.channel = getattr(inner, "channel", None)
 
-    def __init__(
-        self,
-        client: AsyncWebClient,
-        *,
-        channel: str,
-        user: str,
-        response_url: str | None = None,
-        trigger_id: str | None = None,
-        http: httpx.AsyncClient | None = None,
-    ) -> None:
-        self.client = client
-        self.channel = channel
-        self.user = user
-        self.response_url = response_url
-        self.trigger_id = trigger_id
-        self.http = http
-
-    async def send(self, reply: Reply) -> MessageRef | None:
-        if reply.private:
-            await self._ephemeral(fallback_text(reply), reply_blocks(reply))
-            for file in reply.files:
-                await self.private(
-                    f"`{file.filename}` is private to you and was not posted in the channel."
-                )
+    async def send(self, reply: Reply, *, key: str | None = None) -> MessageRef | None:
+        try:
+            return await self.inner.send(reply, key=key)
+        except Exception:
+            _failed("send")
             return None
-        ref: MessageRef | None = None
-        try:
-            response = await self.client.chat_postMessage(
-                channel=self.channel,
-                text=fallback_text(reply),
-                blocks=reply_blocks(reply),
-                unfurl_links=False,
-            )
-            ref = MessageRef(str(response["channel"]), str(response["ts"]))
-        except SlackApiError as exc:
-            error = str(exc.response.get("error", ""))
-            if error not in NOT_MEMBER_ERRORS:
-                raise
-            await self._ephemeral(fallback_text(reply), reply_blocks(reply))
-            await self.private(
-                "I am not a member of this channel, so only you see this. "
-                "Invite me with `/invite @billing-bot` so results, approvals and files "
-                "can be posted here."
-            )
-        for file in reply.files:
-            await self.upload(file, ref)
-        return ref
-
-    async def upload(self, file: File, ref: MessageRef | None) -> None:
-        try:
-            await self.client.files_upload_v2(
-                channel=self.channel,
-                file=file.content,
-                filename=file.filename,
-                title=file.title,
-                thread_ts=None,
-            )
-        except SlackApiError as exc:
-            error = str(exc.response.get("error", ""))
-            if error not in NOT_MEMBER_ERRORS:
-                raise
-            await self.private(
-                f"I could not post `{file.filename}` because I am not a member of this channel "
-                f"({error}). Invite me with `/invite @billing-bot`, then run the command again."
-            )
 
     async def private(self, text: str) -> None:
-        if not self.user:  # scheduled work: nobody to whisper to
-            log.info("note for nobody in %s: %s", self.channel, text)
-            return
-        await self._ephemeral(redact(text), [_section(redact(text))])
+        try:
+            await self.inner.private(text)
+        except Exception:
+            _failed("private note")
 
-    async def _ephemeral(self, text: str, blocks: list[dict[str, Any]]) -> None:
-        if self.response_url:
-            payload = {
-                "response_type": "ephemeral",
-                "replace_original": False,
-                "text": text,
-                "blocks": blocks,
-            }
-            http = self.http or httpx.AsyncClient(timeout=10)
-            try:
-                response = await http.post(self.response_url, json=payload)
-                if response.status_code < 300:
-                    return
-                log.warning("response_url answered %s", response.status_code)
-            finally:
-                if self.http is None:
-                    await http.aclose()
-        await self.client.chat_postEphemeral(
-            channel=self.channel, user=self.user, text=text, blocks=blocks
-        )
-
-    async def update(self, ref: MessageRef, reply: Reply) -> None:
-        await self.client.chat_update(
-            channel=ref.channel, ts=ref.ts, text=fallback_text(reply), blocks=reply_blocks(reply)
-        )
+    async def update(self, ref: MessageRef | None, reply: Reply, *, key: str | None = None) -> None:
+        try:
+            await self.inner.update(ref, reply, key=key)
+        except Exception:
+            _failed("update")
 
     async def open_form(self, command: Command[Any, Any], form: Form) -> bool:
-        if not self.trigger_id:
+        try:
+            return await self.inner.open_form(command, form)
+        except Exception:
+            _failed("form")
             return False
-        metadata = json.dumps({"path": command.path, "channel": self.channel})
-        await self.client.views_open(
-            trigger_id=self.trigger_id, view=form_view(command, form, metadata)
-        )
-        return True
+
+
+def guarded(surface: Surface) -> Surface:
+    return surface if isinstance(surface, _Guarded) else _Guarded(surface)
+
+
+def _failed(what: str) -> None:
+    reference = uuid.uuid4().hex[:8]
+    log.exception("showing a %s failed (reference %s)", what, reference)

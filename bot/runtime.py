@@ -15,11 +15,13 @@ from typing import Any
 
 import httpx
 from pydantic import ValidationError
+from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import store
-from bot.billing import billing_provider
+from bot.billing import Ops, billing_provider
 from bot.config import Settings, config_error_line, config_error_lines
+from bot.delivery import Outbox, SlackSurface
 from bot.dispatch import Dispatcher, ProviderRuntime
 from bot.limits import DatabaseLimits
 from bot.logs import command_line
@@ -101,13 +103,19 @@ class Runtime:
     engine: AsyncEngine
     dispatcher: Dispatcher
     metrics: Metrics = field(default_factory=Metrics)
+    outbox: Outbox | None = None
     background: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    def start_deliveries(self, every: float = 2.0) -> None:
+        """Send what Slack has not taken yet: retries, and rows an earlier process left."""
+        if self.outbox is not None:
+            self.background.append(asyncio.ensure_future(self.outbox.run(every)))
 
     def start_sweeper(self, every: float = 30.0) -> None:
         async def loop() -> None:
             while True:
                 try:
-                    await self.dispatcher.sweep()
+                    await self.dispatcher.flow.sweep()
                 except Exception:
                     log.exception("approval sweep failed")
                 await asyncio.sleep(every)
@@ -130,6 +138,8 @@ class Runtime:
         await self.dispatcher.drain(drain)
         for runtime in self.dispatcher.runtimes:
             await close_client(runtime.client)
+        if self.outbox is not None:
+            await self.outbox.http.aclose()
         await self.engine.dispose()
 
 
@@ -145,7 +155,8 @@ async def close_client(client: Any) -> None:
 async def open_runtime(
     settings: Settings,
     *,
-    system_surface: Callable[[str], Surface],
+    system_surface: Callable[[str], Surface] | None = None,
+    slack: AsyncWebClient | None = None,
     use_sandboxes: bool = False,
     open_console: bool = False,
     group_members: GroupLookup | None = None,
@@ -153,7 +164,10 @@ async def open_runtime(
     metrics: Metrics | None = None,
     **dispatcher_options: Any,
 ) -> Runtime:
-    """`metrics`: the registry the Slack client already counts into (a new one otherwise)."""
+    """`slack`: the Web API client; what the bot shows then goes through the outbox, and each
+    channel's own surface (scheduled posts, cards of another channel) is a `SlackSurface`.
+    Without it (the console, tests) `system_surface` gives those surfaces.
+    `metrics`: the registry the Slack client already counts into (a new one otherwise)."""
     install_log_redaction()
     register_secret(*settings.secrets())
     metrics = metrics or Metrics()
@@ -161,6 +175,15 @@ async def open_runtime(
     roles = Roles(settings, group_members=group_members, open_console=open_console)
     providers = runtimes if runtimes is not None else open_providers(use_sandboxes=use_sandboxes)
     kinds = {name: kind for r in providers for name, kind in r.provider.schedule_kinds.items()}
+    outbox = Outbox(engine, slack) if slack is not None else None
+    if system_surface is None:
+        if outbox is None:
+            raise ValueError("open_runtime needs a Slack client or a system_surface")
+        slack_outbox = outbox
+
+        def system_surface(channel: str) -> Surface:
+            return SlackSurface(slack_outbox, channel=channel, user="")
+
     dispatcher = Dispatcher(
         settings=settings,
         engine=engine,
@@ -168,8 +191,12 @@ async def open_runtime(
         runtimes=providers,
         system_surface=system_surface,
         billing=billing_provider(kinds),
+        billing_client=Ops,
         **dispatcher_options,
     )
+    if outbox is not None:
+        outbox.on_posted = dispatcher.flow.card_posted
+        outbox.locate = dispatcher.flow.card_ref
 
     async def run(schedule: Schedule, due: datetime | None) -> None:
         await run_schedule(dispatcher, schedule, due)
@@ -182,6 +209,7 @@ async def open_runtime(
         clock=dispatcher.clock,
         tick_every=settings.scheduler_tick_seconds,
     )
+    dispatcher.flow.scheduler = dispatcher.scheduler
     dispatcher.audit.listen(command_line)
     dispatcher.audit.listen(metrics.on_audit)
     metrics.know(
@@ -196,7 +224,9 @@ async def open_runtime(
     attach_providers(
         providers, metrics, None if store.is_sqlite(engine) else DatabaseLimits(engine)
     )
-    return Runtime(settings=settings, engine=engine, dispatcher=dispatcher, metrics=metrics)
+    return Runtime(
+        settings=settings, engine=engine, dispatcher=dispatcher, metrics=metrics, outbox=outbox
+    )
 
 
 def attach_providers(

@@ -16,6 +16,7 @@ from pydantic import BeforeValidator, Field, create_model
 
 from bot import messages
 from bot.audit import Entry
+from bot.progress import ProgressMessage
 from bot.scheduler import Schedule, check_schedule_cron, cron_trigger
 from bot.store import ReportHistory
 from commands.base import (
@@ -229,7 +230,6 @@ def schedule_commands(kinds: dict[str, ScheduleKind[Any, Any]]) -> list[Command[
 
 async def run_schedule(dispatcher: Dispatcher, schedule: Schedule, due: datetime | None) -> None:
     """What a firing does: run the kind, post its reply (or its proposal), audit it."""
-    from bot.dispatch import ProgressMessage
 
     owner, kind = dispatcher.schedule_kinds()[schedule.kind]
     surface = dispatcher.system_surface(schedule.channel)
@@ -259,7 +259,7 @@ async def run_schedule(dispatcher: Dispatcher, schedule: Schedule, due: datetime
             reply = await kind.run(runtime.client, args, ctx)
             detail = reply.audit_note or reply.text
             if reply.proposal is not None:
-                await dispatcher.propose(
+                await dispatcher.flow.propose(
                     reply, channel=schedule.channel, origin=origin, surface=surface
                 )
             else:

@@ -112,6 +112,29 @@ stored_commands = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
 
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("method", sa.String(40), nullable=False),
+    sa.Column("channel", sa.String(40), nullable=False),
+    sa.Column("user_id", sa.String(40)),
+    sa.Column("key", sa.String(80), index=True),
+    sa.Column("ts", sa.String(40)),
+    sa.Column("params", sa.Text, nullable=False),
+    sa.Column("content", sa.LargeBinary),
+    sa.Column("response_url", sa.Text),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_at", UTCDateTime, nullable=False),
+    sa.Column("lease_until", UTCDateTime),
+    sa.Column("result_ts", sa.String(40)),
+    sa.Column("error", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("done_at", UTCDateTime),
+    sa.Index("ix_deliveries_status_next_at", "status", "next_at"),
+)
+
 report_history = sa.Table(
     "report_history",
     metadata,

@@ -17,12 +17,12 @@ class RecordingSurface:
     user: str = "U1"
     sent: list[Reply] = field(default_factory=list)
     privates: list[str] = field(default_factory=list)
-    updates: list[tuple[MessageRef, Reply]] = field(default_factory=list)
+    updates: list[tuple[MessageRef | None, Reply]] = field(default_factory=list)
     forms: list[str] = field(default_factory=list)
     form_support: bool = False
     _ts: int = 0
 
-    async def send(self, reply: Reply) -> MessageRef | None:
+    async def send(self, reply: Reply, *, key: str | None = None) -> MessageRef | None:
         self.sent.append(reply)
         if reply.private:
             return None
@@ -32,7 +32,7 @@ class RecordingSurface:
     async def private(self, text: str) -> None:
         self.privates.append(text)
 
-    async def update(self, ref: MessageRef, reply: Reply) -> None:
+    async def update(self, ref: MessageRef | None, reply: Reply, *, key: str | None = None) -> None:
         self.updates.append((ref, reply))
 
     async def open_form(self, command: Command[Any, Any], form: Form) -> bool:

@@ -83,7 +83,7 @@ async def test_a_killed_runner_is_settled_as_unknown_after_restart(
             process.kill()
         await process.communicate()
 
-    await dispatcher.sweep()  # what every replica does at start and every 30 s
+    await dispatcher.flow.sweep()  # what every replica does at start and every 30 s
     assert await status_of(dispatcher, 1) == "unknown"
     surface = dispatcher.system_surface("C1")
     updated = [r for _, r in surface.updates]  # type: ignore[attr-defined]
@@ -97,5 +97,5 @@ async def test_a_killed_runner_is_settled_as_unknown_after_restart(
     assert not await dispatcher.run("/billing approve 1", user="U3", channel="C1", surface=approver)
     assert "already unknown" in approver.privates[-1]
     assert [r for r in sandbox.control.requests if r.method == "POST"] == []
-    await dispatcher.sweep()  # a second sweep changes nothing
+    await dispatcher.flow.sweep()  # a second sweep changes nothing
     assert await status_of(dispatcher, 1) == "unknown"

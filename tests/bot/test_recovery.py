@@ -19,7 +19,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -227,6 +227,21 @@ def dead_pid() -> int:
     return child.pid
 
 
+@pytest.fixture
+def live_pid() -> Iterator[int]:
+    """The pid of a process of ours that lives until the test ends (never a process we did
+    not start: a broken liveness check could signal it)."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
+    try:
+        yield child.pid
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(timeout=60)
+
+
 # --- a late runner cannot overwrite a settled outcome ---------------------------------------
 
 
@@ -271,7 +286,7 @@ async def test_finish_only_settles_a_run_that_is_executing(bot: Bot) -> None:
 async def test_the_sweeper_leaves_this_process_s_own_live_run_alone(bot: Bot) -> None:
     running = await approve_in_flight(bot)
     bot.clock.advance(hours=1)  # far past any staleness: only "it is ours" protects it
-    await bot.dispatcher.sweep()
+    await bot.dispatcher.flow.sweep()
     assert await bot.status() == "executing"
     assert bot.dispatcher.system_surface("C1").updates == []  # type: ignore[attr-defined]
 
@@ -320,7 +335,7 @@ async def test_a_dead_process_on_this_host_is_gone_at_once(bot: Bot) -> None:
     await bot.run("/drill move r1", "U1")
     host = socket.gethostname()
     await bot.replica(f"{host}:{dead_pid()}:cafe0001").claim(1, "U2")
-    sweeper = bot.replica(f"{host}:{os.getppid()}:cafe0002")
+    sweeper = bot.replica("host-b:202:cafe0002")
     settled = await sweeper.orphaned(stale_after=STALE)  # heartbeat fresh: the pid decides
     assert [a.id for a in settled] == [1]
     assert await bot.status() == "unknown"
@@ -336,12 +351,12 @@ async def test_an_earlier_boot_of_this_pid_is_gone_at_once(bot: Bot) -> None:
 
 
 async def test_a_live_process_on_this_host_with_a_fresh_heartbeat_is_not_gone(
-    bot: Bot, monkeypatch: pytest.MonkeyPatch
+    bot: Bot, live_pid: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await bot.run("/drill move r1", "U1")
     await bot.run("/drill move r2", "U1")
     host = socket.gethostname()
-    await bot.replica(f"{host}:{os.getppid()}:cafe0003").claim(1, "U2")
+    await bot.replica(f"{host}:{live_pid}:cafe0003").claim(1, "U2")
     sweeper = bot.replica(f"{host}:{os.getpid()}:cafe0004")
     assert await sweeper.orphaned(stale_after=STALE) == []
 

@@ -22,6 +22,10 @@ token has `scopes` (by default every scope manifest.yml asks for); `conversation
 Switches: `not_in_channel` (channels the bot is not a member of), `missing_channels` (channels
 that do not exist: `channel_not_found`), `scopes`, `usergroups`, `users`, `channel_names`,
 `expired_triggers`, and `fail_next(method, error)` for any other error (`invalid_auth`, say).
+
+Faults, as Slack fails under load: `inject(method, Fault(…), …)` makes the next calls to a Web
+API method (or to `response_url`) answer HTTP 429 with `Retry-After`, a 5xx with an HTML body
+that is not JSON, or stall before answering; a faulted call does nothing.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from zoneinfo import ZoneInfo
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from bot.slack_check import BOT_SCOPES
@@ -130,6 +134,17 @@ class SlackFailure(Exception):
         self.messages = messages
 
 
+@dataclass(frozen=True)
+class Fault:
+    """How one call fails. `status` 429 answers `ratelimited` with `Retry-After`; 500, 502 or
+    503 answer an HTML page; 0 fails nothing. `stall` seconds pass before the answer (a stalled
+    call: with `status` 0 the call then acts and answers, long after the caller gave up)."""
+
+    status: int = 429
+    retry_after: int = 1
+    stall: float = 0.0
+
+
 @dataclass
 class SlackApiDouble:
     bot_token: str = BOT_TOKEN
@@ -153,6 +168,7 @@ class SlackApiDouble:
     uploads: dict[str, UploadedFile] = field(default_factory=dict)
     failures: dict[str, list[str]] = field(default_factory=dict)
     response_url_uses: dict[str, int] = field(default_factory=dict)
+    faults: dict[str, list[Fault]] = field(default_factory=dict)
     _serial: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     # -----------------------------------------------------------------------------------------
@@ -195,6 +211,30 @@ class SlackApiDouble:
         """Answer the next `times` calls to `method` with `error` (`ratelimited` gives a 429)."""
         self.failures.setdefault(method, []).extend([error] * times)
 
+    def inject(self, method: str, *faults: Fault) -> None:
+        """The next calls to `method` (a Web API method or `response_url`) fail as given."""
+        self.faults.setdefault(method, []).extend(faults)
+
+    async def _fault(self, method: str, params: dict[str, Any], body: bytes) -> Response | None:
+        """Apply the next injected fault for `method`: an answer, or None to go on normally."""
+        queue = self.faults.get(method)
+        if not queue:
+            return None
+        fault = queue.pop(0)
+        if fault.stall:
+            await asyncio.sleep(fault.stall)
+        if fault.status == 0:
+            return None
+        if fault.status == 429:
+            answer = {"ok": False, "error": "ratelimited"}
+            self.calls.append(Call(method, params, None, "fault", body, answer, 429))
+            return JSONResponse(
+                answer, status_code=429, headers={"Retry-After": str(fault.retry_after)}
+            )
+        page = f"<html><body><h1>{fault.status} Server Error</h1></body></html>"
+        self.calls.append(Call(method, params, None, "fault", body, {"ok": False}, fault.status))
+        return HTMLResponse(page, status_code=fault.status)
+
     def app(self) -> Starlette:
         return Starlette(
             routes=[
@@ -211,6 +251,8 @@ class SlackApiDouble:
         method = request.path_params["method"]
         body = await request.body()
         params, token, encoding = await _arguments(request, body)
+        if (faulted := await self._fault(method, params, body)) is not None:
+            return faulted
         status, answer = 200, self._answer(method, params, token)
         if answer.get("error") == "ratelimited":
             status = 429
@@ -514,6 +556,8 @@ class SlackApiDouble:
             params = json.loads(body) if body else {}
         except ValueError:
             params = {}
+        if (faulted := await self._fault("response_url", {"name": name}, body)) is not None:
+            return faulted
         uses = self.response_url_uses.get(name, 0) + 1
         self.response_url_uses[name] = uses
         if not isinstance(params, dict) or not params:

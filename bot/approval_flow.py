@@ -1,0 +1,326 @@
+"""The two-person rule as people meet it: request, approve, reject, snooze, sweep.
+
+    request ─► row (pending) ─► audit "requested" ─► card (outbox, key approval:N)
+    approve ─► claim (pending → executing) ─► audit "approved" ─► run ─► finish ─► card, result
+    reject  ─► claim (pending → rejected)  ─► audit "rejected" ─► card
+    sweep   ─► expired and orphaned rows   ─► audit "expired" / "recovered" ─► card
+
+The state machine (`bot.approvals`) and the audit log are written before anything is shown, and
+showing never raises (surfaces are guarded, Slack goes through the outbox), so a Slack failure
+can delay a card but never strand a row in `executing`, mark a call unknown that was never
+sent, or lose an outcome. Running a command is the runner's job (`Runner`, the dispatcher).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from bot import messages
+from bot.approvals import Approval, Approvals, Claim, Outcome, Status
+from bot.audit import AuditLog, Entry
+from bot.replies import MessageRef, Surface, guarded
+from commands import grammar
+from commands.base import Args, Command, CommandError, Form, Reply
+from commands.secrets import redact
+
+log = logging.getLogger(__name__)
+
+CARD = "approval:"
+
+
+def card_key(approval_id: int) -> str:
+    """The outbox key of an approval's card: its post and every update go in order."""
+    return f"{CARD}{approval_id}"
+
+
+class Runner(Protocol):
+    """What the flow needs from whoever runs commands (the dispatcher)."""
+
+    @property
+    def commands(self) -> Sequence[Command[Any, Any]]: ...
+
+    def command(self, path: str) -> Command[Any, Any] | None: ...
+
+    def owner(self, command: Command[Any, Any]) -> str: ...
+
+    def disabled(self, command: Command[Any, Any]) -> str | None:
+        """Why the command's provider cannot run it now (switched off), or None."""
+        ...
+
+    async def execute(
+        self,
+        command: Command[Any, Any],
+        args: Args,
+        *,
+        user: str,
+        channel: str,
+        surface: Surface,
+        approval: Approval | None = None,
+    ) -> Outcome: ...
+
+
+class Postponer(Protocol):
+    async def postpone(self, schedule_id: int, hours: int) -> Any: ...
+
+
+class ApprovalFlow:
+    def __init__(
+        self,
+        *,
+        approvals: Approvals,
+        audit: AuditLog,
+        runner: Runner,
+        system_surface: Callable[[str], Surface],
+        tz: ZoneInfo,
+        stale_after: timedelta,
+        scheduler: Postponer | None = None,
+    ) -> None:
+        self.approvals = approvals
+        self.audit = audit
+        self.runner = runner
+        self.system_surface = system_surface
+        self.tz = tz
+        self.stale_after = stale_after
+        self.scheduler = scheduler
+
+    # --- request ---------------------------------------------------------------------------
+
+    async def request(
+        self,
+        command: Command[Any, Any],
+        args: Args,
+        *,
+        user: str,
+        channel: str,
+        surface: Surface,
+        origin: str = "user",
+        labels: tuple[str, str] = ("Approve", "Reject"),
+        snooze_hours: int | None = None,
+    ) -> Approval | None:
+        surface = guarded(surface)
+        if (why := self.runner.disabled(command)) is not None:
+            await surface.private(why)
+            return None
+        # What is stored is what runs: the arguments as text, read back here through the same
+        # validation the run will use, so the card below is drawn from exactly what will run.
+        stored = args.preview()
+        try:
+            exact = grammar.validate(command, stored)
+        except grammar.FieldErrors:
+            exact = None
+        if exact != args:
+            await surface.private(messages.not_storable(command.audit_name))
+            return None
+        line = grammar.render(command, exact)
+        description = command.describe(exact) if command.describe else f"`{line}`"
+        approval = await self.approvals.create(
+            command_line=line,
+            command_path=command.path,
+            provider=self.runner.owner(command),
+            args=stored,
+            description=redact(description),
+            requester=user,
+            channel=channel,
+            origin=origin,
+            approve_label=labels[0],
+            reject_label=labels[1],
+            snooze_hours=snooze_hours,
+        )
+        await self._audit(approval, user, "requested", "pending", f"approval #{approval.id}")
+        card = messages.approval_card(approval, self.tz)
+        ref = await surface.send(card, key=card_key(approval.id))
+        if ref is not None:
+            await self.approvals.attach_message(approval.id, ref)
+        return approval
+
+    async def propose(self, reply: Reply, *, channel: str, origin: str, surface: Surface) -> None:
+        """A reply that proposes a command (a reminder): an approval request any approver takes."""
+        assert reply.proposal is not None
+        proposal = reply.proposal
+        slash, _, text = proposal.command.removeprefix("/").partition(" ")
+        parsed = grammar.parse(slash, text, self.runner.commands)
+        if not isinstance(parsed, grammar.Parsed):
+            raise CommandError(f"cannot propose `{proposal.command}`")
+        args = grammar.validate(parsed.command, parsed.values)
+        approval = await self.request(
+            parsed.command,
+            args,
+            user=origin,
+            channel=channel,
+            surface=_Headed(guarded(surface), reply),
+            origin=origin,
+            labels=(proposal.approve_label, proposal.reject_label),
+            snooze_hours=proposal.snooze_hours,
+        )
+        if approval is None:
+            await guarded(surface).send(reply)
+
+    # --- decisions -------------------------------------------------------------------------
+
+    async def approve(self, approval_id: int, *, user: str, surface: Surface) -> Reply:
+        claim, row = await self.approvals.claim(approval_id, user)
+        if claim is not Claim.WON or row is None:
+            raise CommandError(messages.claim_refused(approval_id, claim, row))
+        await self._audit(row, user, "approved", Status.EXECUTING.value, f"by {user}")
+        target = guarded(self._surface_for(surface, row.channel))
+        outcome, unaudited = await self._run(row, user, target)
+        if unaudited:  # a run audits itself; one that never got that far is audited here
+            await self._audit(row, user, unaudited, outcome.status.value, outcome.summary)
+        await self.approvals.finish(row.id, outcome.status, outcome.summary)
+        final = await self.approvals.get(row.id) or row
+        card = messages.approval_done(final, outcome, self.tz)
+        await target.update(final.ref, card, key=card_key(row.id))
+        if outcome.reply is not None:
+            await target.send(outcome.reply)
+        return Reply(text=f"Approval #{row.id}: {outcome.status.value}.", private=True)
+
+    async def _run(
+        self, row: Approval, approver: str, target: Surface
+    ) -> tuple[Outcome, str | None]:
+        """Run a claimed request once. Whatever happens, an outcome comes back to finish it,
+        with the audit decision still to record when the run did not record its own."""
+        command = self.runner.command(row.command_path)
+        if command is None:
+            summary = f"not run: /{row.command_path} no longer exists"
+            return Outcome(Status.FAILED, summary), "not run"
+        try:
+            args = grammar.validate(command, row.args)
+        except grammar.FieldErrors as exc:
+            # Nothing is sent: what was approved can no longer be run as shown.
+            summary = f"not run: the arguments no longer validate ({exc})"
+            return Outcome(Status.FAILED, summary), "not run"
+        started = False
+        try:
+            running = messages.approval_running(row, approver)
+            await target.update(row.ref, running, key=card_key(row.id))
+            started = True
+            outcome = await self.runner.execute(
+                command, args, user=approver, channel=row.channel, surface=target, approval=row
+            )
+            return outcome, None
+        except Exception:
+            reference = uuid.uuid4().hex[:8]
+            log.exception("approval #%s failed inside the bot (reference %s)", row.id, reference)
+            if started and not command.idempotent:
+                summary = f"the bot failed while running it (reference {reference})"
+                return Outcome(Status.UNKNOWN, summary), "executed"
+            summary = f"not run: the bot failed (reference {reference})"
+            return Outcome(Status.FAILED, summary), "not run"
+
+    async def reject(
+        self, approval_id: int, *, user: str, reason: str | None, surface: Surface
+    ) -> Reply:
+        claim, row = await self.approvals.reject(approval_id, user, reason)
+        if claim is not Claim.WON or row is None:
+            raise CommandError(messages.claim_refused(approval_id, claim, row))
+        await self._audit(row, user, "rejected", "not run", reason or "")
+        target = guarded(self._surface_for(surface, row.channel))
+        card = messages.approval_rejected(row, self.tz)
+        await target.update(row.ref, card, key=card_key(row.id))
+        return Reply(text=f"Approval #{row.id} rejected.", private=True)
+
+    async def snooze(self, approval: Approval, hours: int) -> None:
+        """A snoozed reminder asks again later: its schedule fires once more in `hours`."""
+        if self.scheduler is not None and approval.origin.startswith("schedule:"):
+            await self.scheduler.postpone(int(approval.origin.split(":", 1)[1]), hours)
+
+    # --- the sweeper -----------------------------------------------------------------------
+
+    async def sweep(self) -> None:
+        """Expire old requests and settle executions whose runner is gone; update their cards."""
+        for row in await self.approvals.expire_due():
+            await self._audit(row, "system", "expired", "not run", "")
+            surface = guarded(self.system_surface(row.channel))
+            card = messages.approval_expired(row, self.tz)
+            await surface.update(row.ref, card, key=card_key(row.id))
+        for row in await self.approvals.orphaned(stale_after=self.stale_after):
+            await self._audit(row, "system", "recovered", Status.UNKNOWN.value, row.outcome or "")
+            command = self.runner.command(row.command_path)
+            hint = None
+            if command and command.unknown_hint:
+                with contextlib.suppress(grammar.FieldErrors):
+                    hint = command.unknown_hint(grammar.validate(command, row.args))
+            outcome = Outcome(Status.UNKNOWN, row.outcome or "runner stopped", hint)
+            surface = guarded(self.system_surface(row.channel))
+            card = messages.approval_done(row, outcome, self.tz)
+            await surface.update(row.ref, card, key=card_key(row.id))
+
+    # --- the outbox's questions ------------------------------------------------------------
+
+    async def card_posted(self, key: str, ref: MessageRef) -> None:
+        """The outbox posted a card late (Slack was failing): remember where it is."""
+        if key.startswith(CARD) and key.removeprefix(CARD).isdigit():
+            await self.approvals.attach_message(int(key.removeprefix(CARD)), ref)
+
+    async def card_ref(self, key: str) -> MessageRef | None:
+        """Where a card is, for cards posted before the outbox kept their keys."""
+        if key.startswith(CARD) and key.removeprefix(CARD).isdigit():
+            row = await self.approvals.get(int(key.removeprefix(CARD)))
+            return row.ref if row else None
+        return None
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _surface_for(self, surface: Surface, channel: str) -> Surface:
+        """The clicking user's surface when it is the card's channel, else the channel's own."""
+        same = getattr(surface, "channel", None) == channel
+        return surface if same else self.system_surface(channel)
+
+    async def _audit(
+        self,
+        row: Approval,
+        user: str,
+        decision: str,
+        outcome: str,
+        detail: str,
+        provider_status: int | None = None,
+    ) -> None:
+        await self.audit.record(
+            Entry(
+                user_id=user,
+                channel=row.channel,
+                command=f"/{row.command_path}",
+                args=row.args,
+                decision=decision,
+                outcome=outcome,
+                detail=detail,
+                provider=row.provider,
+                provider_status=provider_status,
+                approval_id=row.id,
+            )
+        )
+
+
+class _Headed:
+    """Prefixes the first message a surface sends with a reply's own text (reminders)."""
+
+    def __init__(self, inner: Surface, head: Reply) -> None:
+        self.inner = inner
+        self.head = head
+
+    async def send(self, reply: Reply, *, key: str | None = None) -> MessageRef | None:
+        merged = Reply(
+            text=self.head.text,
+            sections=[*self.head.sections, reply.text, *reply.sections],
+            fields=[*self.head.fields, *reply.fields],
+            table=self.head.table or reply.table,
+            buttons=[*reply.buttons],
+            files=[*self.head.files, *reply.files],
+            private=reply.private,
+        )
+        return await self.inner.send(merged, key=key)
+
+    async def private(self, text: str) -> None:
+        await self.inner.private(text)
+
+    async def update(self, ref: MessageRef | None, reply: Reply, *, key: str | None = None) -> None:
+        await self.inner.update(ref, reply, key=key)
+
+    async def open_form(self, command: Command[Any, Any], form: Form) -> bool:
+        return False

@@ -1,0 +1,671 @@
+"""Everything the bot shows in Slack goes through the outbox: written first, sent after.
+
+    SlackSurface ──rows──► deliveries table ──► Outbox.attempt ──► Slack Web API / response_url
+                                  ▲                      │ 429, 5xx, timeout, restart
+                                  └── next_at: backoff, Retry-After ◄┘
+
+A row is committed before Slack is called, so what a provider call produced survives any Slack
+failure and any restart: the next process's worker sends what is still waiting. Each row is
+tried once inline, so most reach Slack within milliseconds, then by the worker with backoff
+that honours `Retry-After`. The calls that do not go through here (views.open, auth.test, …)
+use slack_sdk's retry handlers as configured in `bot.app.web_client`; rows are sent with only
+its connection-error handler, because slack_sdk's rate-limit handler sleeps out `Retry-After`
+inside the call, which would hold an approval's run behind a card update, while a row simply
+waits in the table for its `next_at`.
+
+Rows sharing a `key` (one message's life: its post, its files, its updates) are sent in order,
+and an update is skipped when a newer one for the same message is waiting or sent, so an older
+"running…" never overwrites "done". A post whose answer was lost may reach Slack twice (Slack
+has no idempotency key for `chat.postMessage`); an update may be repeated harmlessly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiohttp
+import httpx
+import sqlalchemy as sa
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.replies import NOT_MEMBER_ERRORS, MessageRef, fallback_text, form_view, reply_blocks
+from bot.store import deliveries, utcnow
+from commands.base import Command, File, Form, Reply
+from commands.secrets import redact
+
+log = logging.getLogger(__name__)
+
+POST = "chat.postMessage"
+UPDATE = "chat.update"
+EPHEMERAL = "ephemeral"
+UPLOAD = "file"
+
+PENDING, SENDING, DONE, SUPERSEDED, DEAD = "pending", "sending", "done", "superseded", "dead"
+WAITING = (PENDING, SENDING)
+
+# Errors Slack documents as passing (https://api.slack.com/web#errors and each method's page):
+# worth another try later. Any other `ok: false` error will answer the same way again.
+TRANSIENT_ERRORS = {
+    "ratelimited",
+    "internal_error",
+    "fatal_error",
+    "service_unavailable",
+    "request_timeout",
+    "team_added_to_org",
+}
+# `response_url` takes 5 posts within 30 minutes
+# (https://api.slack.com/interactivity/handling#message_responses).
+RESPONSE_URL_USES = 5
+RESPONSE_URL_LIFETIME = timedelta(minutes=30)
+
+Posted = Callable[[str, MessageRef], Awaitable[None]]
+Locate = Callable[[str], Awaitable[MessageRef | None]]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What a failed Slack call means for its row."""
+
+    retry: bool
+    error: str
+    retry_after: float | None = None
+
+
+def classify(exc: BaseException) -> Failure:
+    """Passing trouble (429, 5xx, timeouts, connections) is retried; Slack's other `ok: false`
+    answers are final. Works on answers that are not JSON (an HTML 500 page)."""
+    if isinstance(exc, SlackApiError):
+        response = exc.response
+        status = int(getattr(response, "status_code", 0) or 0)
+        data = getattr(response, "data", None)
+        error = str(data.get("error", "")) if isinstance(data, dict) else ""
+        retry_after = _retry_after(getattr(response, "headers", None))
+        if status == 429 or error == "ratelimited":
+            return Failure(True, "ratelimited", retry_after)
+        if status >= 500 or error in TRANSIENT_ERRORS:
+            return Failure(True, error or f"HTTP {status}", retry_after)
+        return Failure(False, error or f"HTTP {status}")
+    if isinstance(exc, TimeoutError | OSError | aiohttp.ClientError | httpx.HTTPError):
+        return Failure(True, type(exc).__name__)
+    # A bug or an answer nobody expected: retried a bounded number of times, then given up.
+    return Failure(True, type(exc).__name__)
+
+
+def _retry_after(headers: Any) -> float | None:
+    if not headers:
+        return None
+    for name, value in dict(headers).items():
+        if str(name).lower() == "retry-after":
+            values = value if isinstance(value, list) else [value]
+            try:
+                return max(0.0, float(values[0]))
+            except (TypeError, ValueError, IndexError):
+                return None
+    return None
+
+
+def backoff(attempts: int, retry_after: float | None) -> float:
+    """Seconds before the next try: Slack's Retry-After when given, else 1, 2, 4 … 300."""
+    if retry_after is not None:
+        return retry_after
+    return float(min(300, 2 ** max(0, attempts - 1)))
+
+
+@dataclass(frozen=True)
+class Row:
+    id: int
+    method: str
+    channel: str
+    user_id: str | None
+    key: str | None
+    ts: str | None
+    params: dict[str, Any]
+    content: bytes | None
+    response_url: str | None
+    attempts: int
+    created_at: datetime
+
+
+class Outbox:
+    """The deliveries table and the one path that sends its rows to Slack."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        client: AsyncWebClient,
+        *,
+        http: httpx.AsyncClient | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        max_attempts: int = 12,
+        lease: timedelta = timedelta(seconds=120),
+    ) -> None:
+        self.engine = engine
+        self.client = client
+        # The same client without the handlers that wait inside a call (see the docstring).
+        self.sender = AsyncWebClient(
+            token=client.token,
+            base_url=client.base_url,
+            timeout=client.timeout,
+            retry_handlers=[
+                h
+                for h in client.retry_handlers
+                if not isinstance(h, AsyncRateLimitErrorRetryHandler | AsyncServerErrorRetryHandler)
+            ],
+        )
+        self.http = http or httpx.AsyncClient(timeout=10)
+        self.clock = clock
+        self.max_attempts = max_attempts
+        self.lease = lease
+        self.on_posted: Posted | None = None
+        self.locate: Locate | None = None
+        self._wake = asyncio.Event()
+
+    # --- what surfaces hand in -------------------------------------------------------------
+
+    async def post(
+        self,
+        channel: str,
+        params: dict[str, Any],
+        *,
+        key: str | None = None,
+        user: str | None = None,
+        response_url: str | None = None,
+        files: Sequence[File] = (),
+    ) -> MessageRef | None:
+        """A channel message and its files. Returns where it landed when Slack took it at once."""
+        key = key or (f"message:{uuid.uuid4().hex}" if files else None)
+        rows = [
+            self._row(POST, channel, params, key=key, user=user, response_url=response_url),
+            *(
+                self._row(
+                    UPLOAD,
+                    channel,
+                    {"filename": f.filename, "title": f.title},
+                    key=key,
+                    user=user,
+                    response_url=response_url,
+                    content=f.content,
+                )
+                for f in files
+            ),
+        ]
+        first, *_ = await self._insert(rows)
+        ref = await self.attempt(first)
+        return ref
+
+    async def update(
+        self,
+        channel: str,
+        params: dict[str, Any],
+        *,
+        ts: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        """Replace a message's content: by `ts`, or by `key` once the keyed post has landed."""
+        [row] = await self._insert([self._row(UPDATE, channel, params, key=key, ts=ts)])
+        await self.attempt(row)
+
+    async def ephemeral(
+        self, channel: str, user: str, params: dict[str, Any], *, response_url: str | None = None
+    ) -> None:
+        """A note only `user` sees: through `response_url` when given, else the Web API."""
+        row = self._row(EPHEMERAL, channel, params, user=user, response_url=response_url)
+        [row_id] = await self._insert([row])
+        await self.attempt(row_id)
+
+    # --- the worker --------------------------------------------------------------------------
+
+    async def run(self, every: float = 2.0) -> None:
+        """Send what is due, forever: retries, and what an earlier process left behind."""
+        while True:
+            try:
+                await self.flush()
+            except Exception as exc:  # the database is away: the rows wait for it
+                log.warning("delivery pass failed (%s); trying again", type(exc).__name__)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(every):
+                    await self._wake.wait()
+
+    async def flush(self) -> None:
+        """Try every row that is due now, oldest first."""
+        now = self.clock()
+        due = (
+            sa.select(deliveries.c.id)
+            .where(
+                sa.or_(
+                    sa.and_(deliveries.c.status == PENDING, deliveries.c.next_at <= now),
+                    sa.and_(deliveries.c.status == SENDING, deliveries.c.lease_until < now),
+                )
+            )
+            .order_by(deliveries.c.id)
+            .limit(200)
+        )
+        async with self.engine.connect() as conn:
+            ids = list((await conn.execute(due)).scalars())
+        for row_id in ids:
+            await self.attempt(row_id)
+
+    async def backlog(self) -> tuple[int, float | None]:
+        """Rows waiting, and the age in seconds of the oldest (for metrics and /readyz)."""
+        query = sa.select(sa.func.count(), sa.func.min(deliveries.c.created_at)).where(
+            deliveries.c.status.in_(WAITING)
+        )
+        async with self.engine.connect() as conn:
+            count, oldest = (await conn.execute(query)).one()
+        if not count or oldest is None:
+            return 0, None
+        if oldest.tzinfo is None:  # SQLite hands aggregates back without the column's type
+            from datetime import UTC
+
+            oldest = oldest.replace(tzinfo=UTC)
+        return int(count), max(0.0, (self.clock() - oldest).total_seconds())
+
+    async def attempt(self, row_id: int) -> MessageRef | None:
+        """Claim one row and send it; on success, go on with the rows waiting behind it."""
+        row = await self._claim(row_id)
+        if row is None:
+            return None
+        if row.key and await self._behind(row):
+            await self._set(row.id, status=PENDING, next_at=self.clock() + timedelta(seconds=1))
+            return None
+        if row.method == UPDATE and row.key and await self._outdated(row):
+            await self._finish(row, SUPERSEDED)
+            return None
+        try:
+            ref = await self._send(row)
+        except Exception as exc:
+            await self._failed(row, exc)
+            return None
+        await self._finish(row, DONE, ref)
+        if row.method == POST and row.key and ref is not None and self.on_posted is not None:
+            try:
+                await self.on_posted(row.key, ref)
+            except Exception:
+                log.exception("recording where %s landed failed", row.key)
+        if row.key:
+            await self._next_of(row)
+        return ref
+
+    # --- rows ----------------------------------------------------------------------------------
+
+    def _row(
+        self,
+        method: str,
+        channel: str,
+        params: dict[str, Any],
+        *,
+        key: str | None = None,
+        ts: str | None = None,
+        user: str | None = None,
+        response_url: str | None = None,
+        content: bytes | None = None,
+    ) -> dict[str, Any]:
+        now = self.clock()
+        return {
+            "method": method,
+            "channel": channel,
+            "user_id": user,
+            "key": key,
+            "ts": ts,
+            "params": json.dumps(params, ensure_ascii=False),
+            "content": content,
+            "response_url": response_url,
+            "status": PENDING,
+            "attempts": 0,
+            "next_at": now,
+            "created_at": now,
+        }
+
+    async def _insert(self, rows: list[dict[str, Any]]) -> list[int]:
+        ids = []
+        async with self.engine.begin() as conn:
+            for values in rows:
+                result = await conn.execute(deliveries.insert().values(**values))
+                ids.append(int(result.inserted_primary_key[0]))  # type: ignore[index]
+        return ids
+
+    async def _claim(self, row_id: int) -> Row | None:
+        now = self.clock()
+        claim = (
+            deliveries.update()
+            .where(
+                deliveries.c.id == row_id,
+                sa.or_(
+                    sa.and_(deliveries.c.status == PENDING, deliveries.c.next_at <= now),
+                    sa.and_(deliveries.c.status == SENDING, deliveries.c.lease_until < now),
+                ),
+            )
+            .values(
+                status=SENDING,
+                lease_until=now + self.lease,
+                attempts=deliveries.c.attempts + 1,
+            )
+        )
+        async with self.engine.begin() as conn:
+            if (await conn.execute(claim)).rowcount != 1:
+                return None
+            found = (
+                (await conn.execute(sa.select(deliveries).where(deliveries.c.id == row_id)))
+                .mappings()
+                .one()
+            )
+        return Row(
+            id=found["id"],
+            method=found["method"],
+            channel=found["channel"],
+            user_id=found["user_id"],
+            key=found["key"],
+            ts=found["ts"],
+            params=json.loads(found["params"] or "{}"),
+            content=found["content"],
+            response_url=found["response_url"],
+            attempts=found["attempts"],
+            created_at=found["created_at"],
+        )
+
+    async def _behind(self, row: Row) -> bool:
+        """An earlier row of the same message has not gone yet."""
+        query = sa.select(sa.func.count()).where(
+            deliveries.c.key == row.key,
+            deliveries.c.id < row.id,
+            deliveries.c.status.in_(WAITING),
+        )
+        async with self.engine.connect() as conn:
+            return bool((await conn.execute(query)).scalar())
+
+    async def _outdated(self, row: Row) -> bool:
+        """A newer update of the same message exists: this one would only step back."""
+        query = sa.select(sa.func.count()).where(
+            deliveries.c.key == row.key,
+            deliveries.c.method == UPDATE,
+            deliveries.c.id > row.id,
+            deliveries.c.status.in_((PENDING, SENDING, DONE)),
+        )
+        async with self.engine.connect() as conn:
+            return bool((await conn.execute(query)).scalar())
+
+    async def _next_of(self, row: Row) -> None:
+        query = (
+            sa.select(deliveries.c.id)
+            .where(
+                deliveries.c.key == row.key,
+                deliveries.c.id > row.id,
+                deliveries.c.status == PENDING,
+            )
+            .order_by(deliveries.c.id)
+        )
+        async with self.engine.connect() as conn:
+            waiting = list((await conn.execute(query)).scalars())
+        for row_id in waiting:
+            await self._set(row_id, next_at=self.clock())
+            await self.attempt(row_id)
+
+    async def _set(self, row_id: int, **values: Any) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                deliveries.update().where(deliveries.c.id == row_id).values(**values)
+            )
+
+    async def _finish(self, row: Row, status: str, ref: MessageRef | None = None) -> None:
+        # What was shown is Slack's now: the bodies (files, private notes) are not kept.
+        await self._set(
+            row.id,
+            status=status,
+            done_at=self.clock(),
+            result_ts=ref.ts if ref else None,
+            params="{}",
+            content=None,
+            response_url=None,
+            lease_until=None,
+        )
+
+    async def _failed(self, row: Row, exc: Exception) -> None:
+        failure = classify(exc)
+        if not isinstance(exc, SlackApiError):
+            log.warning("delivery %s (%s) raised %s", row.id, row.method, type(exc).__name__)
+        if failure.retry and row.attempts < self.max_attempts:
+            delay = backoff(row.attempts, failure.retry_after)
+            await self._set(
+                row.id,
+                status=PENDING,
+                next_at=self.clock() + timedelta(seconds=delay),
+                error=redact(failure.error)[:500],
+                lease_until=None,
+            )
+            log.info(
+                "delivery %s (%s to %s) failed with %s; retrying in %.0f s",
+                row.id,
+                row.method,
+                row.channel,
+                failure.error,
+                delay,
+            )
+            self._wake_in(delay)
+            return
+        await self._set(
+            row.id, status=DEAD, error=redact(failure.error)[:500], done_at=self.clock()
+        )
+        log.error(
+            "delivery %s (%s to %s) given up after %d attempts: %s",
+            row.id,
+            row.method,
+            row.channel,
+            row.attempts,
+            failure.error,
+        )
+
+    def _wake_in(self, delay: float) -> None:
+        with_loop = asyncio.get_running_loop()
+        with_loop.call_later(max(0.0, delay) + 0.01, self._wake.set)
+
+    # --- sending -------------------------------------------------------------------------------
+
+    async def _send(self, row: Row) -> MessageRef | None:
+        if row.method == POST:
+            return await self._post(row)
+        if row.method == UPDATE:
+            await self._update(row)
+            return None
+        if row.method == EPHEMERAL:
+            await self._ephemeral(row, row.params)
+            return None
+        if row.method == UPLOAD:
+            await self._upload(row)
+            return None
+        raise ValueError(f"unknown delivery method {row.method}")
+
+    async def _post(self, row: Row) -> MessageRef | None:
+        try:
+            response = await self.sender.chat_postMessage(channel=row.channel, **row.params)
+        except SlackApiError as exc:
+            if classify(exc).error not in NOT_MEMBER_ERRORS:
+                raise
+            await self._not_member(row)
+            return None
+        return MessageRef(str(response["channel"]), str(response["ts"]))
+
+    async def _not_member(self, row: Row) -> None:
+        """The bot cannot post here: show the requester privately and say how to fix it."""
+        if not row.user_id:
+            log.warning("cannot post in %s (not a member); nobody to tell", row.channel)
+            return
+        note = (
+            "I am not a member of this channel, so only you see this. Invite me with "
+            "`/invite @billing-bot` so results, approvals and files can be posted here."
+        )
+        if row.method == UPLOAD:
+            note = (
+                f"I could not post `{row.params.get('filename', 'a file')}` because I am not a "
+                "member of this channel. Invite me with `/invite @billing-bot`, then run the "
+                "command again."
+            )
+        else:
+            await self.ephemeral(
+                row.channel, row.user_id, row.params, response_url=row.response_url
+            )
+        await self.ephemeral(
+            row.channel,
+            row.user_id,
+            {"text": note, "blocks": [_section(note)]},
+            response_url=row.response_url,
+        )
+
+    async def _update(self, row: Row) -> None:
+        ts = row.ts or await self._landed(row.key)
+        if ts is None:
+            # The message it would change was never posted (shown privately instead).
+            log.info("delivery %s: no message to update for %s", row.id, row.key)
+            return
+        await self.sender.chat_update(channel=row.channel, ts=ts, **row.params)
+
+    async def _landed(self, key: str | None) -> str | None:
+        if key is None:
+            return None
+        query = (
+            sa.select(deliveries.c.result_ts)
+            .where(deliveries.c.key == key, deliveries.c.method == POST)
+            .order_by(deliveries.c.id.desc())
+            .limit(1)
+        )
+        async with self.engine.connect() as conn:
+            found = (await conn.execute(query)).first()
+        if found is not None:
+            return str(found[0]) if found[0] else None
+        if self.locate is not None and (ref := await self.locate(key)) is not None:
+            return ref.ts
+        return None
+
+    async def _ephemeral(self, row: Row, params: dict[str, Any]) -> None:
+        fresh = self.clock() - row.created_at < RESPONSE_URL_LIFETIME
+        if row.response_url and row.attempts == 1 and fresh:
+            payload = {"response_type": "ephemeral", "replace_original": False, **params}
+            try:
+                answer = await self.http.post(row.response_url, json=payload)
+                if answer.status_code < 300:
+                    return
+                log.info("response_url answered %s; using the Web API", answer.status_code)
+            except httpx.HTTPError as exc:
+                log.info("response_url failed (%s); using the Web API", type(exc).__name__)
+        if not row.user_id:
+            return
+        await self.sender.chat_postEphemeral(channel=row.channel, user=row.user_id, **params)
+
+    async def _upload(self, row: Row) -> None:
+        try:
+            await self.sender.files_upload_v2(
+                channel=row.channel,
+                file=row.content or b"",
+                filename=str(row.params.get("filename", "file")),
+                title=str(row.params.get("title", "")),
+            )
+        except SlackApiError as exc:
+            if classify(exc).error not in NOT_MEMBER_ERRORS:
+                raise
+            await self._not_member(row)
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+# --- the Slack surface -------------------------------------------------------------------------
+
+
+class SlackSurface:
+    """Answers for one Slack interaction, handed to the outbox: channel posts through the Web
+    API, private notes through `response_url` while it lasts (5 uses), else the Web API.
+    Nothing here raises for Slack's troubles: they delay what is shown, never lose it."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        *,
+        channel: str,
+        user: str,
+        response_url: str | None = None,
+        trigger_id: str | None = None,
+    ) -> None:
+        self.outbox = outbox
+        self.channel = channel
+        self.user = user
+        self.response_url = response_url
+        self.trigger_id = trigger_id
+        self._response_url_uses = 0
+
+    async def send(self, reply: Reply, *, key: str | None = None) -> MessageRef | None:
+        if reply.private:
+            await self._note(fallback_text(reply), reply_blocks(reply))
+            for file in reply.files:
+                await self.private(
+                    f"`{file.filename}` is private to you and was not posted in the channel."
+                )
+            return None
+        params = {
+            "text": fallback_text(reply),
+            "blocks": reply_blocks(reply),
+            "unfurl_links": False,
+        }
+        return await self.outbox.post(
+            self.channel,
+            params,
+            key=key,
+            user=self.user or None,
+            response_url=self._spend_response_url(),
+            files=reply.files,
+        )
+
+    async def private(self, text: str) -> None:
+        if not self.user:  # scheduled work: nobody to whisper to
+            log.info("note for nobody in %s: %s", self.channel, redact(text))
+            return
+        await self._note(redact(text), [_section(redact(text))])
+
+    async def update(self, ref: MessageRef | None, reply: Reply, *, key: str | None = None) -> None:
+        params = {"text": fallback_text(reply), "blocks": reply_blocks(reply)}
+        channel = ref.channel if ref else self.channel
+        ts = ref.ts if ref and not key else None
+        await self.outbox.update(channel, params, ts=ts, key=key)
+
+    async def open_form(self, command: Command[Any, Any], form: Form) -> bool:
+        if not self.trigger_id:
+            return False
+        metadata = json.dumps({"path": command.path, "channel": self.channel})
+        try:
+            await self.outbox.client.views_open(
+                trigger_id=self.trigger_id, view=form_view(command, form, metadata)
+            )
+        except SlackApiError as exc:
+            log.warning("views.open failed (%s); asking for typed values", classify(exc).error)
+            return False
+        return True
+
+    async def _note(self, text: str, blocks: list[dict[str, Any]]) -> None:
+        if not self.user:
+            return
+        await self.outbox.ephemeral(
+            self.channel,
+            self.user,
+            {"text": text, "blocks": blocks},
+            response_url=self._spend_response_url(),
+        )
+
+    def _spend_response_url(self) -> str | None:
+        if not self.response_url or self._response_url_uses >= RESPONSE_URL_USES:
+            return None
+        self._response_url_uses += 1
+        return self.response_url
