@@ -15,6 +15,7 @@ from dotenv import load_dotenv
 
 import bot
 from bot.config import Settings
+from bot.console import add_console_parser
 from bot.logs import configure
 from bot.metrics import Metrics, serve_metrics
 from bot.runtime import ConfigError, Runtime, load_settings, open_providers, open_runtime
@@ -36,10 +37,7 @@ def _parser() -> argparse.ArgumentParser:
         "--metrics-port", type=int, default=None, help="serve GET /metrics on this port"
     )
     socket.add_argument("--metrics-host", default="0.0.0.0")
-    console = sub.add_parser("console", help="try the bot in a terminal, on sandboxes")
-    console.add_argument("-c", dest="one", metavar="COMMAND", help="run one command and exit")
-    console.add_argument("--as", dest="user", default=None, help="act as this Slack user ID")
-    console.add_argument("--files", default="billing-bot-files", help="folder for files")
+    add_console_parser(sub)
     sub.add_parser(
         "check", help="validate configuration, Slack token and channel, database and providers"
     )
@@ -79,7 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             _require(settings, "slack_bot_token", "slack_app_token")
             return asyncio.run(_socket(settings, args.metrics_host, args.metrics_port))
         if args.command == "console":
-            return asyncio.run(_console(settings, args.one, args.user, Path(args.files)))
+            try:
+                return asyncio.run(_console(settings, args))
+            except KeyboardInterrupt:  # Ctrl-C while it starts or stops: leave quietly
+                print(file=sys.stderr)  # noqa: T201
+                return 130
         if args.command == "check":
             return asyncio.run(_check(settings))
         if args.command == "db":
@@ -159,45 +161,10 @@ async def _socket(settings: Settings, metrics_host: str, metrics_port: int | Non
     return 0
 
 
-async def _console(settings: Settings, one: str | None, user: str | None, files: Path) -> int:
-    from bot.console import CONSOLE_CHANNEL, CONSOLE_USER, Console
+async def _console(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.console import run_console
 
-    _logging(settings, at_least=logging.WARNING)
-    channel = settings.billing_channel or CONSOLE_CHANNEL
-    holder: dict[str, Console] = {}
-
-    def system_surface(target: str) -> object:
-        return holder["console"].surface()
-
-    runtime = await open_runtime(
-        settings,
-        system_surface=system_surface,  # type: ignore[arg-type]
-        use_sandboxes=True,
-        open_console=True,
-    )
-    console = Console(
-        runtime.dispatcher,
-        user=user or CONSOLE_USER,
-        channel=channel,
-        files_dir=files,
-        interactive=one is None and sys.stdin.isatty(),
-    )
-    holder["console"] = console
-    try:
-        if one is not None:
-            return 0 if await console.handle(one) else 1
-        console.print(console.banner(open_roles=runtime.dispatcher.roles.open_console))
-        await runtime.dispatcher.sweep()
-        runtime.start_scheduler()
-        while True:
-            try:
-                line = await asyncio.to_thread(input, f"{console.user}> ")
-            except EOFError:
-                console.print("")
-                return 0
-            await console.handle(line)
-    finally:
-        await runtime.close()
+    return await run_console(settings, args)
 
 
 async def _check(settings: Settings) -> int:
