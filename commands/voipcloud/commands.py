@@ -18,7 +18,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from commands import money
+from commands import grammar, money
 from commands.base import (
     Args,
     Button,
@@ -365,7 +365,11 @@ async def move_funds(client: VoipcloudClient, args: MoveFundsArgs, ctx: Context)
             ("Credit limit", money.exact(result.customer_credit_limit)),
             ("Description", args.description),
         ],
-        buttons=[Button(label="Show balance", command=f"/{SLASH} balance {args.account}")],
+        buttons=[
+            Button(
+                label="Show balance", command=grammar.line(f"{SLASH} balance", account=args.account)
+            )
+        ],
     )
 
 
@@ -386,8 +390,11 @@ async def register(client: VoipcloudClient, args: RegisterArgs, ctx: Context) ->
         sections=[registration.message] if registration.message else (),
         fields=fields,
         buttons=[
-            Button(label="Confirm e-mail", command=f"/{SLASH} confirm-email {number}"),
-            Button(label="Show balance", command=f"/{SLASH} balance {number}"),
+            Button(
+                label="Confirm e-mail",
+                command=grammar.line(f"{SLASH} confirm-email", account=number),
+            ),
+            Button(label="Show balance", command=grammar.line(f"{SLASH} balance", account=number)),
         ],
     )
 
@@ -437,7 +444,12 @@ def _unknown_move(args: MoveFundsArgs) -> Reply:
             f"The transfer ({direction(args)}) reached VoIPcloud but its answer was lost, so it "
             f"may have happened. Check customer {args.account}'s balance before moving funds again."
         ),
-        buttons=[Button(label="Check balance", command=f"/{SLASH} balance {args.account}")],
+        buttons=[
+            Button(
+                label="Check balance",
+                command=grammar.line(f"{SLASH} balance", account=args.account),
+            )
+        ],
     )
 
 
@@ -456,7 +468,12 @@ def _unknown_login(args: AccountArgs) -> Reply:
             f"No login URL for customer {args.account} came back. Ask for a new one; "
             "an unused URL does no harm."
         ),
-        buttons=[Button(label="New login URL", command=f"/{SLASH} login-url {args.account}")],
+        buttons=[
+            Button(
+                label="New login URL",
+                command=grammar.line(f"{SLASH} login-url", account=args.account),
+            )
+        ],
         private=True,
     )
 

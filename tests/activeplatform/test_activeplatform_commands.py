@@ -217,8 +217,8 @@ async def test_closing_reminder_counts_last_months_accounts_and_proposes_the_com
 
     assert reply.text == "Closing documents for October 2026: 230 accounts"
     assert reply.proposal is not None
-    assert (
-        reply.proposal.command == "/activeplatform notify-closing period=2026-10 accounts=all reseller=1"
+    assert reply.proposal.command == (
+        "/activeplatform notify-closing period=2026-10 accounts=all reseller=1"
     )
     assert (reply.proposal.approve_label, reply.proposal.reject_label) == (
         "Send notifications",
