@@ -27,13 +27,14 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from prompt_toolkit import PromptSession
+from prompt_toolkit.application import Application
 from prompt_toolkit.application.current import get_app_or_none
 from prompt_toolkit.completion import WordCompleter
 from prompt_toolkit.formatted_text import FormattedText
@@ -43,6 +44,7 @@ from prompt_toolkit.patch_stdout import patch_stdout
 from prompt_toolkit.shortcuts import print_formatted_text
 from prompt_toolkit.styles import Style
 from prompt_toolkit.utils import get_cwidth
+from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
 from bot import messages
@@ -57,7 +59,7 @@ from bot.runtime import ConfigError, open_runtime
 from bot.store import STORED_PREFIX, utcnow
 from commands.base import Button, Command, Form, FormField, Reply, Table
 from commands.sandbox_state import StateError, load_state, save_state
-from commands.secrets import install_log_redaction, redact
+from commands.secrets import MASK, install_log_redaction, redact
 
 CONSOLE_USER = "UCONSOLE"
 CONSOLE_CHANNEL = "CCONSOLE"
@@ -522,7 +524,7 @@ class Console:
     def _make_way(self) -> None:
         """Ask the command prompt, if it is open, to step aside for a form."""
         session = self._session
-        if session is not None and session.app.is_running:
+        if session is not None and _accepting(session.app):
             draft = session.default_buffer.text
             session.app.exit(exception=_FormWaiting(draft))
 
@@ -612,7 +614,7 @@ class Console:
     def _sigint(self) -> None:
         """SIGINT (Ctrl-C when no prompt holds the keyboard, or `kill -INT`) acts like Ctrl-C."""
         app = get_app_or_none()
-        if app is not None and app.is_running:
+        if app is not None and _accepting(app):
             is_form = self._session is None or app is not self._session.app
             app.exit(exception=KeyboardInterrupt() if is_form else _Interrupted())
         else:
@@ -620,7 +622,8 @@ class Console:
 
     async def interact(self, history: Path | None = None) -> int:
         """Read and run commands until Ctrl-D or a second Ctrl-C; returns the exit code (0)."""
-        stored: History = FileHistory(str(history)) if history else InMemoryHistory()
+        commands = self.dispatcher.commands
+        stored: History = MaskedHistory(history, lambda: commands) if history else InMemoryHistory()
         self._session = PromptSession(
             history=stored,
             completer=CommandCompleter(lambda: self.dispatcher.commands),
@@ -716,11 +719,41 @@ class Console:
             self.print(note, "class:note")
 
 
+def _accepting(app: Application[Any]) -> bool:
+    """A prompt that is open and not already on its way out (exit works once)."""
+    return app.is_running and app.future is not None and not app.future.done()
+
+
 def _clicked(line: str, buttons: list[Button]) -> str:
     """The command a line runs: a button number stands for the button's command."""
     if line.isdigit() and 1 <= int(line) <= len(buttons):
         return buttons[int(line) - 1].command
     return line
+
+
+class MaskedHistory(FileHistory):
+    """The history file, with the values of secret arguments (`password=…`) masked and
+    registered secrets redacted: a typed secret never reaches the file."""
+
+    def __init__(self, path: Path, commands: Callable[[], Sequence[Command[Any, Any]]]) -> None:
+        super().__init__(str(path))
+        self.commands = commands
+
+    def store_string(self, string: str) -> None:
+        secret = {
+            name
+            for command in self.commands()
+            for name, info in command.args.model_fields.items()
+            if info.annotation is SecretStr
+        }
+
+        def mask(match: re.Match[str]) -> str:
+            name = match.group(1)
+            hidden = name.replace("-", "_").lower() in secret
+            return f"{name}={MASK}" if hidden else match.group(0)
+
+        masked = re.sub(r"\b([A-Za-z][\w-]*)=(\"[^\"]*\"?|'[^']*'?|\S*)", mask, string)
+        super().store_string(redact(masked))
 
 
 @contextlib.contextmanager

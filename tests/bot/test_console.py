@@ -19,7 +19,7 @@ from prompt_toolkit.document import Document
 
 from bot.approvals import Status
 from bot.completion import CommandCompleter
-from bot.console import CONSOLE_CHANNEL, Console, ConsoleFiles, plain
+from bot.console import CONSOLE_CHANNEL, Console, ConsoleFiles, MaskedHistory, plain
 from bot.mrkdwn import Names
 from bot.runtime import Runtime, open_providers
 from commands.sandbox import Sandbox
@@ -277,6 +277,21 @@ def test_console_files_are_named_after_the_database(tmp_path: Path) -> None:
     assert files.log == tmp_path / "data" / "team.console.log"
     server = ConsoleFiles.beside("postgresql://billing@127.0.0.1/billing")
     assert server.database is None and server.sandboxes == Path("billing-bot.sandboxes")
+
+
+async def test_the_history_file_keeps_no_typed_secret(runtime: Runtime, tmp_path: Path) -> None:
+    path = tmp_path / "billing-bot.history"
+    history = MaskedHistory(path, lambda: runtime.dispatcher.commands)
+    history.append_string(
+        "/invoicexpress at-communication subuser=123456789/3 password='hunter 2' "
+        "communication_type=auto"
+    )
+    history.append_string("/smsc act get acme num=7")
+
+    written = path.read_text()
+    assert "hunter" not in written
+    assert "subuser=123456789/3 password=•••••• communication_type=auto" in written
+    assert "/smsc act get acme num=7" in written
 
 
 def test_sandbox_state_survives_a_save_and_a_load(tmp_path: Path) -> None:
