@@ -126,21 +126,21 @@ async def open_socket(settings: Settings) -> tuple[Any, Runtime]:
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
     from bot.app import build_app, group_lookup, web_client
-    from bot.replies import SlackSurface
 
     metrics = Metrics()
     client = web_client(settings, metrics)
     runtime = await open_runtime(
         settings,
-        system_surface=lambda channel: SlackSurface(client, channel=channel, user=""),
+        slack=client,
         group_members=group_lookup(client),
         metrics=metrics,
     )
     runtime.start_sweeper()
     runtime.start_scheduler()
-    assert settings.slack_app_token is not None
+    runtime.start_deliveries()
+    assert settings.slack_app_token is not None and runtime.outbox is not None
     handler = AsyncSocketModeHandler(
-        build_app(settings, runtime.dispatcher, client),
+        build_app(settings, runtime.dispatcher, runtime.outbox),
         app_token=settings.slack_app_token.get_secret_value(),
     )
     return handler, runtime

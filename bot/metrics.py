@@ -110,6 +110,16 @@ class Metrics:
             ["provider"],
             registry=self.registry,
         )
+        self.deliveries_waiting = Gauge(
+            "billing_deliveries_waiting",
+            "Messages, updates, notes and files waiting in the outbox for Slack to take them.",
+            registry=self.registry,
+        )
+        self.delivery_oldest = Gauge(
+            "billing_delivery_oldest_seconds",
+            "Age of the oldest delivery still waiting (0 when none waits).",
+            registry=self.registry,
+        )
         self._commands: set[str] = set()
         self._providers: set[str] = set()
         self._kinds: set[str] = set()
@@ -188,6 +198,16 @@ class Metrics:
                 self.approvals.labels(state.value).set(counted.get(state.value, 0))
 
         self.on_refresh(count)
+
+    def watch_deliveries(self, backlog: Callable[[], Awaitable[tuple[int, float | None]]]) -> None:
+        """`backlog`: the outbox's count of waiting rows and the oldest one's age."""
+
+        async def read() -> None:
+            waiting, oldest = await backlog()
+            self.deliveries_waiting.set(waiting)
+            self.delivery_oldest.set(oldest or 0.0)
+
+        self.on_refresh(read)
 
     def watch_limit(self, provider: str, limit: Limit) -> None:
         gauge = self.queue_length if limit.kind == "queue" else self.budget_remaining

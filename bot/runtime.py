@@ -221,6 +221,8 @@ async def open_runtime(
         kinds=kinds,
     )
     metrics.watch_approvals(engine)
+    if outbox is not None:
+        metrics.watch_deliveries(outbox.backlog)
     attach_providers(
         providers, metrics, None if store.is_sqlite(engine) else DatabaseLimits(engine)
     )

@@ -97,7 +97,8 @@ def test_no_import_circles() -> None:
     edges = graph()
     # Package __init__ modules re-export their children; an edge back to them is no circle.
     pruned = {
-        node: {t for t in targets if not node.startswith(f"{t}.")} for node, targets in edges.items()
+        node: {t for t in targets if not node.startswith(f"{t}.")}
+        for node, targets in edges.items()
     }
     assert cycles(pruned) == []
 
