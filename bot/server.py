@@ -1,17 +1,23 @@
 """HTTP mode: Starlette routes around the Bolt app, run by uvicorn.
 
-POST /slack/events   slash commands, interactivity, events (signature checked by Bolt)
+POST /slack/events   slash commands, interactivity, events (signature checked by Bolt); bodies
+                     over 1 MB (413) and bodies Bolt cannot read (400) are refused first
 GET  /healthz        the process is up
-GET  /readyz         200 only when the database answers
+GET  /readyz         200 only when the database can be written (see bot/health.py)
 GET  /metrics        Prometheus text exposition (see bot/metrics.py)
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
-from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.adapter.starlette.async_handler import (
+    AsyncSlackRequestHandler,
+    to_async_bolt_request,
+    to_starlette_response,
+)
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -19,10 +25,19 @@ from starlette.routing import Route
 
 from bot.app import build_app, group_lookup, web_client
 from bot.config import Settings
+from bot.health import database_problem
+from bot.input_limits import (
+    MAX_BODY_BYTES,
+    BodyTooLarge,
+    malformed,
+    read_body,
+    refuse_long_command_text,
+)
 from bot.metrics import Metrics, endpoint
 from bot.replies import SlackSurface
 from bot.runtime import Runtime, open_runtime
-from bot.store import ping
+
+log = logging.getLogger(__name__)
 
 
 def build_web(settings: Settings, *, sweep_every: float = 30.0, **options: object) -> Starlette:
@@ -30,19 +45,35 @@ def build_web(settings: Settings, *, sweep_every: float = 30.0, **options: objec
     state: dict[str, object] = {}
 
     async def events(request: Request) -> Response:
+        # The body is read here, capped, and checked the way Bolt will read it, so a huge or
+        # unreadable request is refused with a 4xx instead of filling memory or raising inside
+        # Bolt; then Bolt gets it as its Starlette adapter would hand it over.
+        try:
+            body = await read_body(request)
+        except BodyTooLarge:
+            log.warning("refused a request: its body is over %s bytes", f"{MAX_BODY_BYTES:,}")
+            return JSONResponse({"error": "request body too large"}, status_code=413)
+        reason = malformed(request.headers, body)
+        if reason is not None:
+            log.warning("refused a request: %s", reason)
+            return JSONResponse({"error": "bad request"}, status_code=400)
         handler = state.get("handler")
         if not isinstance(handler, AsyncSlackRequestHandler):
             return JSONResponse({"error": "starting"}, status_code=503)
-        return await handler.handle(request)
+        answer = await handler.app.async_dispatch(to_async_bolt_request(request, body))
+        return to_starlette_response(answer)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True})
 
     async def readyz(request: Request) -> Response:
         runtime = state.get("runtime")
-        if isinstance(runtime, Runtime) and await ping(runtime.engine):
-            return JSONResponse({"ok": True, "database": "reachable"})
-        return JSONResponse({"ok": False, "database": "unreachable"}, status_code=503)
+        if not isinstance(runtime, Runtime):
+            return JSONResponse({"ok": False, "database": "starting"}, status_code=503)
+        problem = await database_problem(runtime.engine)
+        if problem is not None:
+            return JSONResponse({"ok": False, "database": problem}, status_code=503)
+        return JSONResponse({"ok": True, "database": "writable"})
 
     metrics = Metrics()
 
@@ -58,6 +89,9 @@ def build_web(settings: Settings, *, sweep_every: float = 30.0, **options: objec
         )
         state["runtime"] = runtime
         state["handler"] = AsyncSlackRequestHandler(build_app(settings, runtime.dispatcher, client))
+        handler = state["handler"]
+        assert isinstance(handler, AsyncSlackRequestHandler)
+        handler.app.use(refuse_long_command_text)  # before the listeners parse any text
         runtime.start_sweeper(sweep_every)
         runtime.start_scheduler()
         try:

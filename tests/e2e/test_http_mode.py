@@ -82,7 +82,7 @@ async def test_health_and_readiness_with_a_reachable_database(database_url: str)
         ready = await bot.http.get(f"{bot.url}/readyz")
 
     assert health.status_code == 200 and health.json() == {"ok": True}
-    assert ready.status_code == 200 and ready.json()["database"] == "reachable"
+    assert ready.status_code == 200 and ready.json()["database"] == "writable"
 
 
 async def test_readiness_fails_while_the_database_is_unreachable() -> None:
