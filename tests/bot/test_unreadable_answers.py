@@ -144,6 +144,6 @@ async def test_invoicexpress_non_json_answers_are_no_longer_an_error_inside_the_
     await dispatcher.run("/invoicexpress sequences", user="U1", channel="C1", surface=requester)
 
     [said] = requester.privates
-    assert said.startswith("`/invoicexpress sequences` failed: InvoiceXpress says it answered")
-    assert "not JSON" in said
+    assert said.startswith("`/invoicexpress sequences` failed: InvoiceXpress ")
+    assert "HTTP 200 with something that is not JSON" in said
     assert "inside the bot" not in said
