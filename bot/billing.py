@@ -200,6 +200,7 @@ COMMANDS: list[Command[Any, Ops]] = [
         args=NoArgs,
         handler=status,
         role=Role.VIEWER,
+        read_only=True,
     ),
     Command(
         slash=SLASH,
@@ -208,6 +209,7 @@ COMMANDS: list[Command[Any, Ops]] = [
         args=NoArgs,
         handler=list_approvals,
         role=Role.VIEWER,
+        read_only=True,
     ),
     Command(
         slash=SLASH,
@@ -241,6 +243,7 @@ COMMANDS: list[Command[Any, Ops]] = [
         args=AuditArgs,
         handler=show_audit,
         role=Role.APPROVER,
+        read_only=True,
     ),
     Command(
         slash=SLASH,
@@ -249,6 +252,7 @@ COMMANDS: list[Command[Any, Ops]] = [
         args=AuditExportArgs,
         handler=export_audit,
         role=Role.APPROVER,
+        read_only=True,
     ),
 ]
 

@@ -267,6 +267,12 @@ class Command(Generic[A, C]):
     `idempotent=False` marks calls that change something at the provider: they are never
     retried, and a timeout during them ends as "outcome unknown". `unknown_hint` tells people
     what to check then.
+
+    `read_only=True` marks commands that only read (a balance, a list, a PDF that exists):
+    they may be posted on a schedule (`/billing schedule add post`). It is declared, not
+    inferred: `idempotent` alone is not enough, since a repeatable call may still write
+    (`sequence set-current`, `confirm-email`). A read-only command is idempotent and needs
+    no approval; the declaration refuses anything else.
     """
 
     slash: str
@@ -277,10 +283,15 @@ class Command(Generic[A, C]):
     role: Role
     approval: bool = False
     idempotent: bool = True
+    read_only: bool = False
     form: Form | None = None
     example: str | None = None
     unknown_hint: Callable[[A], Reply] | None = None
     describe: Callable[[A], str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.read_only and (self.approval or not self.idempotent):
+            raise ValueError(f"/{self.path}: a read-only command is idempotent, with no approval")
 
     @property
     def path(self) -> str:

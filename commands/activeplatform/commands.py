@@ -346,6 +346,7 @@ COMMANDS: list[Command[Any, ActivePlatformClient]] = [
         args=ListAccounts,
         handler=list_accounts,
         role=Role.VIEWER,
+        read_only=True,
         example="/activeplatform accounts reseller=1",
     ),
     Command(

@@ -287,6 +287,7 @@ COMMANDS: list[Command[Any, InvoiceXpressClient]] = [
         args=NoArgs,
         handler=list_sequences,
         role=Role.VIEWER,
+        read_only=True,
     ),
     Command(
         slash=SLASH,
@@ -295,6 +296,7 @@ COMMANDS: list[Command[Any, InvoiceXpressClient]] = [
         args=SequenceId,
         handler=show_sequence,
         role=Role.VIEWER,
+        read_only=True,
     ),
     Command(
         slash=SLASH,

@@ -183,6 +183,7 @@ COMMANDS: list[Command[Any, SmscClient]] = [
         args=GetInvoice,
         handler=get_invoice,
         role=Role.VIEWER,
+        read_only=True,
         example="/smsc invoice get acme 501",
     ),
     Command(
@@ -192,6 +193,7 @@ COMMANDS: list[Command[Any, SmscClient]] = [
         args=GetAct,
         handler=get_act,
         role=Role.VIEWER,
+        read_only=True,
         example="/smsc act get acme num=7",
     ),
 ]

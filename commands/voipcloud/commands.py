@@ -513,6 +513,7 @@ COMMANDS: list[Command[Any, VoipcloudClient]] = [
         args=BalanceArgs,
         handler=balance,
         role=Role.VIEWER,
+        read_only=True,
         example="/voipcloud balance 10023 2025-03-01 2025-03-31",
     ),
     Command(
@@ -522,6 +523,7 @@ COMMANDS: list[Command[Any, VoipcloudClient]] = [
         args=PartnerBalanceArgs,
         handler=partner_balance,
         role=Role.VIEWER,
+        read_only=True,
         example="/voipcloud partner-balance 2025-03-01 2025-03-31",
     ),
     Command(
@@ -590,6 +592,7 @@ COMMANDS: list[Command[Any, VoipcloudClient]] = [
         args=ReportBalancesArgs,
         handler=report_balances,
         role=Role.VIEWER,
+        read_only=True,
         example="/billing report balances accounts=10023,10024,10025 2026-10-01 2026-10-31",
     ),
 ]
