@@ -339,9 +339,11 @@ class Dispatcher:
         channel: str,
         surface: Surface,
         approval: Approval | None = None,
+        note: str | None = None,
     ) -> Outcome:
         """Run the handler now, audit it, then show its reply. Never raises for provider
-        trouble; with an approval, the flow shows the outcome on the card."""
+        trouble; with an approval, the flow shows the outcome on the card. `note` opens the
+        audit row's detail (a scheduled post says which schedule ran it)."""
         surface = guarded(surface)
         provider = self.owner(command)
         started = time.monotonic()
@@ -356,7 +358,7 @@ class Dispatcher:
                 args=args.preview(),
                 decision="executed" if approval else "ran",
                 outcome=outcome.status.value,
-                detail=outcome.summary,
+                detail=f"{note}: {outcome.summary}" if note else outcome.summary,
                 provider=provider,
                 provider_status=outcome.provider_status,
                 duration_ms=int((time.monotonic() - started) * 1000),

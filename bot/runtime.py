@@ -29,7 +29,7 @@ from bot.metrics import Metrics
 from bot.replies import Surface
 from bot.roles import GroupLookup, Roles
 from bot.scheduler import Schedule, Scheduler
-from bot.schedules import run_schedule
+from bot.schedules import POST, run_schedule
 from commands.base import Provider
 from commands.http import http_of
 from commands.limits import limits_of
@@ -218,7 +218,7 @@ async def open_runtime(
             *([dispatcher.billing.name] if dispatcher.billing else []),
             *(r.provider.name for r in providers),
         ],
-        kinds=kinds,
+        kinds=[*kinds, POST],
     )
     metrics.watch_approvals(engine)
     if outbox is not None:

@@ -1,7 +1,15 @@
-"""`/billing schedule …`: recurring jobs that providers offer as schedule kinds.
+"""`/billing schedule …`: recurring jobs that providers offer as schedule kinds, and posts.
 
 `schedule add <kind> "<cron>" …` is generated per kind from the kind's own Args, so each kind
 gets its own help, validation and example, like any other command.
+
+`schedule add post "<cron>" "/voipcloud partner-balance"` posts any command that only reads
+(`Command.read_only`). The command line is parsed and validated once, when the schedule is
+added; the schedule keeps the command's path and its validated arguments as text by field
+(`Args.preview()`), read back through `grammar.validate` at each run, never a line to parse
+again. A run goes through `Dispatcher.execute` (the provider call, the audit row) as the
+schedule's creator, with the role they hold when it fires: a creator who lost it pauses the
+schedule, and the channel is told once.
 """
 
 from __future__ import annotations
@@ -15,15 +23,19 @@ from cron_descriptor import ExpressionDescriptor, Options
 from pydantic import BeforeValidator, Field, create_model
 
 from bot import messages
+from bot.approvals import Outcome, Status
 from bot.audit import Entry
 from bot.progress import ProgressMessage
+from bot.replies import MessageRef, Surface
 from bot.scheduler import Schedule, check_schedule_cron, cron_trigger
 from bot.store import ReportHistory
+from commands import grammar
 from commands.base import (
     Args,
     Command,
     CommandError,
     Context,
+    Form,
     NoArgs,
     Reply,
     Role,
@@ -38,6 +50,10 @@ if TYPE_CHECKING:
     from bot.dispatch import Dispatcher
 
 SLASH = "billing"
+# The kind of a scheduled post, and the key its stored arguments keep the command's path under
+# (no read-only command has a field of that name: tests/bot/test_scheduled_posts.py checks).
+POST = "post"
+PATH_KEY = "command"
 
 
 _UTC = ZoneInfo("UTC")
@@ -96,12 +112,19 @@ async def list_schedules(ops: Ops, args: NoArgs, ctx: Context) -> Reply:
                     s.next_run_at, scheduler.regular_run(s), tz, now=scheduler.clock()
                 ),
                 s.channel,
-                " ".join(f"{k}={v}" for k, v in s.args.items()),
+                _arguments(s),
             ]
             for s in rows
         ],
     )
     return Reply(text=f"*{len(rows)} schedules* (times in {tz.key})", table=table)
+
+
+def _arguments(schedule: Schedule) -> str:
+    if schedule.kind == POST:
+        path, values = _stored_post(schedule)
+        return grammar.line(path, **values)
+    return " ".join(f"{k}={v}" for k, v in schedule.args.items())
 
 
 def _found(schedule: Schedule | None, schedule_id: int) -> Schedule:
@@ -134,6 +157,16 @@ async def run_schedule_now(ops: Ops, args: ScheduleId, ctx: Context) -> Reply:
     return Reply(text=f"Schedule #{row.id} ({row.kind}) ran now.", private=True)
 
 
+def _billing_channel(ops: Ops) -> str:
+    channel = ops.dispatcher.settings.billing_channel
+    if not channel:
+        raise CommandError(
+            "Schedules post to BILLING_CHANNEL, which is not set. An admin must set it to "
+            "a channel ID (like C0123456789) and restart; nothing was scheduled."
+        )
+    return channel
+
+
 def add_command(name: str, kind: ScheduleKind[Any, Any]) -> Command[Any, Ops]:
     """`/billing schedule add <name> "<cron>" …` with the kind's own arguments."""
     model: type[Args] = create_model(
@@ -153,17 +186,13 @@ def add_command(name: str, kind: ScheduleKind[Any, Any]) -> Command[Any, Ops]:
 
     async def add(ops: Ops, args: Any, ctx: Context) -> Reply:
         settings = ops.dispatcher.settings
-        if not settings.billing_channel:
-            raise CommandError(
-                "Schedules post to BILLING_CHANNEL, which is not set. An admin must set it to "
-                "a channel ID (like C0123456789) and restart; nothing was scheduled."
-            )
+        channel = _billing_channel(ops)
         values = {k: v for k, v in args.preview().items() if k != "cron"}
         row = await _scheduler(ops).add(
             kind=name,
             cron=args.cron,
             args=values,
-            channel=settings.billing_channel,
+            channel=channel,
             created_by=ctx.user_id,
         )
         when = messages.when(row.next_run_at, settings.tz)
@@ -182,6 +211,111 @@ def add_command(name: str, kind: ScheduleKind[Any, Any]) -> Command[Any, Ops]:
     )
 
 
+# --- scheduled posts of read commands ---------------------------------------------------------
+
+
+class AddPost(Args):
+    positional = ("cron", "command")
+    rest = "command"
+    cron: CronText = Field(
+        description="when, as a 5-field crontab in BILLING_TIMEZONE that runs at most once an hour",
+        examples=["0 9 * * 1"],
+    )
+    command: str = Field(
+        min_length=1,
+        max_length=500,
+        description="the command whose reply is posted, in quotes; one that only reads",
+        examples=["/voipcloud partner-balance"],
+    )
+
+
+def _creator_lacks(command: Command[Any, Any], held: Role | None) -> bool:
+    return held is None or held < command.role
+
+
+async def scheduled_command(
+    dispatcher: Dispatcher, text: str, *, user: str
+) -> tuple[Command[Any, Any], Args]:
+    """The command a post will run, read from its line once: parsed, refused unless it only
+    reads and `user` may run it, and validated. CommandError says why, in a sentence."""
+    line = text.strip()
+    slash, _, rest = line.removeprefix("/").partition(" ")
+    slash = slash.lower()
+    if not line.startswith("/") or slash not in dispatcher.slashes:
+        raise CommandError(
+            f"Nothing was scheduled: `{line}` does not start with one of my commands "
+            f"({', '.join(f'`/{s}`' for s in dispatcher.slashes)}); give the whole command to "
+            'post, in quotes, like "/voipcloud partner-balance".'
+        )
+    try:
+        parsed = grammar.parse(slash, rest, dispatcher.commands)
+    except grammar.GrammarError as exc:
+        raise CommandError(f"Nothing was scheduled. {exc.message}") from None
+    if isinstance(parsed, grammar.HelpRequest):
+        raise CommandError(
+            f"Nothing was scheduled: `{line}` names no single command; give the whole command "
+            f"to post, like `/{slash} help` lists them."
+        )
+    command = parsed.command
+    if not command.read_only:
+        why = (
+            "changes something and needs a second person's approval"
+            if command.approval
+            else "changes something rather than only reading"
+        )
+        raise CommandError(
+            f"Nothing was scheduled: `{command.audit_name}` {why}, and a schedule may post only "
+            "commands that read."
+        )
+    held = await dispatcher.roles.role_of(user)
+    if _creator_lacks(command, held):
+        have = f"you are {held.label}" if held else "you have no billing role"
+        raise CommandError(
+            f"Nothing was scheduled: `{command.audit_name}` needs the *{command.role.label}* "
+            f"role and {have}, and a schedule runs with the role of whoever added it."
+        )
+    try:
+        args = grammar.validate(command, parsed.values)
+    except grammar.FieldErrors as exc:
+        raise CommandError(
+            f"Nothing was scheduled: the command to post has bad input.\n{exc.message}"
+        ) from None
+    return command, args
+
+
+async def add_post(ops: Ops, args: AddPost, ctx: Context) -> Reply:
+    dispatcher = ops.dispatcher
+    channel = _billing_channel(ops)
+    command, target = await scheduled_command(dispatcher, args.command, user=ctx.user_id)
+    row = await _scheduler(ops).add(
+        kind=POST,
+        cron=args.cron,
+        args={PATH_KEY: command.path, **target.preview()},
+        channel=channel,
+        created_by=ctx.user_id,
+    )
+    when = messages.when(row.next_run_at, dispatcher.settings.tz)
+    return Reply(
+        text=f"Schedule #{row.id} added: post `{grammar.render(command, target)}` "
+        f"`{row.cron}` ({cron_in_words(row.cron)}) → <#{row.channel}>; next run {when}. "
+        f"It runs with the role <@{ctx.user_id}> holds when it fires.",
+    )
+
+
+ADD_POST: Command[Any, Ops] = Command(
+    slash=SLASH,
+    words=("schedule", "add", POST),
+    summary=(
+        "schedule: post the reply of a command that only reads (a balance, a list, a report) "
+        "to the channel, run with your role at the time"
+    ),
+    args=AddPost,
+    handler=add_post,
+    role=Role.ADMIN,
+    example='/billing schedule add post "0 9 * * 1" "/voipcloud partner-balance"',
+)
+
+
 def schedule_commands(kinds: dict[str, ScheduleKind[Any, Any]]) -> list[Command[Any, Ops]]:
     base: list[Command[Any, Ops]] = [
         Command(
@@ -191,6 +325,7 @@ def schedule_commands(kinds: dict[str, ScheduleKind[Any, Any]]) -> list[Command[
             args=NoArgs,
             handler=list_schedules,
             role=Role.VIEWER,
+            read_only=True,
         ),
         Command(
             slash=SLASH,
@@ -225,12 +360,17 @@ def schedule_commands(kinds: dict[str, ScheduleKind[Any, Any]]) -> list[Command[
             role=Role.ADMIN,
         ),
     ]
-    return [*base, *(add_command(name, kind) for name, kind in sorted(kinds.items()))]
+    if POST in kinds:
+        raise ValueError(f"`{POST}` is the bot's own schedule kind; name the provider's otherwise")
+    kind_commands = [add_command(name, kind) for name, kind in sorted(kinds.items())]
+    return [*base, *kind_commands, ADD_POST]
 
 
 async def run_schedule(dispatcher: Dispatcher, schedule: Schedule, due: datetime | None) -> None:
     """What a firing does: run the kind, post its reply (or its proposal), audit it."""
-
+    if schedule.kind == POST:
+        await run_post(dispatcher, schedule, due)
+        return
     owner, kind = dispatcher.schedule_kinds()[schedule.kind]
     surface = dispatcher.system_surface(schedule.channel)
     runtime = dispatcher.runtime(owner)
@@ -282,5 +422,141 @@ async def run_schedule(dispatcher: Dispatcher, schedule: Schedule, due: datetime
             provider=owner,
             provider_status=status,
             duration_ms=int((time.monotonic() - started) * 1000),
+        )
+    )
+
+
+def _stored_post(schedule: Schedule) -> tuple[str, dict[str, str]]:
+    values = dict(schedule.args)
+    return values.pop(PATH_KEY, ""), values
+
+
+class _ChannelPost:
+    """The channel's surface for one scheduled post. A reply meant only for the person who
+    asks (`Reply.private`) is never posted to the channel: it is held back and the run says
+    so. Everything else passes through."""
+
+    def __init__(self, channel: Surface) -> None:
+        self.channel = channel
+        self.withheld = False
+
+    async def send(self, reply: Reply, *, key: str | None = None) -> MessageRef | None:
+        if reply.private:
+            self.withheld = True
+            return None
+        return await self.channel.send(reply, key=key)
+
+    async def private(self, text: str) -> None:
+        await self.channel.private(text)
+
+    async def update(self, ref: MessageRef | None, reply: Reply, *, key: str | None = None) -> None:
+        await self.channel.update(ref, reply, key=key)
+
+    async def open_form(self, command: Command[Any, Any], form: Form) -> bool:
+        return False
+
+
+async def run_post(dispatcher: Dispatcher, schedule: Schedule, due: datetime | None) -> None:
+    """Post a read command's reply: as its creator, with the role they hold now."""
+    path, values = _stored_post(schedule)
+    surface = dispatcher.system_surface(schedule.channel)
+    creator = schedule.created_by
+    label = f"Schedule #{schedule.id}"
+    note = f"schedule #{schedule.id} ran it" + (f", due {due.isoformat()}" if due else ", now")
+    command = dispatcher.command(path)
+    if command is None or not command.read_only:  # the declarations changed since it was added
+        await surface.send(
+            Reply(
+                text=f"⚠️ {label} skipped: `/{path}` is no longer a command that only reads; "
+                "remove the schedule, or add it again."
+            )
+        )
+        await dispatcher.audit.record(
+            Entry(
+                user_id=creator,
+                channel=schedule.channel,
+                command=f"schedule {POST}",
+                args=schedule.args,
+                decision="scheduled run",
+                outcome="failed",
+                detail=f"{note}: /{path} does not read only",
+                provider=SLASH,
+            )
+        )
+        return
+    held = await dispatcher.roles.role_of(creator)
+    if _creator_lacks(command, held):
+        await _pause_for_role(dispatcher, schedule, command, values, note)
+        return
+    try:
+        args = grammar.validate(command, values)
+    except grammar.FieldErrors as exc:
+        await surface.send(
+            Reply(
+                text=f"⚠️ {label} skipped: the arguments it keeps for `{command.audit_name}` no "
+                f"longer fit it ({exc}); remove the schedule, or add it again."
+            )
+        )
+        await dispatcher.audit.record(
+            Entry(
+                user_id=creator,
+                channel=schedule.channel,
+                command=command.audit_name,
+                args=values,
+                decision="invalid",
+                outcome="rejected input",
+                detail=f"{note}: {exc}",
+                provider=dispatcher.owner(command),
+            )
+        )
+        return
+    post = _ChannelPost(surface)
+    outcome = await dispatcher.execute(
+        command, args, user=creator, channel=schedule.channel, surface=post, note=note
+    )
+    if outcome.status is not Status.DONE:
+        await surface.send(Reply(text=f"⚠️ {label} failed: {_why(dispatcher, command, outcome)}"))
+    elif post.withheld:
+        await surface.send(
+            Reply(
+                text=f"{label}: `{command.audit_name}` answers only the person who asks, so its "
+                "result is not posted in the channel."
+            )
+        )
+
+
+def _why(dispatcher: Dispatcher, command: Command[Any, Any], outcome: Outcome) -> str:
+    return dispatcher.disabled(command) or outcome.summary
+
+
+async def _pause_for_role(
+    dispatcher: Dispatcher,
+    schedule: Schedule,
+    command: Command[Any, Any],
+    values: dict[str, str],
+    note: str,
+) -> None:
+    """The creator no longer may run the command: pause the schedule (so the channel hears
+    this once), say so, and audit the refusal like a typed one."""
+    if dispatcher.scheduler is not None:
+        await dispatcher.scheduler.set_paused(schedule.id, True)
+    role = command.role.label
+    await dispatcher.system_surface(schedule.channel).send(
+        Reply(
+            text=f"⏸️ Schedule #{schedule.id} is paused and did not post "
+            f"`{command.audit_name}`: <@{schedule.created_by}>, who added it, no longer holds "
+            f"the {role} role it needs (an admin can resume it once they do, or add it again)."
+        )
+    )
+    await dispatcher.audit.record(
+        Entry(
+            user_id=schedule.created_by,
+            channel=schedule.channel,
+            command=command.audit_name,
+            args=values,
+            decision="refused",
+            outcome="denied",
+            detail=f"{note}: needs {role}; schedule #{schedule.id} paused",
+            provider=dispatcher.owner(command),
         )
     )
