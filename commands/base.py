@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -242,6 +242,9 @@ class Context:
     notify: Notify = _no_notify
     approval_id: int | None = None
     history: History = field(default_factory=MemoryHistory)
+    # A scheduled run's time: it may start earlier (its kind's `lead`) and posts then, so it
+    # reports as of this moment rather than the one it started at.
+    due: datetime | None = None
 
     def now(self) -> datetime:
         return self.clock().astimezone(self.tz)
@@ -324,9 +327,32 @@ class Provider(Generic[S, C]):
 
 @dataclass(frozen=True, kw_only=True)
 class ScheduleKind(Generic[A, C]):
-    """A recurring job a provider offers to `/billing schedule add <name>`."""
+    """A recurring job a provider offers to `/billing schedule add <name>`.
+
+    `lead`: how long before its time a run must start to be ready then (a report that waits
+    for a request budget); the scheduler starts it that much earlier and the bot posts its
+    reply at the time itself. None: runs start at their time.
+    """
 
     name: str
     summary: str
     args: type[A]
     run: Handler[C, A]
+    lead: Callable[[C, A], Lead] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Lead:
+    """How long before its time a scheduled run starts, and a sentence saying why."""
+
+    span: timedelta
+    reason: str
+
+
+def duration_words(span: timedelta) -> str:
+    """`1 h 05 min`, `40 min`; never under a minute. Five lines are not worth a dependency
+    (humanize's `precisedelta` writes "1 hour and 5 minutes", longer than a note wants)."""
+    minutes = max(1, -(-int(span.total_seconds()) // 60))
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min"

@@ -65,6 +65,15 @@ class RateLimit:
     def __str__(self) -> str:
         return f"{self.requests} per {_span(self.window)}"
 
+    def longest(self, n_requests: int) -> timedelta:
+        """The longest `n_requests` can wait for their turn, whatever the window holds when
+        they begin (if nobody else spends meanwhile): found full, the i-th request goes
+        `ceil(i / requests)` windows later, so the last one `ceil(n / requests)` windows later.
+        100 per 15 min: 500 requests within 75 min."""
+        if n_requests <= 0:
+            return timedelta(0)
+        return self.window * math.ceil(n_requests / self.requests)
+
 
 DEFAULT_RATE_LIMIT = RateLimit(100, timedelta(minutes=15))
 

@@ -27,6 +27,7 @@ from commands.base import (
     Context,
     Form,
     FormField,
+    Lead,
     Provider,
     Reply,
     Role,
@@ -345,8 +346,16 @@ async def report_balances(client: VoipcloudClient, args: ReportBalancesArgs, ctx
 async def scheduled_balance_report(
     client: VoipcloudClient, args: BalanceReportArgs, ctx: Context
 ) -> Reply:
-    period = report.scheduled_period(ctx.today())
+    # A run starts early (its lead) to post at its time: the period is that of its time, so a
+    # report due at 00:30 on the 2nd covers the 1st and 2nd even when it starts on the 1st
+    # (which would mean the whole previous month).
+    day = ctx.due.astimezone(ctx.tz).date() if ctx.due is not None else ctx.today()
+    period = report.scheduled_period(day)
     return await report.balance_report(client, args.accounts, period, ctx)
+
+
+def scheduled_report_lead(client: VoipcloudClient, args: BalanceReportArgs) -> Lead:
+    return report.lead(client, len(args.accounts))
 
 
 def direction(args: MoveFundsArgs) -> str:
@@ -606,6 +615,7 @@ SCHEDULE_KINDS: dict[str, ScheduleKind[Any, VoipcloudClient]] = {
         ),
         args=BalanceReportArgs,
         run=scheduled_balance_report,
+        lead=scheduled_report_lead,
     )
 }
 

@@ -24,7 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from commands import money
-from commands.base import Context, File, Reply, Table
+from commands.base import Context, File, Lead, Reply, Table, duration_words
 from commands.http import ProviderAuthError, ProviderError
 from commands.types import Period
 from commands.voipcloud.client import VoipcloudClient
@@ -39,6 +39,8 @@ MOVERS = 5
 LISTED = 15  # accounts named in a sentence before "and N more in the CSV"
 TREND_POINTS = 12
 HISTORY_SCAN = 200  # past records searched for this selection of accounts
+SHORT_WAIT = timedelta(seconds=30)  # a typed report that waits longer for the budget says so
+READ_ALLOWANCE = timedelta(minutes=1)  # a scheduled report's lead beyond the budget's waits
 
 BELOW_ZERO_RULE = (
     "VoIPcloud's balance answer carries no credit limit, so this lists closing balances under 0"
@@ -221,27 +223,49 @@ def figures(account: str, statement: Statement) -> AccountBalance | Unread:
 
 
 async def announce_wait(client: VoipcloudClient, requests: int, ctx: Context) -> None:
-    """Tell the requester when the report will be done if the budget cannot serve it now."""
+    """Tell the requester, before the first read, how long the report will take when the budget
+    cannot serve it at once and the wait is more than `SHORT_WAIT`; it is posted when done."""
     budget = client.budget
+    await budget.refresh()  # shared by replicas: read the window as it is now, not as last seen
     free = budget.available()
     if budget.limit is None or free is None or free >= requests:
         return
+    now = budget.clock()
     finish = budget.eta(requests)
+    if finish - now <= SHORT_WAIT:
+        return
     local = finish.astimezone(ctx.tz)
     when = f"{local:%H:%M}" if local.date() == ctx.today() else f"{local:%Y-%m-%d %H:%M}"
     left = f"{free} requests left" if free > 0 else "no requests left"
     await ctx.notify(
-        f"This report reads {requests} VoIPcloud balances and the request budget "
-        f"({budget.limit}) has {left} now, so it will finish around {when} {ctx.tz.key} "
-        f"(in about {_duration(finish - budget.clock())}). The report is posted when done."
+        f"This report will take about {duration_words(finish - now)}: it reads {requests} "
+        f"VoIPcloud balances and the request budget ({budget.limit}) has {left} now. It will "
+        f"finish around {when} {ctx.tz.key} and be posted here when done."
     )
 
 
-def _duration(span: timedelta) -> str:
-    minutes = max(1, -(-int(span.total_seconds()) // 60))
-    if minutes < 60:
-        return f"{minutes} min"
-    return f"{minutes // 60} h {minutes % 60:02d} min"
+def lead(client: VoipcloudClient, requests: int) -> Lead:
+    """How long before its time a scheduled report starts so that it can post at that time.
+
+    Worked out from the number of accounts and the budget's limit alone, not its level now:
+    the level when the run starts cannot be known when it is scheduled, so this is the longest
+    the reads can wait (the window found full at the start, `RateLimit.longest`) and a minute
+    for the answers. It is recomputed at every tick, so it follows `VOIPCLOUD_RATE_LIMIT`.
+    Commands that spend the budget while the report reads can still make it post late.
+    """
+    limit = client.budget.limit
+    if limit is None:
+        return Lead(
+            span=READ_ALLOWANCE,
+            reason=f"it reads {requests} VoIPcloud balances with no request budget to wait "
+            "for, and a minute covers the answers",
+        )
+    wait = limit.longest(requests)
+    return Lead(
+        span=wait + READ_ALLOWANCE,
+        reason=f"it reads {requests} VoIPcloud balances, which can wait up to "
+        f"{duration_words(wait)} for the request budget ({limit}), and a minute for the answers",
+    )
 
 
 def _progress_label(failed: int) -> str:

@@ -405,9 +405,9 @@ async def test_a_report_larger_than_the_budget_announces_its_finish_and_waits() 
 
     # Five requests go at 09:30; the window lets the other three go one minute later.
     assert recorder.notes == [
-        "This report reads 8 VoIPcloud balances and the request budget (5 per 1 min) has 5 "
-        "requests left now, so it will finish around 09:31 UTC (in about 1 min). The report is "
-        "posted when done."
+        "This report will take about 1 min: it reads 8 VoIPcloud balances and the request "
+        "budget (5 per 1 min) has 5 requests left now. It will finish around 09:31 UTC and be "
+        "posted here when done."
     ]
     assert len(sandbox.control.requests) == 8
     assert reply.text.startswith("*VoIPcloud balances, 2026-11-01..2026-11-17*: 8 accounts,")
@@ -428,7 +428,7 @@ async def test_finish_time_is_shown_in_the_team_time_zone() -> None:
     )
     # Two requests at 09:30 UTC, two at 10:00 UTC, which is 21:00 in Sydney (UTC+11).
     (note,) = recorder.notes
-    assert "finish around 21:00 Australia/Sydney (in about 30 min)" in note
+    assert "take about 30 min" in note and "finish around 21:00 Australia/Sydney" in note
 
 
 async def test_no_note_when_the_budget_has_room(sandbox: VoipcloudSandbox) -> None:
