@@ -29,7 +29,7 @@ from bot.metrics import Metrics
 from bot.replies import Surface
 from bot.roles import GroupLookup, Roles
 from bot.scheduler import Schedule, Scheduler
-from bot.schedules import POST, run_schedule
+from bot.schedules import POST, lead_time, run_schedule
 from commands.base import Provider
 from commands.http import http_of
 from commands.limits import limits_of
@@ -208,6 +208,7 @@ async def open_runtime(
         audit=dispatcher.audit,
         clock=dispatcher.clock,
         tick_every=settings.scheduler_tick_seconds,
+        lead=lambda schedule: lead_time(dispatcher, schedule),
     )
     dispatcher.flow.scheduler = dispatcher.scheduler
     dispatcher.audit.listen(command_line)

@@ -6,6 +6,14 @@ one conditional UPDATE of `next_run_at` (so two leaders overlapping for a moment
 run once) and runs it. A run missed while the bot was down fires once on start when it is
 less than `grace` late, otherwise it is recorded as missed. Cron runs in `BILLING_TIMEZONE`.
 
+Lead time: a kind may need time before its time (a balance report waiting for VoIPcloud's
+request budget). `lead(schedule)` says how much; a tick claims the run that much early and the
+runner posts its result at `next_run_at`, not before. `next_run_at` stays the cron's own time
+(what `/billing schedules` shows and the audit's "due"): the lead is recomputed at every tick
+rather than stored, since it follows from the schedule's arguments and the provider's settings
+(no column to migrate, and a changed budget applies at once). Runs go on in tasks of their own,
+so one that starts an hour early holds up neither the ticks nor the schedules due meanwhile.
+
 Leadership: on PostgreSQL, the replica holding `pg_try_advisory_lock(LOCK_KEY)` on a dedicated
 connection leads; when it dies its session ends, the lock frees, and another replica takes it
 on its next attempt (every `elect_every` seconds). SQLite means one process: it always leads.
@@ -22,7 +30,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -97,6 +105,26 @@ def next_run(expression: str, tz: ZoneInfo, after: datetime) -> datetime | None:
     return fire
 
 
+def shortest_gap(
+    expression: str, tz: ZoneInfo, after: datetime, runs: int = 60
+) -> timedelta | None:
+    """The shortest time between two of the cron's next `runs` runs (None: it runs once or
+    never). Sixty runs cover every pattern a schedule may have within a day, week or month."""
+    trigger = cron_trigger(expression, tz)
+    fire: datetime | None = trigger.get_next_fire_time(None, after)
+    shortest: timedelta | None = None
+    for _ in range(runs):
+        if fire is None:
+            break
+        following: datetime | None = trigger.get_next_fire_time(fire, fire)
+        if following is None:
+            break
+        gap = following.astimezone(UTC) - fire.astimezone(UTC)  # elapsed, across DST too
+        shortest = gap if shortest is None else min(shortest, gap)
+        fire = following
+    return shortest
+
+
 def check_schedule_cron(expression: str, *, now: datetime) -> None:
     """Refuse, with a sentence, a valid crontab that cannot serve as a schedule: one that never
     runs (`0 9 31 2 *`) and one that runs more than once an hour (`* * * * *`)."""
@@ -143,6 +171,11 @@ class Schedule:
 
 
 Runner = Callable[[Schedule, datetime | None], Any]
+LeadTime = Callable[[Schedule], timedelta]
+
+
+def no_lead(schedule: Schedule) -> timedelta:
+    return timedelta(0)
 
 
 class Leader:
@@ -211,10 +244,12 @@ class Scheduler:
         grace: timedelta = timedelta(hours=6),
         tick_every: float = 15.0,
         clock: Callable[[], datetime] = utcnow,
+        lead: LeadTime = no_lead,
     ) -> None:
         self.engine = engine
         self.tz = tz
         self.run = run
+        self.lead = lead
         self.audit = audit
         self.grace = grace
         self.tick_every = tick_every
@@ -223,6 +258,7 @@ class Scheduler:
         self._aps: AsyncIOScheduler | None = None
         self._lock = asyncio.Lock()
         self.last_tick: float | None = None
+        self._running: dict[int, asyncio.Task[int]] = {}  # schedule id → its run in progress
 
     # --- the store ---------------------------------------------------------------------------
 
@@ -308,8 +344,10 @@ class Scheduler:
 
     # --- firing --------------------------------------------------------------------------------
 
-    async def tick(self) -> int:
-        """Fire every due schedule once, if this process leads. Returns how many fired."""
+    async def tick(self, *, wait: bool = True) -> int:
+        """Fire every due schedule once, if this process leads: due when its time less its lead
+        has come. Returns how many fired. Each run goes on in a task; `wait` returns when they
+        are done (a tick by hand), the ticking job does not wait."""
         self.last_tick = time.monotonic()
         async with self._lock:
             try:
@@ -320,28 +358,54 @@ class Scheduler:
                 return 0
             now = self.clock()
             async with self.engine.connect() as conn:
-                due = (
+                rows = (
                     (
                         await conn.execute(
                             sa.select(schedules).where(
                                 schedules.c.paused.is_(False),
                                 schedules.c.next_run_at.is_not(None),
-                                schedules.c.next_run_at <= now,
                             )
                         )
                     )
                     .mappings()
                     .all()
                 )
-            fired = 0
-            for schedule in (Schedule.from_row(r) for r in due):
+            started: list[asyncio.Task[int]] = []
+            for schedule in (Schedule.from_row(r) for r in rows):
+                # A run still going here (it started early and waits to post) keeps the next
+                # one waiting: two runs of one report would share one budget and both be late.
+                if schedule.id in self._running or not self._due(schedule, now):
+                    continue
                 if await self._claim(schedule, now):
-                    fired += await self._fire(schedule, now)
-            return fired
+                    started.append(self._start(schedule, now))
+        if not wait:
+            return len(started)
+        return sum(await asyncio.gather(*started))
+
+    def _due(self, schedule: Schedule, now: datetime) -> bool:
+        assert schedule.next_run_at is not None
+        if schedule.next_run_at <= now:
+            return True
+        try:
+            lead = self.lead(schedule)
+        except Exception:  # its run says what is wrong, at its time; not a warning every tick
+            log.debug("no lead time for schedule %s", schedule.id, exc_info=True)
+            return False
+        return schedule.next_run_at - lead <= now
+
+    def _start(self, schedule: Schedule, now: datetime) -> asyncio.Task[int]:
+        task = asyncio.create_task(self._fire(schedule, now), name=f"schedule {schedule.id}")
+        self._running[schedule.id] = task
+        task.add_done_callback(lambda _: self._running.pop(schedule.id, None))
+        return task
 
     async def _claim(self, schedule: Schedule, now: datetime) -> bool:
-        """Advance next_run_at from the value we saw; whoever changes it owns this run."""
-        following = next_run(schedule.cron, self.tz, now)
+        """Advance next_run_at from the value we saw; whoever changes it owns this run. The
+        following run is the cron's first after both now and this run's time (which is later
+        than now when the run starts early)."""
+        assert schedule.next_run_at is not None
+        after = max(now, schedule.next_run_at + timedelta(microseconds=1))
+        following = next_run(schedule.cron, self.tz, after)
         async with self.engine.begin() as conn:
             changed = (
                 await conn.execute(
@@ -396,6 +460,10 @@ class Scheduler:
     async def fire_now(self, schedule: Schedule) -> None:
         await self.run(schedule, None)
 
+    async def runs_done(self) -> None:
+        """Wait until the runs in progress in this process have ended."""
+        await asyncio.gather(*self._running.values(), return_exceptions=True)
+
     # --- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -403,6 +471,7 @@ class Scheduler:
         self._aps.add_job(
             self.tick,
             "interval",
+            kwargs={"wait": False},
             seconds=self.tick_every,
             next_run_time=datetime.now(self.tz),
             max_instances=1,
@@ -415,6 +484,12 @@ class Scheduler:
         if self._aps is not None:
             self._aps.shutdown(wait=False)
             self._aps = None
+        running = list(self._running.values())
+        for schedule_id, task in list(self._running.items()):
+            # Claimed and under way: stopping ends it unfinished, as a crash would.
+            log.warning("schedule %s was still running and stops unfinished", schedule_id)
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
         await self.leader.resign()
 
     def describe(self) -> str:

@@ -14,8 +14,10 @@ schedule, and the channel is told once.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -27,7 +29,7 @@ from bot.approvals import Outcome, Status
 from bot.audit import Entry
 from bot.progress import ProgressMessage
 from bot.replies import MessageRef, Surface
-from bot.scheduler import Schedule, check_schedule_cron, cron_trigger
+from bot.scheduler import Schedule, check_schedule_cron, cron_trigger, shortest_gap
 from bot.store import ReportHistory
 from commands import grammar
 from commands.base import (
@@ -36,11 +38,13 @@ from commands.base import (
     CommandError,
     Context,
     Form,
+    Lead,
     NoArgs,
     Reply,
     Role,
     ScheduleKind,
     Table,
+    duration_words,
 )
 from commands.http import ProviderError
 from commands.types import Label, PositiveInt
@@ -187,8 +191,11 @@ def add_command(name: str, kind: ScheduleKind[Any, Any]) -> Command[Any, Ops]:
     async def add(ops: Ops, args: Any, ctx: Context) -> Reply:
         settings = ops.dispatcher.settings
         channel = _billing_channel(ops)
+        scheduler = _scheduler(ops)
+        lead = kind_lead(ops.dispatcher, name, args)
+        _fits_between_runs(args.cron, lead, settings.tz, now=scheduler.clock())
         values = {k: v for k, v in args.preview().items() if k != "cron"}
-        row = await _scheduler(ops).add(
+        row = await scheduler.add(
             kind=name,
             cron=args.cron,
             args=values,
@@ -198,7 +205,7 @@ def add_command(name: str, kind: ScheduleKind[Any, Any]) -> Command[Any, Ops]:
         when = messages.when(row.next_run_at, settings.tz)
         return Reply(
             text=f"Schedule #{row.id} added: {name} `{row.cron}` ({cron_in_words(row.cron)}) "
-            f"→ <#{row.channel}>; next run {when}.",
+            f"→ <#{row.channel}>; next run {when}.{_lead_words(lead, row, scheduler.clock())}",
         )
 
     return Command(
@@ -209,6 +216,65 @@ def add_command(name: str, kind: ScheduleKind[Any, Any]) -> Command[Any, Ops]:
         handler=add,
         role=Role.ADMIN,
     )
+
+
+# --- lead time: runs that start early to post at their time -----------------------------------
+
+
+def kind_lead(dispatcher: Dispatcher, name: str, args: Args) -> Lead | None:
+    """How long before its time a run of kind `name` with `args` starts (None: at its time,
+    which is also the answer while its provider is not configured: the run is skipped then)."""
+    found = dispatcher.schedule_kinds().get(name)
+    if found is None:
+        return None
+    owner, kind = found
+    runtime = dispatcher.runtime(owner)
+    if kind.lead is None or runtime is None or runtime.client is None:
+        return None
+    return kind.lead(runtime.client, args)
+
+
+def lead_time(dispatcher: Dispatcher, schedule: Schedule) -> timedelta:
+    """The scheduler's `lead`: worked out again at every tick from the stored arguments."""
+    found = dispatcher.schedule_kinds().get(schedule.kind)
+    if found is None or found[1].lead is None:
+        return timedelta(0)
+    lead = kind_lead(dispatcher, schedule.kind, found[1].args.model_validate(schedule.args))
+    return lead.span if lead is not None else timedelta(0)
+
+
+def _fits_between_runs(cron: str, lead: Lead | None, tz: ZoneInfo, *, now: datetime) -> None:
+    """Refuse a schedule whose runs would overlap: each would start before the previous one
+    posted, and two runs of one report share one request budget, so both would be late."""
+    if lead is None or not lead.span:
+        return
+    gap = shortest_gap(cron, tz, now)
+    if gap is not None and lead.span > gap:
+        raise CommandError(
+            f"Nothing was scheduled: each run must start {duration_words(lead.span)} before "
+            f"its time ({lead.reason}), longer than the {duration_words(gap)} between runs of "
+            f"`{cron}`, so runs would overlap. Run it less often, or give each run less to do."
+        )
+
+
+def _lead_words(lead: Lead | None, row: Schedule, now: datetime) -> str:
+    if lead is None or not lead.span or row.next_run_at is None:
+        return ""
+    words = (
+        f" Each run starts {duration_words(lead.span)} early so that it posts at its time: "
+        f"{lead.reason}."
+    )
+    if row.next_run_at - lead.span < now:
+        words += " The first run is sooner than that: it starts now and posts when done."
+    return words
+
+
+async def _hold_until(
+    due: datetime, clock: Callable[[], datetime], sleep: Callable[[float], Awaitable[None]]
+) -> None:
+    """A run that started early waits for its time before posting."""
+    while (left := (due - clock()).total_seconds()) > 0:
+        await sleep(left)
 
 
 # --- scheduled posts of read commands ---------------------------------------------------------
@@ -366,8 +432,15 @@ def schedule_commands(kinds: dict[str, ScheduleKind[Any, Any]]) -> list[Command[
     return [*base, *kind_commands, ADD_POST]
 
 
-async def run_schedule(dispatcher: Dispatcher, schedule: Schedule, due: datetime | None) -> None:
-    """What a firing does: run the kind, post its reply (or its proposal), audit it."""
+async def run_schedule(
+    dispatcher: Dispatcher,
+    schedule: Schedule,
+    due: datetime | None,
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """What a firing does: run the kind, post its reply (or its proposal) at `due` if it
+    started early (its lead; `sleep` waits), audit it."""
     if schedule.kind == POST:
         await run_post(dispatcher, schedule, due)
         return
@@ -385,7 +458,10 @@ async def run_schedule(dispatcher: Dispatcher, schedule: Schedule, due: datetime
         )
     else:
         args = kind.args.model_validate(schedule.args)
-        progress = ProgressMessage(surface, f"schedule #{schedule.id}")
+        name = f"schedule #{schedule.id}"
+        if due is not None and due > dispatcher.clock():  # started early: say when it posts
+            name += f", posts {messages.when(due, dispatcher.settings.tz)}"
+        progress = ProgressMessage(surface, name)
         ctx = Context(
             user_id=origin,
             channel_id=schedule.channel,
@@ -394,10 +470,13 @@ async def run_schedule(dispatcher: Dispatcher, schedule: Schedule, due: datetime
             progress=progress.update,
             notify=surface.private,
             history=ReportHistory(dispatcher.engine),
+            due=due,
         )
         try:
             reply = await kind.run(runtime.client, args, ctx)
             detail = reply.audit_note or reply.text
+            if due is not None:
+                await _hold_until(due, dispatcher.clock, sleep)
             if reply.proposal is not None:
                 await dispatcher.flow.propose(
                     reply, channel=schedule.channel, origin=origin, surface=surface
