@@ -1,8 +1,9 @@
 """The append-only audit log: every command, approval decision and scheduled run.
 
 Arguments are stored as their redacted preview (secret fields masked, known secret values
-replaced); the raw command text is never stored. Listeners (`listen`) see each entry once it is
-written, with its row ID: the metrics and the one log line per command come from here.
+replaced); the raw command text is never stored. Details are plain text (`detail_text`).
+Listeners (`listen`) see each entry once it is written, with its row ID: the metrics and the one
+log line per command come from here.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.mrkdwn import plain
 from bot.store import audit, utcnow
 from commands.secrets import redact, redact_any
+from commands.words import clip
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,15 @@ class Entry:
     provider_status: int | None = None
     duration_ms: int | None = None
     approval_id: int | None = None
+
+
+DETAIL_LIMIT = 2000
+
+
+def detail_text(detail: str) -> str:
+    """A detail as the audit log keeps it: redacted, plain text (no Slack markup such as
+    `*bold*`, backticks or `<url|text>`), on one line, cut between words with an ellipsis."""
+    return clip(plain(redact(detail)), DETAIL_LIMIT)
 
 
 # Sees each entry after it is written, with its audit row ID (None when writing failed).
@@ -62,7 +74,7 @@ class AuditLog:
             "args": json.dumps(redact_any(entry.args), ensure_ascii=False, sort_keys=True),
             "decision": entry.decision,
             "outcome": entry.outcome,
-            "detail": redact(entry.detail)[:2000],
+            "detail": detail_text(entry.detail),
             "provider": entry.provider,
             "provider_status": entry.provider_status,
             "duration_ms": entry.duration_ms,

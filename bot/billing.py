@@ -6,7 +6,7 @@ the same way; their "client" is `Ops`, a per-request view of the dispatcher.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -31,6 +31,7 @@ from commands.base import (
     Table,
 )
 from commands.types import IsoDate, PositiveInt
+from commands.words import clip, plural
 
 if TYPE_CHECKING:
     from bot.dispatch import Dispatcher
@@ -73,6 +74,11 @@ class AuditExportArgs(Args):
     positional = ("start", "end")
     start: IsoDate = Field(description="first day", examples=["2026-10-01"])
     end: IsoDate = Field(description="last day", examples=["2026-10-31"])
+    to: Literal["me", "channel"] = Field(
+        "me",
+        description="`me`: a direct message only you see (the default); `channel`: post it here",
+        examples=["channel"],
+    )
 
     @model_validator(mode="after")
     def _order(self) -> AuditExportArgs:
@@ -174,21 +180,39 @@ async def show_audit(ops: Ops, args: AuditArgs, ctx: Context) -> Reply:
                 r["command"],
                 r["decision"],
                 r["outcome"],
-                (r["detail"] or "")[:40],
+                clip(r["detail"] or "", 40),
             ]
             for r in rows
         ],
     )
-    return Reply(text=f"*Last {len(rows)} audit entries*", table=table, private=True)
+    shown = plural(len(rows), "audit entry", "audit entries")
+    return Reply(text=f"*Last {shown}*", table=table, private=True)
 
 
 async def export_audit(ops: Ops, args: AuditExportArgs, ctx: Context) -> Reply:
+    """The CSV goes to the requester alone (a direct message) unless `to=channel` asks for the
+    channel: the audit log names people, commands and amounts."""
     d = ops.dispatcher
     rows = await d.audit.between(args.start, args.end, d.settings.tz)
     name = f"audit-{args.start.isoformat()}-{args.end.isoformat()}.csv"
-    return Reply(
-        text=f"Audit log {args.start} … {args.end}: {len(rows)} entries.",
+    export = Reply(
+        text=f"Audit log {args.start} … {args.end}: {plural(len(rows), 'entry', 'entries')}.",
         files=[File(filename=name, content=to_csv(rows), title=name, mime="text/csv")],
+    )
+    person = ctx.user_id.startswith(("U", "W"))  # a schedule has no direct messages
+    if args.to == "channel" or not person:
+        return export
+    direct = await d.direct(ctx.user_id)
+    if direct is None:
+        raise CommandError(
+            "I could not open a direct message with you, so the audit export was not sent. "
+            "Try again, or add `to=channel` to post it in this channel."
+        )
+    await direct.send(export)
+    return Reply(
+        text=f"Sent the audit log {args.start} … {args.end} to you in a direct message.",
+        private=True,
+        audit_note=f"{export.text} Sent as a direct message to {ctx.user_id}.",
     )
 
 
@@ -248,7 +272,7 @@ COMMANDS: list[Command[Any, Ops]] = [
     Command(
         slash=SLASH,
         words=("audit", "export"),
-        summary="the audit log of a period as a CSV file",
+        summary="the audit log of a period as a CSV file, sent to you in a direct message",
         args=AuditExportArgs,
         handler=export_audit,
         role=Role.APPROVER,

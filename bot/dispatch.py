@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -73,6 +73,9 @@ class Dispatcher:
     roles: Roles
     runtimes: Sequence[ProviderRuntime]
     system_surface: Callable[[str], Surface]
+    # A person's direct message with the bot (None: it could not be opened). Without one (the
+    # console, tests) `system_surface(user)` stands in for it.
+    direct_surface: Callable[[str], Awaitable[Surface | None]] | None = None
     billing: Provider[Any, Any] | None = None
     # Builds the client billing commands get (bot.billing.Ops), given this dispatcher.
     billing_client: Callable[[Dispatcher, Surface], Any] | None = None
@@ -135,6 +138,13 @@ class Dispatcher:
         if runtime is None or runtime.client is not None:
             return None
         return messages.provider_disabled(runtime.provider.title, command.slash, runtime.env_prefix)
+
+    async def direct(self, user: str) -> Surface | None:
+        """Where something for `user` alone goes, files included: their direct message."""
+        if self.direct_surface is None:
+            return guarded(self.system_surface(user))
+        surface = await self.direct_surface(user)
+        return guarded(surface) if surface is not None else None
 
     def schedule_kinds(self) -> dict[str, tuple[str, ScheduleKind[Any, Any]]]:
         """Every provider's schedule kinds: name → (provider name, kind)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -152,6 +152,24 @@ async def close_client(client: Any) -> None:
             await closer()
 
 
+def direct_messages(outbox: Outbox) -> Callable[[str], Awaitable[Surface | None]]:
+    """A person's direct message with the bot, opened with `conversations.open` (scope
+    `im:write`): files are shared to a channel id, never to a user id
+    (https://api.slack.com/methods/conversations.open,
+    https://api.slack.com/methods/files.completeUploadExternal)."""
+
+    async def direct(user: str) -> Surface | None:
+        try:
+            opened = await outbox.client.conversations_open(users=user)
+            channel = str(opened["channel"]["id"])
+        except Exception as exc:  # Slack refused or is away: the caller tells the person
+            log.warning("could not open a direct message with %s (%s)", user, type(exc).__name__)
+            return None
+        return SlackSurface(outbox, channel=channel, user=user)
+
+    return direct
+
+
 async def open_runtime(
     settings: Settings,
     *,
@@ -197,6 +215,7 @@ async def open_runtime(
     if outbox is not None:
         outbox.on_posted = dispatcher.flow.card_posted
         outbox.locate = dispatcher.flow.card_ref
+        dispatcher.direct_surface = direct_messages(outbox)
 
     async def run(schedule: Schedule, due: datetime | None) -> None:
         await run_schedule(dispatcher, schedule, due)

@@ -20,7 +20,15 @@ from bot.config import Settings
 
 # The bot scopes manifest.yml asks for (tests/test_manifest.py keeps the two equal).
 BOT_SCOPES = frozenset(
-    {"commands", "chat:write", "files:write", "usergroups:read", "channels:read", "groups:read"}
+    {
+        "commands",
+        "chat:write",
+        "files:write",
+        "usergroups:read",
+        "channels:read",
+        "groups:read",
+        "im:write",
+    }
 )
 
 

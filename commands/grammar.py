@@ -166,27 +166,57 @@ class FieldErrors(Exception):
 
     @property
     def message(self) -> str:
-        lines = [f"`{name}`: {text}" for name, text in self.errors.items()]
+        lines = [
+            _whole(text) if name == WHOLE else f"`{name}`: {text}"
+            for name, text in self.errors.items()
+        ]
         return "\n".join([*lines, usage_block(self.command)])
+
+
+# The key of an error about the arguments together (a model validator), which no field owns.
+WHOLE = "arguments"
 
 
 def field_errors(exc: ValidationError) -> dict[str, str]:
     errors: dict[str, str] = {}
     for error in exc.errors():
-        name = ".".join(str(p) for p in error["loc"] if not isinstance(p, int)) or "arguments"
+        name = ".".join(str(p) for p in error["loc"] if not isinstance(p, int)) or WHOLE
         errors.setdefault(name, _sentence(error))
     return errors
 
 
+def _whole(text: str) -> str:
+    """An error about the arguments together reads as a sentence of its own."""
+    return f"{text[:1].upper()}{text[1:]}".rstrip(".") + "."
+
+
 def _sentence(error: Any) -> str:
+    """One of pydantic's errors as a person reads it. The error types and their `ctx` keys are
+    pydantic's (https://docs.pydantic.dev/latest/errors/validation_errors/)."""
     kind = error["type"]
+    ctx = error.get("ctx") or {}
+    given = error.get("input")
     if kind == "missing":
         return "is required"
     if kind == "extra_forbidden":
         return "is not an option of this command"
+    if kind == "literal_error":
+        choices = str(ctx.get("expected", "")).replace("'", "")
+        return f"'{given}' is not one of the choices: use {choices}"
+    if kind == "string_too_long":
+        length = len(given) if isinstance(given, str) else "too many"
+        return f"is {length} characters long; the most allowed is {ctx.get('max_length')}"
+    if kind == "string_too_short":
+        least = ctx.get("min_length")
+        return "must not be empty" if least == 1 else f"must be at least {least} characters long"
+    if kind in {"int_parsing", "int_type"}:
+        return f"'{given}' is not a whole number"
     message = str(error["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
+    for raw, plain in (("Input should be ", "must be "), ("String should ", "must ")):
+        if message.startswith(raw):
+            return plain + message.removeprefix(raw)
     return message
 
 

@@ -27,6 +27,7 @@ SCOPES: dict[str, tuple[str, ...]] = {
     "usergroups_users_list": ("usergroups:read",),
     # public channels need channels:read, private ones groups:read
     "conversations_info": ("channels:read", "groups:read"),
+    "conversations_open": ("im:write",),  # a direct message (audit exports)
     "views_publish": (),  # App Home: no scope beyond the event subscription
     "views_open": (),  # needs only a trigger_id
 }

@@ -101,7 +101,12 @@ async def test_audit_filters_and_export(dispatcher: Dispatcher) -> None:
     await dispatcher.run(
         f"/billing audit export {today} {today}", user="U2", channel="C1", surface=approver
     )
-    export = approver.sent[-1]
+    # The export goes to the requester alone, in a direct message; the channel sees nothing.
+    assert approver.sent[-1].private and "direct message" in approver.sent[-1].text
+    assert approver.sent[-1].files == ()
+    direct = dispatcher.system_surface("U2")
+    assert isinstance(direct, RecordingSurface)
+    export = direct.sent[-1]
     assert export.files[0].filename == f"audit-{today}-{today}.csv"
     rows = list(csv.DictReader(io.StringIO(export.files[0].content.decode())))
     assert [r["command"] for r in rows][:3] == [

@@ -510,10 +510,11 @@ def test_a_field_that_is_not_declared_is_not_an_option() -> None:
     assert errors.errors == {"color": "is not an option of this command"}
 
 
-def test_an_error_about_the_whole_model_is_reported_under_arguments() -> None:
+def test_an_error_about_the_whole_model_reads_as_a_sentence_with_no_field_label() -> None:
     errors = field_errors(WINDOW, {"start": "2024-02-01", "end": "2024-01-31"})
     assert errors.errors == {"arguments": "end is before start"}
-    assert errors.message.startswith("`arguments`: end is before start\n")
+    assert errors.message.startswith("End is before start.\n")
+    assert "`arguments`" not in errors.message
 
 
 def test_literal_and_type_errors_read_as_sentences() -> None:
@@ -521,8 +522,9 @@ def test_literal_and_type_errors_read_as_sentences() -> None:
     assert errors.errors == {
         "period": "'2024-13' has no month 13",
         "accounts": "not numbers: x",
-        "mode": "Input should be 'fast' or 'full'",
+        "mode": "'slow' is not one of the choices: use fast or full",
     }
+    assert "Input should be" not in errors.message
 
 
 def test_validated_arguments_are_typed() -> None:

@@ -302,6 +302,7 @@ class SlackApiDouble:
             "views.publish": self._views_publish,
             "usergroups.users.list": self._usergroup_users,
             "conversations.info": self._conversation_info,
+            "conversations.open": self._conversation_open,
             "users.info": self._user_info,
             "files.getUploadURLExternal": self._upload_url,
             "files.completeUploadExternal": self._complete_upload,
@@ -444,6 +445,16 @@ class SlackApiDouble:
             info["topic"] = {"value": "", "creator": "", "last_set": 0}
             info["purpose"] = {"value": "", "creator": "", "last_set": 0}
         return {"channel": info}
+
+    def _conversation_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The bot's direct message with one user: `{"channel": {"id": "D…"}}` as Slack answers
+        (https://api.slack.com/methods/conversations.open); it needs `im:write`."""
+        if "im:write" not in self.scopes:
+            raise SlackFailure("missing_scope")
+        users = [u for u in str(params.get("users") or "").split(",") if u]
+        if len(users) != 1 or not USER_ID.match(users[0]):
+            raise SlackFailure("user_not_found")
+        return {"no_op": True, "already_open": True, "channel": {"id": "D" + users[0][1:]}}
 
     def _user_info(self, params: dict[str, Any]) -> dict[str, Any]:
         user_id = str(params.get("user") or "")

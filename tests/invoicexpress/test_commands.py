@@ -277,7 +277,7 @@ AT_OK = "subuser=123456789/3 password=pw-1234 communication_type=auto"
         ),
         (
             "sequence create " + "F" * 21,
-            f"`serie`: String should have at most 20 characters\n{CREATE_USAGE}",
+            f"`serie`: is 21 characters long; the most allowed is 20\n{CREATE_USAGE}",
         ),
         ('sequence create serie=" "', "`serie`: must not be empty"),
         (
@@ -302,8 +302,8 @@ AT_OK = "subuser=123456789/3 password=pw-1234 communication_type=auto"
         ),
         (
             "at-communication subuser=123456789/3 password=pw-1234 communication_type=fax",
-            "`communication_type`: Input should be 'auto', 'guides', 'manual' or 'portal_at'\n"
-            + AT_USAGE,
+            "`communication_type`: 'fax' is not one of the choices: use auto, guides, manual or "
+            "portal_at\n" + AT_USAGE,
         ),
         (
             "at-communication subuser=123456789/3 communication_type=auto",
