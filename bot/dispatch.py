@@ -250,12 +250,49 @@ class Dispatcher:
             )
             return exc.errors
         if command.approval:
+            exact = await self._resolve(command, args, user=user, channel=channel, surface=surface)
+            if exact is None:
+                return {"_": "not requested"}
             approval = await self.flow.request(
-                command, args, user=user, channel=channel, surface=surface
+                command, exact, user=user, channel=channel, surface=surface
             )
             return None if approval else {"_": "not requested"}
         outcome = await self.execute(command, args, user=user, channel=channel, surface=surface)
         return None if outcome.status is Status.DONE else {"_": outcome.summary}
+
+    async def _resolve(
+        self, command: Command[Any, Any], args: Args, *, user: str, channel: str, surface: Surface
+    ) -> Args | None:
+        """Relative inputs made concrete before an approval is asked (`Command.resolve`), so the
+        card shows and the run sends the same values however late it is approved. None when
+        they cannot be (the requester has been told why; nothing was requested)."""
+        client = self._client(command, surface)
+        if command.resolve is None or client is None:  # switched off: the request says so
+            return args
+        ctx = Context(user_id=user, channel_id=channel, tz=self.settings.tz, clock=self.clock)
+        try:
+            resolved: Args = await command.resolve(client, args, ctx)
+            return resolved
+        except CommandError as exc:
+            await surface.private(messages.not_requested(exc.message))
+            name, shown = command.audit_name, args.preview()
+            await self._audit_invalid(name, shown, user, channel, exc.message)
+        except ProviderError as exc:
+            detail = messages.not_prepared(command.audit_name, exc)
+            await surface.private(detail)
+            entry = Entry(
+                user_id=user,
+                channel=channel,
+                command=command.audit_name,
+                args=args.preview(),
+                decision="not requested",
+                outcome=Status.FAILED.value,
+                detail=detail,
+                provider=self.owner(command),
+                provider_status=exc.status,
+            )
+            await self.audit.record(entry)
+        return None
 
     async def check_form(
         self, path: str, values: Mapping[str, Any], *, user: str, channel: str
@@ -284,13 +321,19 @@ class Dispatcher:
         role = await self.roles.role_of(user)
         words = text.split()
         if self.billing and request.slash == self.billing.name and words[:1] == ["help"]:
-            if len(words) > 1 and words[1].lower().removeprefix("/") in self.slashes:
-                return grammar.help_text(
-                    words[1].lower().removeprefix("/"), (), self.commands, role=role
+            if len(words) == 1:
+                return messages.overview(
+                    self.commands, {r.provider.name: r.mode for r in self.runtimes}, role
                 )
-            return messages.overview(
-                self.commands, {r.provider.name: r.mode for r in self.runtimes}, role
-            )
+            topic = words[1].lower().removeprefix("/")
+            if topic in self.slashes:  # `/billing help smsc`
+                return grammar.help_text(topic, (), self.commands, role=role)
+            own = [c for c in self.commands if c.slash == request.slash]
+            asked = tuple(w.lower() for w in words[1:])
+            if any(c.words[: len(asked)] == asked for c in own):  # `/billing help audit`
+                return grammar.help_text(request.slash, asked, self.commands, role=role)
+            known = [*self.slashes, *sorted({c.words[0] for c in own})]
+            return messages.unknown_help_topic(words[1], known)
         return grammar.help_text(request.slash, request.prefix, self.commands, role=role)
 
     # --- checks --------------------------------------------------------------------------
@@ -407,7 +450,7 @@ class Dispatcher:
         task = asyncio.ensure_future(command.handler(client, args, ctx))
         heartbeat = asyncio.ensure_future(self._beat(approval.id)) if approval else None
         done, _ = await asyncio.wait({task}, timeout=self.working_after)
-        if not done:
+        if not done and approval is None:  # an approved run says so on its card instead
             await surface.private(messages.working(command.audit_name))  # guarded: never raises
         try:
             reply: Reply = await task

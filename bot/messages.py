@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -9,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from bot.approvals import Approval, Claim, Outcome, Status
 from commands.base import Button, Command, Reply, Role
-from commands.http import ProviderError
+from commands.http import ProviderError, ProviderRejected
 
 
 def when(moment: datetime | None, tz: ZoneInfo) -> str:
@@ -29,8 +30,18 @@ def next_run(
 
 
 def unknown_slash(slash: str, known: Sequence[str]) -> str:
+    guess = difflib.get_close_matches(slash, known, n=1, cutoff=0.6)
+    if guess:
+        return f"`/{slash}` is not one of my commands. Did you mean `/{guess[0]}`?"
     listed = ", ".join(f"`/{s}`" for s in known)
     return f"`/{slash}` is not one of my commands. I know {listed}; try `/billing help`."
+
+
+def unknown_help_topic(topic: str, known: Sequence[str]) -> str:
+    """`/billing help foo`: no such command; the nearest names, and where the list is."""
+    guess = difflib.get_close_matches(topic.lower(), known, n=1, cutoff=0.6)
+    hint = f" Did you mean `/billing help {guess[0]}`?" if guess else ""
+    return f"There is no command `{topic}`.{hint} `/billing help` lists every command."
 
 
 def provider_disabled(title: str, slash: str, env_prefix: str) -> str:
@@ -44,8 +55,31 @@ def working(name: str) -> str:
     return f"⏳ Working on `{name}`… the answer will be posted here when it is done."
 
 
+def provider_says(exc: ProviderError) -> str:
+    """The provider's part of a failure, naming the provider once: "SMSC has no invoice 999",
+    "ActivePlatform is rate-limiting us", "VoIPcloud says the account is closed"."""
+    message, provider = exc.message, exc.provider
+    if message.lower().startswith(provider.lower()):
+        return message
+    if message.startswith("it "):  # commands.http.status_sentence speaks of "it"
+        return f"{provider} {message.removeprefix('it ')}"
+    if isinstance(exc, ProviderRejected):
+        return f"{provider} says {message}"
+    return f"{provider}: {message}"
+
+
 def provider_failed(name: str, exc: ProviderError) -> str:
-    return f"`{name}` failed: {exc.provider} says {exc.message}."
+    return f"`{name}` failed: {provider_says(exc)}."
+
+
+def not_requested(why: str) -> str:
+    """Input an approval request could not be made concrete from (`Command.resolve`)."""
+    return f"{why.rstrip('.')}. Nothing was put up for approval."
+
+
+def not_prepared(name: str, exc: ProviderError) -> str:
+    """The read that makes a request concrete (`accounts=all`) failed: nothing was asked."""
+    return f"`{name}` was not put up for approval: {provider_says(exc)}."
 
 
 def outcome_unknown(name: str, detail: str, hint: Reply | None) -> str:

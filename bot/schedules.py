@@ -48,6 +48,7 @@ from commands.base import (
 )
 from commands.http import ProviderError
 from commands.types import Label, PositiveInt
+from commands.words import plural
 
 if TYPE_CHECKING:
     from bot.billing import Ops
@@ -121,7 +122,7 @@ async def list_schedules(ops: Ops, args: NoArgs, ctx: Context) -> Reply:
             for s in rows
         ],
     )
-    return Reply(text=f"*{len(rows)} schedules* (times in {tz.key})", table=table)
+    return Reply(text=f"*{plural(len(rows), 'schedule')}* (times in {tz.key})", table=table)
 
 
 def _arguments(schedule: Schedule) -> str:

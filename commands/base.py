@@ -271,6 +271,11 @@ class Command(Generic[A, C]):
     retried, and a timeout during them ends as "outcome unknown". `unknown_hint` tells people
     what to check then.
 
+    `resolve` makes relative inputs concrete when an approval is requested (`last-month`, a
+    default reseller, `accounts=all`): it returns the arguments exactly as they will be sent,
+    so the card shows them and the run, whenever it is approved, sends the same. It may read
+    from the provider, and raises `CommandError` for input it cannot resolve.
+
     `read_only=True` marks commands that only read (a balance, a list, a PDF that exists):
     they may be posted on a schedule (`/billing schedule add post`). It is declared, not
     inferred: `idempotent` alone is not enough, since a repeatable call may still write
@@ -291,6 +296,7 @@ class Command(Generic[A, C]):
     example: str | None = None
     unknown_hint: Callable[[A], Reply] | None = None
     describe: Callable[[A], str] | None = None
+    resolve: Callable[[C, A, Context], Awaitable[A]] | None = None
 
     def __post_init__(self) -> None:
         if self.read_only and (self.approval or not self.idempotent):

@@ -29,6 +29,7 @@ from commands.http import (
     unreadable_write,
 )
 from commands.secrets import register_secret
+from commands.words import plural
 
 PROVIDER = "ActivePlatform"
 
@@ -138,8 +139,8 @@ class ActivePlatformClient:
             content=json.dumps(body).encode(),
             idempotent=False,
         )
-        count = len(account_ids)
-        self._ok(response, reseller, write=f"the notification of {count} accounts")
+        count = plural(len(account_ids), "account")
+        self._ok(response, reseller, write=f"the notification of {count}")
 
     async def notify_closing_in_chunks(
         self,

@@ -7,7 +7,7 @@ from datetime import date
 from typing import Annotated, Any, Final, Literal
 
 import httpx
-from pydantic import BeforeValidator, Field, PlainSerializer, SecretStr
+from pydantic import BeforeValidator, Field, PlainSerializer, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from commands import grammar
@@ -42,6 +42,7 @@ from commands.types import (
     id_list,
     parse_period,
 )
+from commands.words import plural
 
 SLASH = "activeplatform"
 ALL: Final = "all"
@@ -152,6 +153,13 @@ def period_for(text: str, ctx: Context) -> Period:
         raise CommandError(f"Cannot notify for that period: {exc}.") from None
 
 
+def period_words(period: Period) -> str:
+    """A period as the grammar reads it back: `2026-10` for a whole month, else its two dates."""
+    if period.label != str(period):
+        return f"{period.start:%Y-%m}"
+    return str(period)
+
+
 def retry_command(period: Period, account_ids: tuple[str, ...], reseller: str) -> str:
     return grammar.line(
         f"{SLASH} notify-closing", period=period, accounts=account_ids, reseller=reseller
@@ -183,13 +191,15 @@ async def list_accounts(client: ActivePlatformClient, args: ListAccounts, ctx: C
     pages = -(-len(accounts) // SHOWN_ROWS)
     if args.page > pages:
         raise CommandError(
-            f"There is no page {args.page}: the {len(accounts)} accounts of {which} fill "
-            f"{pages} page{'' if pages == 1 else 's'} of {SHOWN_ROWS}."
+            f"There is no page {args.page}: the {plural(len(accounts), 'account')} of {which} "
+            f"fill {plural(pages, 'page')} of {SHOWN_ROWS}."
         )
     first = (args.page - 1) * SHOWN_ROWS
     shown = accounts[first : first + SHOWN_ROWS]
     if pages == 1:
-        return Reply(text=f"*{len(accounts)} accounts* of {which}", table=account_table(shown))
+        return Reply(
+            text=f"*{plural(len(accounts), 'account')}* of {which}", table=account_table(shown)
+        )
     buttons = []
     if args.page > 1:
         buttons.append(Button(label="Previous page", command=accounts_command(args, args.page - 1)))
@@ -197,12 +207,36 @@ async def list_accounts(client: ActivePlatformClient, args: ListAccounts, ctx: C
         buttons.append(Button(label="Next page", command=accounts_command(args, args.page + 1)))
     return Reply(
         text=(
-            f"*{len(accounts)} accounts* of {which}: page {args.page} of {pages} "
+            f"*{plural(len(accounts), 'account')}* of {which}: page {args.page} of {pages} "
             f"(accounts {first + 1}–{first + len(shown)}; add `page=<n>` for another)"
         ),
         table=account_table(shown),
         buttons=buttons,
     )
+
+
+async def resolve_notify(
+    client: ActivePlatformClient, args: NotifyClosing, ctx: Context
+) -> NotifyClosing:
+    """What the approval card shows and the run sends, fixed when it is requested: the period's
+    dates (`last-month` as of today), the reseller (the default one named), and the accounts
+    (`all` listed now, every page). Approved after midnight, it still notifies the same month
+    and the same accounts; accounts added later are not among them."""
+    period = period_for(args.period, ctx)  # checked before anything is read
+    reseller = reseller_for(client, args.reseller)
+    if isinstance(args.accounts, str):
+        account_ids = tuple(a.id for a in await client.accounts(reseller))
+    else:
+        account_ids = args.accounts
+    if not account_ids:
+        raise CommandError(f"Reseller {reseller} has no accounts to notify.")
+    try:
+        return NotifyClosing(period=period_words(period), accounts=account_ids, reseller=reseller)
+    except ValidationError as exc:  # ids ActivePlatform listed that the grammar cannot hold
+        why = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise CommandError(
+            f"Reseller {reseller}'s accounts cannot be stored for approval ({why})"
+        ) from None
 
 
 async def notify_closing(client: ActivePlatformClient, args: NotifyClosing, ctx: Context) -> Reply:
@@ -231,20 +265,21 @@ def closing_reply(run: ClosingRun, period: Period, reseller: str) -> Reply:
         return Reply(
             text=(
                 f"Closing-document notifications sent for *{period.label}*: "
-                f"{run.total} accounts of reseller {reseller}."
+                f"{plural(run.total, 'account')} of reseller {reseller}."
             ),
             sections=["To check delivery, see the notifications log in ActivePlatform."],
             fields=fields,
         )
     failed = [
-        f"Chunk {o.number} ({len(o.account_ids)} accounts, {o.span}): {o.error}" for o in run.failed
+        f"Chunk {o.number} ({plural(len(o.account_ids), 'account')}, {o.span}): {o.error}"
+        for o in run.failed
     ]
     retry = run.failed_ids
     return Reply(
         text=(
             f"Closing-document notifications for *{period.label}*: "
-            f"{len(run.delivered_ids)} of {run.total} accounts notified; "
-            f"{len(run.failed)} of {len(run.outcomes)} chunks failed."
+            f"{len(run.delivered_ids)} of {plural(run.total, 'account')} notified; "
+            f"{len(run.failed)} of {plural(len(run.outcomes), 'chunk')} failed."
         ),
         sections=failed,
         fields=fields,
@@ -259,12 +294,21 @@ def closing_reply(run: ClosingRun, period: Period, reseller: str) -> Reply:
 
 
 def _describe_notify(args: NotifyClosing) -> str:
-    if isinstance(args.accounts, str):
+    if isinstance(args.accounts, str):  # not resolved (a request made before `resolve`)
         selection = "every account of the reseller (listed, all pages, when approved)"
         ids_json = "[…every account id…]"
     else:
         ids = args.accounts
-        selection = f"{len(ids)} account{'' if len(ids) == 1 else 's'}"
+        listing = grammar.line(f"{SLASH} accounts", reseller=args.reseller)
+        selection = (
+            f"{plural(len(ids), 'account')}, exactly these (fixed when this was requested; "
+            "accounts added later are not notified)"
+        )
+        if len(ids) > SHOWN_IDS:
+            selection += (
+                f". The first {SHOWN_IDS} are below; all {len(ids)} are in this request's "
+                f"command (`/billing approvals`), and `{listing}` lists the reseller's accounts"
+            )
         ids_json = "[" + ",".join(ids[:SHOWN_IDS])
         ids_json += f",… {len(ids) - SHOWN_IDS} more]" if len(ids) > SHOWN_IDS else "]"
     start, end, hint = _period_dates(args.period)
@@ -311,19 +355,21 @@ async def closing_reminder(
     period = Period.last_month(ctx.today())
     reseller = reseller_for(client, args.reseller)
     if isinstance(args.accounts, str):
-        count = len(await client.accounts(reseller))
-        selection = ALL
+        account_ids = tuple(a.id for a in await client.accounts(reseller))
     else:
-        count = len(args.accounts)
-        selection = ",".join(args.accounts)
-    text = f"Closing documents for {period.label}: {count} accounts"
+        account_ids = args.accounts
+    count = len(dict.fromkeys(account_ids))
+    text = (
+        f"Closing documents for {period.label}: {plural(count, 'account')} of reseller {reseller}"
+    )
     fields = [("Period", str(period)), ("Reseller", reseller)]
     if count == 0:
         return Reply(text=text, fields=fields)
+    # Proposed as it will be sent: the month, the reseller and the accounts listed now.
     command = grammar.line(
         f"{SLASH} notify-closing",
-        period=f"{period.start:%Y-%m}",
-        accounts=selection,
+        period=period_words(period),
+        accounts=account_ids,
         reseller=reseller,
     )
     return Reply(
@@ -361,6 +407,7 @@ COMMANDS: list[Command[Any, ActivePlatformClient]] = [
         example="/activeplatform notify-closing last-month accounts=all",
         describe=_describe_notify,
         unknown_hint=_unknown_notify,
+        resolve=resolve_notify,
     ),
 ]
 
@@ -407,7 +454,7 @@ async def _check(client: ActivePlatformClient) -> str:
         return "configured; set ACTIVEPLATFORM_RESELLER_ID to have a reseller to read"
     page = await client.accounts_page(reseller, number=1, size=1)
     total = page.meta.total_count if page.meta else None
-    count = f", {total} accounts" if total is not None else ""
+    count = f", {plural(total, 'account')}" if total is not None else ""
     return f"reseller {reseller} reachable{count}"
 
 

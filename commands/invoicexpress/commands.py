@@ -34,6 +34,7 @@ from commands.invoicexpress.sandbox import (
     InvoiceXpressSandbox,
 )
 from commands.types import PositiveInt, YesNo
+from commands.words import plural
 
 SLASH = "invoicexpress"
 
@@ -125,8 +126,8 @@ async def list_sequences(client: InvoiceXpressClient, args: NoArgs, ctx: Context
     ]
     return Reply(
         text=(
-            f"*{len(sequences)} invoice sequences* (★ default; ATCUD code `N/D` = not registered "
-            "yet, `N/A` = not relevant for ATCUD)"
+            f"*{plural(len(sequences), 'invoice sequence')}* (★ default; ATCUD code `N/D` = "
+            "not registered yet, `N/A` = not relevant for ATCUD)"
         ),
         table=sequence_table(sequences),
         buttons=buttons,
@@ -369,7 +370,7 @@ def _sandbox() -> tuple[InvoiceXpressSettings, InvoiceXpressSandbox]:
 async def _check(client: InvoiceXpressClient) -> str:
     sequences = await client.sequences()
     default = next((s.serie for s in sequences if s.default_sequence), "none")
-    return f"{len(sequences)} sequences, default {default}"
+    return f"{plural(len(sequences), 'sequence')}, default {default}"
 
 
 PROVIDER = Provider(

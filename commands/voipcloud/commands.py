@@ -47,6 +47,7 @@ from commands.voipcloud.sandbox import (
     SANDBOX_TOKEN,
     VoipcloudSandbox,
 )
+from commands.words import adds_to
 
 SLASH = "voipcloud"
 BILLING = "billing"
@@ -394,9 +395,11 @@ async def register(client: VoipcloudClient, args: RegisterArgs, ctx: Context) ->
     fields = [("Account number", number), ("E-mail", args.email), ("Phone", args.phone)]
     if args.company:
         fields.append(("Company", args.company))
+    text = f"Customer *{args.first_name} {args.last_name}* registered as account *{number}*."
+    note = registration.message
     return Reply(
-        text=f"Customer *{args.first_name} {args.last_name}* registered as account *{number}*.",
-        sections=[registration.message] if registration.message else (),
+        text=text,
+        sections=[note] if note and adds_to(note, text) else (),
         fields=fields,
         buttons=[
             Button(
@@ -408,20 +411,20 @@ async def register(client: VoipcloudClient, args: RegisterArgs, ctx: Context) ->
     )
 
 
+def _noted(text: str, note: str | None) -> Reply:
+    """A result with VoIPcloud's own message beneath it, unless the message only repeats the
+    result ("Customer e-mail confirmed." under "E-mail of customer 10223 confirmed.")."""
+    return Reply(text=text, sections=[note] if note and adds_to(note, text) else ())
+
+
 async def confirm_email(client: VoipcloudClient, args: AccountArgs, ctx: Context) -> Reply:
     notice = await client.confirm_email(args.account)
-    return Reply(
-        text=f"E-mail of customer {args.account} confirmed.",
-        sections=[notice.message] if notice.message else (),
-    )
+    return _noted(f"E-mail of customer {args.account} confirmed.", notice.message)
 
 
 async def reset_password(client: VoipcloudClient, args: AccountArgs, ctx: Context) -> Reply:
     notice = await client.reset_password(args.account)
-    return Reply(
-        text=f"Password reset for customer {args.account}.",
-        sections=[notice.message] if notice.message else (),
-    )
+    return _noted(f"Password reset for customer {args.account}.", notice.message)
 
 
 async def login_url(client: VoipcloudClient, args: AccountArgs, ctx: Context) -> Reply:

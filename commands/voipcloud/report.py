@@ -29,6 +29,7 @@ from commands.http import ProviderAuthError, ProviderError
 from commands.types import Period
 from commands.voipcloud.client import VoipcloudClient
 from commands.voipcloud.models import Statement
+from commands.words import plural
 
 KIND = "balance-report"
 CONCURRENCY = 8  # balance reads in flight at once
@@ -341,7 +342,8 @@ def build_reply(readings: Readings, points: Sequence[TrendPoint], png: bytes | N
         )
     totals, w = readings.totals, Writer(readings.decimals)
     below = sorted((b for b in balances if b.closing < 0), key=lambda b: (b.closing, b.account))
-    headline = f"*{title}*: {len(balances)} accounts, closing total *{w.amount(totals.closing)}*"
+    count = plural(len(balances), "account")
+    headline = f"*{title}*: {count}, closing total *{w.amount(totals.closing)}*"
     if readings.unread:
         headline += f"; {len(readings.unread)} of {asked} could not be read"
     fields = [
@@ -350,7 +352,7 @@ def build_reply(readings: Readings, points: Sequence[TrendPoint], png: bytes | N
         ("Charges", w.amount(totals.charges)),
         ("Closing balance", w.amount(totals.closing)),
         ("Net change", w.change(totals.closing - totals.opening)),
-        ("Below zero", f"{len(below)} of {len(balances)} accounts"),
+        ("Below zero", f"{len(below)} of {count}"),
     ]
     sections = [_movers_section(balances, w), _below_zero_section(below, long, w)]
     if len(points) > 1:
@@ -476,7 +478,7 @@ def chart_png(readings: Readings, points: Sequence[TrendPoint]) -> bytes:
 
     balances, w = readings.balances, Writer(readings.decimals)
     shown = chart_accounts(balances)
-    subtitle = f"{len(balances)} accounts"
+    subtitle = plural(len(balances), "account")
     if len(shown) < len(balances):
         drawn = set(shown)
         rest = Totals.of([b for b in balances if b not in drawn])
@@ -484,7 +486,7 @@ def chart_png(readings: Readings, points: Sequence[TrendPoint]) -> bytes:
         which = f"the {len(shown) - lowest} highest"
         which += f" and {lowest} lowest" if lowest else ""
         subtitle = (
-            f"{which} closing balances of {len(balances)} accounts; the other "
+            f"{which} closing balances of {plural(len(balances), 'account')}; the other "
             f"{len(balances) - len(shown)} close at {w.amount(rest.closing)} in all, "
             f"charged {w.amount(rest.charges)}"
         )

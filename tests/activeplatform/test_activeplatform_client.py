@@ -317,7 +317,7 @@ async def test_a_5xx_to_a_notification_is_outcome_unknown_and_never_retried(
         await client.notify_closing("1", ["2003001"], *OCTOBER)
 
     assert caught.value.message == (
-        "the notification of 1 accounts was sent and ActivePlatform answered with a server "
+        "the notification of 1 account was sent and ActivePlatform answered with a server "
         "error (HTTP 500), which does not say whether it happened"
     )
 

@@ -65,7 +65,7 @@ async def test_accounts_of_another_reseller_filtered_by_email(
     reply = await attempt(f"accounts reseller=2 email={target.email}", client, context())
 
     assert isinstance(reply, Reply) and reply.table is not None
-    assert reply.text == f"*1 accounts* of reseller 2 with e-mail {target.email}"
+    assert reply.text == f"*1 account* of reseller 2 with e-mail {target.email}"
     assert [row[0] for row in reply.table.rows] == [str(target.id)]
     assert sandbox.control.requests[0].path == "/api/v3/resellers/2/accounts"
 
@@ -215,10 +215,12 @@ async def test_closing_reminder_counts_last_months_accounts_and_proposes_the_com
     args = kind.args.model_validate({})
     reply = await kind.run(client, args, context())
 
-    assert reply.text == "Closing documents for October 2026: 230 accounts"
+    assert reply.text == "Closing documents for October 2026: 230 accounts of reseller 1"
     assert reply.proposal is not None
+    # Proposed as it will be sent: the month, the reseller and every account listed now.
+    listed = ",".join(str(a.id) for a in sandbox.accounts["1"])
     assert reply.proposal.command == (
-        "/activeplatform notify-closing period=2026-10 accounts=all reseller=1"
+        f"/activeplatform notify-closing period=2026-10 accounts={listed} reseller=1"
     )
     assert (reply.proposal.approve_label, reply.proposal.reject_label) == (
         "Send notifications",
@@ -230,7 +232,7 @@ async def test_closing_reminder_counts_last_months_accounts_and_proposes_the_com
     # The proposal is a command the bot can parse and run as typed.
     command, proposed = typed(reply.proposal.command.removeprefix("/activeplatform "))
     assert command is notify_command()
-    assert proposed.preview() == {"period": "2026-10", "accounts": "all", "reseller": "1"}
+    assert proposed.preview() == {"period": "2026-10", "accounts": listed, "reseller": "1"}
 
 
 async def test_closing_reminder_with_listed_accounts_in_january(
@@ -240,7 +242,7 @@ async def test_closing_reminder_with_listed_accounts_in_january(
     args = ClosingReminder.model_validate({"accounts": "2005001,2005002", "reseller": "2"})
     reply = await closing_reminder(client, args, context(now=datetime(2027, 1, 1, tzinfo=UTC)))
 
-    assert reply.text == "Closing documents for December 2026: 2 accounts"
+    assert reply.text == "Closing documents for December 2026: 2 accounts of reseller 2"
     assert reply.proposal is not None
     assert reply.proposal.command == (
         "/activeplatform notify-closing period=2026-12 accounts=2005001,2005002 reseller=2"
@@ -255,7 +257,7 @@ async def test_closing_reminder_with_no_accounts_proposes_nothing(
     client = open_client(sandbox)
     reply = await closing_reminder(client, ClosingReminder(reseller="2"), context())
 
-    assert reply.text == "Closing documents for October 2026: 0 accounts"
+    assert reply.text == "Closing documents for October 2026: 0 accounts of reseller 2"
     assert reply.proposal is None
 
 
