@@ -12,12 +12,16 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from urllib.parse import parse_qsl
 
 from slack_bolt.adapter.starlette.async_handler import (
     AsyncSlackRequestHandler,
     to_async_bolt_request,
     to_starlette_response,
 )
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.request.async_internals import build_async_context
+from slack_bolt.request.async_request import AsyncBoltRequest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -34,10 +38,23 @@ from bot.input_limits import (
     refuse_long_command_text,
 )
 from bot.metrics import Metrics, endpoint
-from bot.replies import SlackSurface
 from bot.runtime import Runtime, open_runtime
 
 log = logging.getLogger(__name__)
+
+
+def bolt_request(request: Request, body: bytes) -> AsyncBoltRequest:
+    """The request as Bolt's Starlette adapter builds it, but a slash command whose text holds
+    the word "payload" stays a slash command: Bolt's `parse_body` reads any form body containing
+    that word as an interactivity payload and finds nothing (slack_bolt/request/internals.py)."""
+    bolt = to_async_bolt_request(request, body)
+    text = body.decode("utf-8", errors="replace")
+    if not bolt.body and text and not text.lstrip().startswith("{"):
+        form = dict(parse_qsl(text, keep_blank_values=True))
+        if form and "payload" not in form:
+            bolt.body = form
+            bolt.context = build_async_context(AsyncBoltContext({}), form)
+    return bolt
 
 
 def build_web(settings: Settings, *, sweep_every: float = 30.0, **options: object) -> Starlette:
@@ -60,7 +77,7 @@ def build_web(settings: Settings, *, sweep_every: float = 30.0, **options: objec
         handler = state.get("handler")
         if not isinstance(handler, AsyncSlackRequestHandler):
             return JSONResponse({"error": "starting"}, status_code=503)
-        answer = await handler.app.async_dispatch(to_async_bolt_request(request, body))
+        answer = await handler.app.async_dispatch(bolt_request(request, body))
         return to_starlette_response(answer)
 
     async def healthz(request: Request) -> Response:
@@ -82,13 +99,17 @@ def build_web(settings: Settings, *, sweep_every: float = 30.0, **options: objec
         client = web_client(settings, metrics)
         runtime = await open_runtime(
             settings,
-            system_surface=lambda channel: SlackSurface(client, channel=channel, user=""),
+            slack=client,
             group_members=group_lookup(client),
             metrics=metrics,
             **options,  # type: ignore[arg-type]
         )
         state["runtime"] = runtime
-        state["handler"] = AsyncSlackRequestHandler(build_app(settings, runtime.dispatcher, client))
+        assert runtime.outbox is not None
+        state["handler"] = AsyncSlackRequestHandler(
+            build_app(settings, runtime.dispatcher, runtime.outbox)
+        )
+        runtime.start_deliveries()
         handler = state["handler"]
         assert isinstance(handler, AsyncSlackRequestHandler)
         handler.app.use(refuse_long_command_text)  # before the listeners parse any text

@@ -198,3 +198,15 @@ def test_the_limit_counts_characters_and_its_refusal_is_one_sentence() -> None:
         "That command is too long: Slack sends at most 4,000 characters after the command "
         "name, and this one has 4,001."
     )
+
+
+async def test_a_slash_command_whose_text_says_payload_is_still_answered(
+    database_url: str,
+) -> None:
+    """Bolt alone reads any form body with the word "payload" in it as an interactivity
+    payload and drops the command; the bot reads it as the slash command it is."""
+    async with running_bot(database_url) as bot:
+        sent = await bot.slash("/billing", "help payload", user="U0VIEWER")
+        answer = await bot.private(sent.respond)
+    assert sent.answer.status_code == 200
+    assert answer  # an answer came back (help for /billing), not silence
