@@ -1,0 +1,312 @@
+"""Mutation testing of the at-most-once and redaction logic: run mutmut, count, judge.
+
+    scripts/mutation [--max-children N] [--report-only] [FILE ...]
+
+`[tool.mutmut]` in pyproject.toml says what mutmut mutates and which tests it may run;
+`[tool.billing_bot.mutation]` says which of those mutants to test (`strict` and `report`
+selectors). Naming FILEs tests only the selectors of those files. The run starts from a fresh
+`mutants/` (mutmut's working copy, left behind for `mutmut show NAME` and `mutmut browse`);
+`--report-only` judges the results already there again (after editing the equivalents).
+
+Prints, per file, how many mutants were killed, survived, timed out or had no test, then every
+survivor as the line it changed. Exits 1 when a mutant under a `strict` selector survived (or
+no test reached it) and scripts/mutation_equivalents.toml does not list it as equivalent; 2 when
+mutmut itself could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import fnmatch
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EQUIVALENTS = ROOT / "scripts" / "mutation_equivalents.toml"
+LOG = ROOT / "mutants" / "mutmut.log"
+# mutmut's name for a method: <module>.xǁ<Class>ǁ<method>__mutmut_<n>; a function: x_<name>.
+SEPARATOR = "ǁ"
+DETECTED = {"killed", "timeout", "caught by type check", "segfault"}
+
+
+@dataclass(frozen=True)
+class Selector:
+    """`file` or `file:Qualified.name` (fnmatch pattern) from [tool.billing_bot.mutation]."""
+
+    path: str
+    pattern: str
+    strict: bool
+
+    @classmethod
+    def parse(cls, text: str, *, strict: bool) -> Selector:
+        path, _, pattern = text.partition(":")
+        return cls(path, pattern or "*", strict)
+
+    @property
+    def module(self) -> str:
+        return self.path.removesuffix(".py").replace("/", ".")
+
+    def glob(self) -> str:
+        """The mutmut name pattern for this selector's mutants."""
+        if self.pattern == "*":
+            return f"{self.module}.*"
+        owner, _, name = self.pattern.rpartition(".")
+        key = f"x{SEPARATOR}{owner}{SEPARATOR}{name}" if owner else f"x_{name}"
+        return f"{self.module}.{key}__mutmut_*"
+
+    def covers(self, mutant: Mutant) -> bool:
+        return mutant.path == self.path and fnmatch.fnmatchcase(mutant.function, self.pattern)
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    status: str
+
+    @property
+    def _parts(self) -> tuple[str, str]:
+        head = self.name.partition("__mutmut_")[0]
+        module, _, key = head.rpartition(".")
+        return module, key
+
+    @property
+    def path(self) -> str:
+        return self._parts[0].replace(".", "/") + ".py"
+
+    @property
+    def function(self) -> str:
+        key = self._parts[1]
+        if key.startswith("x" + SEPARATOR):
+            return ".".join(key[1:].strip(SEPARATOR).split(SEPARATOR))
+        return key.removeprefix("x_")
+
+
+@dataclass(frozen=True)
+class Change:
+    before: str
+    after: str
+
+    def __str__(self) -> str:
+        return f"`{self.before or '∅'}` → `{self.after or '∅'}`"
+
+
+@dataclass(frozen=True)
+class Equivalent:
+    function: str  # file:Qualified.name
+    change: Change
+    reason: str
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("files", nargs="*", help="only the selectors of these files")
+    parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--report-only", action="store_true", help="judge the last run again")
+    options = parser.parse_args()
+    os.chdir(ROOT)
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]
+    selectors = _selectors(config, options.files)
+    equivalents = _equivalents()
+    problems = _check_config(config["mutmut"], selectors, equivalents)
+    if problems:
+        say("\n".join(problems), err=True)
+        return 2
+
+    mutmut = str(Path(sys.executable).with_name("mutmut"))
+    if not options.report_only:
+        failed = _run(mutmut, selectors, options.max_children)
+        if failed:
+            return failed
+
+    listed = subprocess.run(
+        [mutmut, "results", "--all", "true"], capture_output=True, text=True, check=True
+    ).stdout
+    mutants = [m for m in _parse_results(listed) if any(s.covers(m) for s in selectors)]
+    return _report(mutants, selectors, equivalents, mutmut)
+
+
+def _run(mutmut: str, selectors: list[Selector], workers: int) -> int:
+    shutil.rmtree(ROOT / "mutants", ignore_errors=True)
+    LOG.parent.mkdir()
+    globs = sorted({s.glob() for s in selectors})
+    say(f"mutmut: {len(globs)} selectors, {workers} workers; log in {_rel(LOG)}")
+    with LOG.open("w") as log:
+        ran = subprocess.run(
+            [mutmut, "run", "--max-children", str(workers), *globs],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    if ran.returncode != 0:
+        say(LOG.read_text()[-3000:], err=True)
+        say(f"mutmut run failed (exit {ran.returncode}); see {_rel(LOG)}", err=True)
+        return 2
+    return 0
+
+
+def _selectors(config: dict[str, object], files: list[str]) -> list[Selector]:
+    table = config.get("billing_bot", {})
+    assert isinstance(table, dict)
+    mutation = table.get("mutation", {})
+    selectors = [Selector.parse(t, strict=True) for t in mutation.get("strict", [])]
+    selectors += [Selector.parse(t, strict=False) for t in mutation.get("report", [])]
+    if files:
+        wanted = {Path(f).as_posix() for f in files}
+        selectors = [s for s in selectors if s.path in wanted]
+    return selectors
+
+
+def _equivalents() -> list[Equivalent]:
+    data = tomllib.loads(EQUIVALENTS.read_text()) if EQUIVALENTS.exists() else {}
+    return [
+        Equivalent(e["function"], Change(e["before"], e["after"]), e["reason"])
+        for e in data.get("equivalent", [])
+    ]
+
+
+def _check_config(
+    mutmut: dict[str, object], selectors: list[Selector], equivalents: list[Equivalent]
+) -> list[str]:
+    """Selectors that name no file mutmut mutates or no function in the file (code moved)."""
+    problems = []
+    mutated = mutmut.get("only_mutate", [])
+    assert isinstance(mutated, list)
+    if not selectors:
+        problems.append("no selector in [tool.billing_bot.mutation] matches the files given")
+    for selector in selectors:
+        if selector.path not in mutated:
+            problems.append(f"{selector.path} is not in [tool.mutmut] only_mutate")
+        elif not any(
+            fnmatch.fnmatchcase(f, selector.pattern) for f in _functions(ROOT / selector.path)
+        ):
+            problems.append(
+                f"{selector.path} has no function matching {selector.pattern!r}: "
+                "update [tool.billing_bot.mutation] in pyproject.toml"
+            )
+    selection = mutmut.get("pytest_add_cli_args_test_selection", [])
+    assert isinstance(selection, list)
+    for test in selection:
+        if not (ROOT / test.partition("::")[0]).exists():
+            problems.append(f"{test} (in [tool.mutmut] pytest_add_cli_args_test_selection) is gone")
+    for equivalent in equivalents:
+        if not equivalent.reason.strip():
+            problems.append(
+                f"{_rel(EQUIVALENTS)}: {equivalent.function} {equivalent.change} has no reason"
+            )
+    return problems
+
+
+def _functions(path: Path) -> list[str]:
+    """Top-level functions and methods, as mutmut mutates them (`Class.method`, `function`)."""
+    if not path.exists():
+        return []
+    names = []
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            names.append(node.name)
+        elif isinstance(node, ast.ClassDef):
+            names += [
+                f"{node.name}.{item.name}"
+                for item in node.body
+                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
+            ]
+    return names
+
+
+def _parse_results(text: str) -> list[Mutant]:
+    mutants = []
+    for line in text.splitlines():
+        name, sep, status = line.strip().partition(": ")
+        if sep and "__mutmut_" in name:
+            mutants.append(Mutant(name, status.strip()))
+    return mutants
+
+
+def _change(mutmut: str, name: str) -> Change:
+    """The lines a mutant changes, from `mutmut show` (whitespace-trimmed, joined by ⏎)."""
+    diff = subprocess.run(
+        [mutmut, "show", name], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    removed = [ln[1:].strip() for ln in diff if ln.startswith("-") and not ln.startswith("---")]
+    added = [ln[1:].strip() for ln in diff if ln.startswith("+") and not ln.startswith("+++")]
+    return Change(" ⏎ ".join(removed), " ⏎ ".join(added))
+
+
+def _report(
+    mutants: list[Mutant], selectors: list[Selector], equivalents: list[Equivalent], mutmut: str
+) -> int:
+    columns = ("killed", "survived", "equivalent", "timeout", "no tests", "other")
+    counts: dict[str, Counter[str]] = {s.path: Counter() for s in selectors}
+    failing: list[tuple[Mutant, Change]] = []
+    noted: list[tuple[Mutant, Change, str]] = []
+    used: set[Equivalent] = set()
+    for mutant in mutants:
+        tally = counts[mutant.path]
+        status = mutant.status
+        if status in {"killed", "timeout", "no tests", "survived"}:
+            tally[status] += 1
+        elif status in DETECTED:
+            tally["killed"] += 1
+        else:
+            tally["other"] += 1
+        if status in DETECTED:
+            continue
+        change = _change(mutmut, mutant.name)
+        function = f"{mutant.path}:{mutant.function}"
+        match = next(
+            (e for e in equivalents if e.function == function and e.change == change), None
+        )
+        if match is not None and status == "survived":
+            tally["equivalent"] += 1
+            used.add(match)
+            continue
+        strict = any(s.strict and s.covers(mutant) for s in selectors)
+        if strict:
+            failing.append((mutant, change))
+        else:
+            noted.append((mutant, change, status))
+
+    width = max(len(p) for p in counts) + 2
+    say(f"{'file':<{width}}" + "".join(f"{c:>12}" for c in columns))
+    for path, tally in counts.items():
+        say(f"{path:<{width}}" + "".join(f"{tally[c]:>12}" for c in columns))
+    partial = sorted({s.path for s in selectors if s.pattern != "*"})
+    for path in partial:
+        names = ", ".join(s.pattern for s in selectors if s.path == path)
+        say(f"  ({path}: only {names})")
+
+    for mutant, change, status in noted:
+        say(f"{status} (reported only): {mutant.name} {mutant.function}: {change}")
+    for equivalent in equivalents:
+        if equivalent not in used and equivalent.function.partition(":")[0] in counts:
+            say(f"note: equivalent no longer seen: {equivalent.function} {equivalent.change}")
+    if failing:
+        say(f"\n{len(failing)} mutants in the at-most-once and redaction logic were not killed:")
+        for mutant, change in failing:
+            say(f"  {mutant.status}: {mutant.name} ({mutant.function}): {change}")
+        say(f"Kill them with a test, or list a true equivalent in {_rel(EQUIVALENTS)}.")
+        return 1
+    say("\nNo surviving mutant in the at-most-once and redaction logic.")
+    return 0
+
+
+def say(text: str, *, err: bool = False) -> None:
+    stream = sys.stderr if err else sys.stdout
+    stream.write(text + "\n")
+    stream.flush()
+
+
+def _rel(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
