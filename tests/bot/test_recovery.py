@@ -15,6 +15,8 @@ one declared here, whose handler can be held mid-call (an event) or made to cras
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -27,11 +29,14 @@ from typing import Any, ClassVar
 import pytest
 import sqlalchemy as sa
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import store
 from bot.approvals import Approvals, Claim, Status
 from bot.config import Settings
 from bot.dispatch import Dispatcher, ProviderRuntime
+from bot.replies import MessageRef
 from bot.runtime import Runtime, open_runtime
 from bot.store import approvals, audit
 from commands.base import Args, Command, Context, Provider, Reply, Role
@@ -228,18 +233,24 @@ def dead_pid() -> int:
 
 
 @pytest.fixture
-def live_pid() -> Iterator[int]:
-    """The pid of a process of ours that lives until the test ends (never a process we did
-    not start: a broken liveness check could signal it)."""
+def live() -> Iterator[subprocess.Popen[bytes]]:
+    """A process of ours that lives until `end(live)` (never one we did not start: a broken
+    liveness check could signal it)."""
     child = subprocess.Popen(
         [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
     )
     try:
-        yield child.pid
+        yield child
     finally:
-        assert child.stdin is not None
+        end(child)
+
+
+def end(child: subprocess.Popen[bytes]) -> int:
+    """Let the process finish; its exit status (negative: the signal that killed it)."""
+    assert child.stdin is not None
+    if not child.stdin.closed:
         child.stdin.close()
-        child.wait(timeout=60)
+    return child.wait(timeout=60)
 
 
 # --- a late runner cannot overwrite a settled outcome ---------------------------------------
@@ -351,14 +362,15 @@ async def test_an_earlier_boot_of_this_pid_is_gone_at_once(bot: Bot) -> None:
 
 
 async def test_a_live_process_on_this_host_with_a_fresh_heartbeat_is_not_gone(
-    bot: Bot, live_pid: int, monkeypatch: pytest.MonkeyPatch
+    bot: Bot, live: subprocess.Popen[bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await bot.run("/drill move r1", "U1")
     await bot.run("/drill move r2", "U1")
     host = socket.gethostname()
-    await bot.replica(f"{host}:{live_pid}:cafe0003").claim(1, "U2")
+    await bot.replica(f"{host}:{live.pid}:cafe0003").claim(1, "U2")
     sweeper = bot.replica(f"{host}:{os.getpid()}:cafe0004")
     assert await sweeper.orphaned(stale_after=STALE) == []
+    assert end(live) == 0  # asking whether it lives sent it no signal
 
     # A process we may not signal (another user's) is alive too.
     await bot.replica(f"{host}:1:cafe0005").claim(2, "U2")
@@ -531,3 +543,162 @@ async def test_an_id_that_does_not_exist_runs_nothing(bot: Bot, line: str) -> No
     async with bot.dispatcher.engine.connect() as conn:
         count = (await conn.execute(sa.select(sa.func.count()).select_from(approvals))).scalar()
     assert count == 1
+
+
+# --- the state machine's edges ----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def just_before_update(engine: AsyncEngine, marker: str, sql: str) -> Iterator[list[str]]:
+    """Run `sql` on the same connection just before the first `UPDATE approvals` whose values
+    include `marker`: another replica's write landing between a read and the update it decides.
+    Yields the statements it went before (one, once it has)."""
+    seen: list[str] = []
+
+    def hook(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+    ) -> None:
+        values = parameters if isinstance(parameters, tuple | list) else ()
+        if not seen and statement.lstrip().startswith("UPDATE approvals") and marker in values:
+            seen.append(statement)
+            cursor.execute(sql)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", hook)
+    try:
+        yield seen
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", hook)
+
+
+async def test_open_lists_open_requests_oldest_first_fifty_at_most(bot: Bot) -> None:
+    for n in range(53):
+        await bot.run(f"/drill move r{n}", "U1")
+    await bot.run("/billing approve 1", "U2")
+    await bot.run("/billing reject 2", "U2")
+    listed = bot.replica("host-b:1:b")
+    assert [a.id for a in await listed.open()] == list(range(3, 53))
+    assert [a.id for a in await listed.open(limit=2)] == [3, 4]
+    bot.clock.advance(hours=24)  # exactly the TTL: none is open any more
+    assert await listed.open() == []
+
+
+async def test_a_claim_records_who_when_and_which_runner(bot: Bot) -> None:
+    await bot.run("/drill move r1", "U1")
+    bot.clock.advance(minutes=5)
+    runner = bot.replica("host-a:101:aaaa")
+    claim, row = await runner.claim(1, "U2")
+    assert claim is Claim.WON and row is not None
+    at = START + timedelta(minutes=5)
+    assert (row.status, row.decided_by, row.decided_at) == (Status.EXECUTING, "U2", at)
+    assert (row.runner, row.heartbeat_at) == ("host-a:101:aaaa", at)
+
+
+async def test_a_request_cannot_be_approved_at_its_expiry(bot: Bot) -> None:
+    await bot.run("/drill move r1", "U1")
+    bot.clock.advance(hours=24)
+    approved, surface = await bot.run("/billing approve 1", "U2")
+    assert not approved
+    assert surface.privates[-1] == "Approval #1 has expired; request it again."
+    assert bot.client.calls == [] and await bot.status() == "pending"
+
+
+async def test_your_own_request_once_decided_is_just_decided(bot: Bot) -> None:
+    await bot.run("/drill move r1", "U2")  # an approver may request too
+    approved, surface = await bot.run("/billing approve 1", "U2")
+    assert not approved and "You requested #1 yourself" in surface.privates[-1]
+    assert (await bot.run("/billing approve 1", "U3"))[0]
+    approved, surface = await bot.run("/billing approve 1", "U2")
+    assert not approved
+    assert surface.privates[-1] == "Approval #1 is already done by <@U3>; nothing was run again."
+
+
+async def test_each_step_touches_only_its_own_request(bot: Bot) -> None:
+    await bot.run("/drill move r1", "U1")
+    await bot.run("/drill move r2", "U1")
+    runner = bot.replica("host-a:101:aaaa")
+    await runner.claim(1, "U2")
+    await runner.claim(2, "U3")
+    bot.clock.advance(minutes=1)
+    await runner.heartbeat(1)
+    assert (await bot.row(1))["heartbeat_at"] == START + timedelta(minutes=1)
+    assert (await bot.row(2))["heartbeat_at"] == START
+    await runner.finish(1, Status.DONE, "x" * 5000)
+    assert await bot.status(2) == "executing"
+    assert (await bot.row(1))["outcome"] == "x" * 4000  # long outcomes are cut, not refused
+
+
+async def test_a_card_posted_elsewhere_is_updated_where_it_is(bot: Bot) -> None:
+    billing = RecordingSurface(channel="C0BILL", user="U1")
+    await bot.dispatcher.run("/drill move r1", user="U1", channel="C1", surface=billing)
+    row = await bot.row()
+    assert (row["channel"], row["message_ts"]) == ("C0BILL", "1.0001")
+    await bot.run("/billing approve 1", "U2")
+    system = bot.dispatcher.system_surface("C0BILL")
+    assert [ref for ref, _ in system.updates][-1] == MessageRef("C0BILL", "1.0001")  # type: ignore[attr-defined]
+
+
+async def test_a_row_still_reads_for_a_replica_older_than_stored_arguments(bot: Bot) -> None:
+    await bot.run('/drill move "café ☕ = 5"', "U1")
+    row = await bot.row()
+    assert row["args_preview"] == row["args"]
+    assert json.loads(row["args_preview"]) == {"ref": "café ☕ = 5"}
+
+
+async def test_a_request_written_by_an_older_replica_runs_what_its_card_showed(bot: Bot) -> None:
+    await bot.run("/drill move r1", "U1")
+    async with bot.dispatcher.engine.begin() as conn:
+        await conn.execute(approvals.update().values(args=None))  # it knows only the preview
+    assert (await bot.run("/billing approve 1", "U2"))[0]
+    assert bot.client.calls == ["r1"]
+
+
+async def test_expiry_takes_only_requests_past_their_time(bot: Bot) -> None:
+    await bot.run("/drill move r1", "U1")
+    bot.clock.advance(hours=1)
+    await bot.run("/drill move r2", "U1")
+    await bot.run("/drill move r3", "U1")
+    await bot.run("/billing approve 3", "U2")
+    bot.clock.advance(hours=24)  # #1 is an hour past its time, #2 just due
+    sweeper = bot.replica("host-b:1:b")
+    assert [a.id for a in await sweeper.expire_due()] == [1, 2]
+    assert [await bot.status(n) for n in (1, 2, 3)] == ["expired", "expired", "done"]
+    await bot.run("/drill move r4", "U1")
+    assert await sweeper.expire_due() == []
+    assert await bot.status(4) == "pending"
+
+
+async def test_a_decision_landing_during_expiry_stands(bot: Bot) -> None:
+    await bot.run("/drill move r1", "U1")
+    bot.clock.advance(hours=25)
+    engine = bot.dispatcher.engine
+    withdrawn = "UPDATE approvals SET status = 'rejected', reason = 'withdrawn' WHERE id = 1"
+    with just_before_update(engine, "expired", withdrawn) as raced:
+        assert await bot.replica("host-b:1:b").expire_due() == []
+    assert raced  # the withdrawal did land between the sweeper's read and its update
+    assert await bot.status() == "rejected"
+
+
+async def test_an_answer_landing_during_a_sweep_stands(bot: Bot) -> None:
+    await bot.run("/drill move r1", "U1")
+    await bot.replica("host-a:101:aaaa").claim(1, "U2")
+    bot.clock.advance(minutes=10)
+    engine = bot.dispatcher.engine
+    answered = "UPDATE approvals SET status = 'done', outcome = 'answered' WHERE id = 1"
+    with just_before_update(engine, "unknown", answered) as raced:
+        assert await bot.replica("host-b:202:bbbb").orphaned(stale_after=STALE) == []
+    assert raced
+    row = await bot.row()
+    assert (row["status"], row["outcome"]) == ("done", "answered")
+
+
+async def test_one_sweep_settles_every_lost_run_and_only_those(bot: Bot) -> None:
+    for n in range(3):
+        await bot.run(f"/drill move r{n}", "U1")
+    runner = bot.replica("host-a:101:aaaa")
+    for n in (1, 2, 3):
+        await runner.claim(n, "U2")
+    bot.clock.advance(minutes=3)
+    await runner.heartbeat(1)  # #1 is still being worked on; #2 and #3 went quiet
+    settled = await bot.replica("host-b:202:bbbb").orphaned(stale_after=STALE)
+    assert [a.id for a in settled] == [2, 3]
+    assert [await bot.status(n) for n in (1, 2, 3)] == ["executing", "unknown", "unknown"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import traceback
 import uuid
 from collections.abc import Iterator
 from urllib.parse import quote, quote_plus
@@ -11,6 +12,7 @@ from urllib.parse import quote, quote_plus
 import httpx
 import pytest
 
+from commands import secrets
 from commands.secrets import (
     MASK,
     install_log_redaction,
@@ -51,9 +53,18 @@ def test_the_longest_registered_value_is_masked_first() -> None:
     assert redact(long) == MASK  # not "••••••-tail"
 
 
+def test_a_longer_value_is_masked_whole_whatever_its_spelling() -> None:
+    short = fresh("zz")  # sorts after the longer value that contains it
+    long = f"aa-{short}-tail"
+    register_secret(short, long)
+    assert redact(f"[{long}] [{short}]") == f"[{MASK}] [{MASK}]"
+
+
 def test_short_and_missing_values_are_not_registered() -> None:
     register_secret("abc", None, "")
     assert redact("abc def") == "abc def"
+    register_secret("wxyz")  # four characters are enough
+    assert redact("wxyz def") == f"{MASK} def"
 
 
 @pytest.mark.parametrize(
@@ -114,9 +125,25 @@ def test_redact_any_walks_json_like_data() -> None:
 
 
 @pytest.fixture
-def log(caplog: pytest.LogCaptureFixture) -> Iterator[logging.Logger]:
-    install_log_redaction()
-    install_log_redaction()  # idempotent: a second call does not wrap the factory twice
+def fresh_redaction(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Redaction installed as a new process installs it, over logging's own record factory
+    (the process's factory is put back afterwards)."""
+    previous = logging.getLogRecordFactory()
+    monkeypatch.setattr(secrets, "_installed", False)
+    logging.setLogRecordFactory(logging.LogRecord)
+    try:
+        install_log_redaction()
+        installed = logging.getLogRecordFactory()
+        assert installed is not logging.LogRecord
+        install_log_redaction()  # idempotent: a second call does not wrap the factory twice
+        assert logging.getLogRecordFactory() is installed
+        yield
+    finally:
+        logging.setLogRecordFactory(previous)
+
+
+@pytest.fixture
+def log(fresh_redaction: None, caplog: pytest.LogCaptureFixture) -> Iterator[logging.Logger]:
     logger = logging.getLogger("tests.secrets")
     caplog.set_level(logging.DEBUG, logger=logger.name)
     yield logger
@@ -175,7 +202,8 @@ def test_a_secret_in_an_exception_traceback_is_masked(
     register_secret(secret)
     try:
         raise RuntimeError(f"provider refused key {secret}")
-    except RuntimeError:
+    except RuntimeError as exc:
+        error = exc
         log.exception("call failed")
     printed = stream.getvalue()
     for text in (caplog.text, printed):
@@ -184,6 +212,22 @@ def test_a_secret_in_an_exception_traceback_is_masked(
         assert secret not in text
     [record] = caplog.records
     assert record.exc_info is None and record.exc_text is not None
+    # Exactly the traceback Python prints, with the secret masked, and nothing after it.
+    shown = "".join(traceback.format_exception(error)).rstrip().replace(secret, MASK)
+    assert record.exc_text == shown
+    assert printed.endswith(f"RuntimeError: provider refused key {MASK}\n")
+
+
+def test_a_secret_in_a_stack_trace_is_masked(
+    log: logging.Logger, caplog: pytest.LogCaptureFixture, stream: io.StringIO
+) -> None:
+    # A stack shows the source line of each frame, this one's comment included.
+    log.warning("retrying", stack_info=True)  # after GET /x.json?api_key=zz9xk1
+    [record] = caplog.records
+    assert record.stack_info is not None
+    assert record.stack_info.startswith("Stack (most recent call last):")
+    assert f"# after GET /x.json?api_key={MASK}" in record.stack_info
+    assert "zz9xk1" not in record.stack_info + caplog.text + stream.getvalue()
 
 
 def test_a_chained_exception_is_masked_too(
@@ -210,12 +254,26 @@ def test_a_broken_format_string_keeps_the_record_and_leaks_nothing(
     log.warning("two %s %s", secret)  # one argument short
     [record] = caplog.records
     assert record.getMessage() == "two %s %s"
+    assert record.args is None  # nothing left for a later formatting to put back
     assert secret not in caplog.text + stream.getvalue()
 
 
+def test_the_factory_takes_a_log_record_s_arguments_by_name(fresh_redaction: None) -> None:
+    factory = logging.getLogRecordFactory()
+    record = factory(
+        name="tests.secrets",
+        level=logging.INFO,
+        pathname=__file__,
+        lineno=1,
+        msg="GET /x?api_key=%s",
+        args=("zz9xk1",),
+        exc_info=None,
+    )
+    assert record.getMessage() == f"GET /x?api_key={MASK}"
+
+
 @pytest.fixture
-def httpx_info(caplog: pytest.LogCaptureFixture) -> None:
-    install_log_redaction()
+def httpx_info(fresh_redaction: None, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="httpx")
 
 
