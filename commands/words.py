@@ -1,6 +1,6 @@
 """How counts, notes and clipped texts read to people: "1 account", "3 accounts", "Done… (cut)".
 
-Small on purpose: the bot's nouns are all regular English plurals, so a counting helper of two
+Small on purpose: the bot's nouns are all regular English plurals, so a counting function of two
 lines serves where a dependency such as `inflect` would add a whole grammar for one suffix.
 """
 
