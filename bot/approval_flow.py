@@ -1,9 +1,13 @@
 """The two-person rule as people meet it: request, approve, reject, snooze, sweep.
 
-    request ─► row (pending) ─► audit "requested" ─► card (outbox, key approval:N)
-    approve ─► claim (pending → executing) ─► audit "approved" ─► run ─► finish ─► card, result
+    request ─► policy (rules, ceilings) ─► row (pending) ─► audit "requested" ─► card
+    approve ─► role the rules ask ─► vote ─► not the last: audit "approved", card "1 of 2"
+                                          └► the last: claim (pending → executing, ceilings
+                                             checked again) ─► audit ─► run ─► finish ─► card
     reject  ─► claim (pending → rejected)  ─► audit "rejected" ─► card
     sweep   ─► expired and orphaned rows   ─► audit "expired" / "recovered" ─► card
+    check   ─► an unknown outcome: the provider read that shows it (Evidence)
+    resolve ─► a person settles an unknown outcome: done | not done (audited)
 
 The state machine (`bot.approvals`) and the audit log are written before anything is shown, and
 showing never raises (surfaces are guarded, Slack goes through the outbox), so a Slack failure
@@ -22,11 +26,12 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from bot import messages
-from bot.approvals import Approval, Approvals, Claim, Outcome, Status
+from bot.approvals import Approval, Approvals, Claim, Guard, Outcome, Status
 from bot.audit import AuditLog, Entry
+from bot.policy import Policy, over_ceiling, requirement_of, rules_of
 from bot.replies import MessageRef, Surface, guarded
 from commands import grammar
-from commands.base import Args, Command, CommandError, Form, Reply
+from commands.base import Args, Button, Command, CommandError, Evidence, Form, Reply, Role
 from commands.secrets import redact
 
 log = logging.getLogger(__name__)
@@ -64,6 +69,14 @@ class Runner(Protocol):
         approval: Approval | None = None,
     ) -> Outcome: ...
 
+    async def probe(
+        self, command: Command[Any, Any], args: Args, *, user: str, channel: str
+    ) -> Evidence:
+        """The provider read that shows whether an unknown write happened."""
+        ...
+
+    async def role_of(self, user: str) -> Role | None: ...
+
 
 class Postponer(Protocol):
     async def postpone(self, schedule_id: int, hours: int) -> Any: ...
@@ -80,6 +93,7 @@ class ApprovalFlow:
         tz: ZoneInfo,
         stale_after: timedelta,
         scheduler: Postponer | None = None,
+        policy: Policy | None = None,
     ) -> None:
         self.approvals = approvals
         self.audit = audit
@@ -88,6 +102,7 @@ class ApprovalFlow:
         self.tz = tz
         self.stale_after = stale_after
         self.scheduler = scheduler
+        self.policy = policy
 
     # --- request ---------------------------------------------------------------------------
 
@@ -117,6 +132,27 @@ class ApprovalFlow:
         if exact != args:
             await surface.private(messages.not_storable(command.audit_name))
             return None
+        requirement = requirement_of(self.policy, command, exact)
+        if requirement.ceilings:
+            async with self.approvals.engine.connect() as conn:
+                refusal = await over_ceiling(
+                    conn, requirement, stored, now=self.approvals.clock(), tz=self.tz
+                )
+            if refusal is not None:
+                await surface.private(messages.ceiling_refused(command.audit_name, refusal))
+                await self.audit.record(
+                    Entry(
+                        user_id=user,
+                        channel=channel,
+                        command=command.audit_name,
+                        args=stored,
+                        decision="refused",
+                        outcome="over ceiling",
+                        detail=refusal,
+                        provider=self.runner.owner(command),
+                    )
+                )
+                return None
         line = grammar.render(command, exact)
         description = command.describe(exact) if command.describe else f"`{line}`"
         approval = await self.approvals.create(
@@ -131,6 +167,9 @@ class ApprovalFlow:
             approve_label=labels[0],
             reject_label=labels[1],
             snooze_hours=snooze_hours,
+            approvals_needed=requirement.approvals,
+            approver_role=requirement.role.label if requirement.role > Role.APPROVER else None,
+            rules=requirement.names,
         )
         await self._audit(approval, user, "requested", "pending", f"approval #{approval.id}")
         card = messages.approval_card(approval, self.tz)
@@ -164,7 +203,32 @@ class ApprovalFlow:
     # --- decisions -------------------------------------------------------------------------
 
     async def approve(self, approval_id: int, *, user: str, surface: Surface) -> Reply:
-        claim, row = await self.approvals.claim(approval_id, user)
+        asked = await self.approvals.get(approval_id)
+        if asked is not None and asked.status is Status.PENDING and asked.approver_role:
+            held = await self.runner.role_of(user)
+            if held is None or held < Role.ADMIN:
+                raise CommandError(messages.needs_admin(asked))
+        claim, row = await self.approvals.claim(approval_id, user, guard=self._guard(asked))
+        if claim is Claim.WAITING and row is not None:
+            votes = await self.approvals.votes(row.id)
+            progress = f"{len(votes)} of {row.approvals_needed}"
+            detail = messages.approvals_progress(row, votes)
+            await self._audit(row, user, "approved", progress, detail)
+            card = messages.approval_card(row, self.tz, votes=votes)
+            await guarded(self._surface_for(surface, row.channel)).update(
+                row.ref, card, key=card_key(row.id)
+            )
+            return Reply(text=messages.approval_waiting(row, votes), private=True)
+        if claim is Claim.REFUSED and row is not None:
+            await self._audit(row, user, "approved", Status.FAILED.value, row.outcome or "")
+            outcome = Outcome(Status.FAILED, row.outcome or "refused")
+            target = guarded(self._surface_for(surface, row.channel))
+            card = messages.approval_done(row, outcome, self.tz)
+            await target.update(row.ref, card, key=card_key(row.id))
+            return Reply(text=f"Approval #{row.id}: {row.outcome}.", private=True)
+        if claim is Claim.ALREADY_VOTED and row is not None:
+            votes = await self.approvals.votes(row.id)
+            raise CommandError(messages.claim_refused(approval_id, claim, row, votes))
         if claim is not Claim.WON or row is None:
             raise CommandError(messages.claim_refused(approval_id, claim, row))
         await self._audit(row, user, "approved", Status.EXECUTING.value, f"by {user}")
@@ -224,6 +288,61 @@ class ApprovalFlow:
         card = messages.approval_rejected(row, self.tz)
         await target.update(row.ref, card, key=card_key(row.id))
         return Reply(text=f"Approval #{row.id} rejected.", private=True)
+
+    def _guard(self, row: Approval | None) -> Guard | None:
+        """The ceilings a request was made under, checked again by its final approval."""
+        if row is None or not row.rules:
+            return None
+        requirement = rules_of(row, self.policy)
+        if not requirement.ceilings:
+            return None
+
+        async def guard(conn: Any, current: Approval) -> str | None:
+            return await over_ceiling(
+                conn,
+                requirement,
+                current.args,
+                now=self.approvals.clock(),
+                tz=self.tz,
+                excluding=current.id,
+            )
+
+        return guard
+
+    # --- unknown outcomes ------------------------------------------------------------------
+
+    async def check(self, approval_id: int, *, user: str) -> Reply:
+        """Run the provider read that shows whether an unknown write happened."""
+        row = await self.approvals.get(approval_id)
+        if row is None:
+            raise CommandError(f"There is no approval request #{approval_id}.")
+        if row.status is not Status.UNKNOWN:
+            raise CommandError(messages.nothing_to_check(row))
+        command = self.runner.command(row.command_path)
+        if command is None:
+            raise CommandError(f"/{row.command_path} no longer exists; check at the provider.")
+        args = grammar.validate(command, row.args)
+        evidence = await self.runner.probe(command, args, user=user, channel=row.channel)
+        await self._audit(row, user, "checked", evidence.verdict, evidence.text)
+        return messages.evidence(row, evidence, settle=row.unresolved and row.requester != user)
+
+    async def resolve(
+        self, approval_id: int, *, user: str, resolution: str, reason: str, surface: Surface
+    ) -> Reply:
+        """A person (not the requester) settles an unknown outcome, with a reason."""
+        claim, row = await self.approvals.resolve(approval_id, user, resolution, reason)
+        if claim is not Claim.WON or row is None:
+            raise CommandError(messages.resolve_refused(approval_id, claim, row))
+        await self._audit(row, user, "resolved", resolution, reason)
+        target = guarded(self._surface_for(surface, row.channel))
+        await target.update(row.ref, messages.approval_resolved(row, self.tz), key=card_key(row.id))
+        buttons: list[Button] = []
+        command = self.runner.command(row.command_path)
+        if resolution == "not done" and command is not None:
+            with contextlib.suppress(grammar.FieldErrors):
+                line = grammar.render(command, grammar.validate(command, row.args))
+                buttons.append(Button(label="Request it again", command=line, style="primary"))
+        return Reply(text=messages.resolved(row), buttons=buttons, private=True)
 
     async def snooze(self, approval: Approval, hours: int) -> None:
         """A snoozed reminder asks again later: its schedule fires once more in `hours`."""

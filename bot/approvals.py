@@ -1,31 +1,39 @@
 """The two-person rule as a state machine in the database.
 
-    pending ──approve──► executing ──► done | failed | unknown
-       │                    │
-       ├──reject──► rejected └─(runner died / answer lost)──► unknown   (never retried)
+    pending ──approve(s)──► executing ──► done | failed | unknown ──resolve──► (done | not done)
+       │                       │
+       ├──reject──► rejected   └─(runner died / answer lost)──► unknown   (never retried)
+       ├──ceiling at run time──► failed
        └──TTL────► expired
 
 Every transition is one conditional UPDATE (`… WHERE status = 'pending' …`); whoever's UPDATE
 changes the row owns the transition, so an approval executes once whatever the double clicks,
-Slack retries, concurrent approvers or replicas. An executing row carries its runner
-(host:pid:boot) and a heartbeat; a row whose runner is gone is declared `unknown`.
+Slack retries, concurrent approvers or replicas. A request may need several approvals (a
+policy's rule): each is a row of `approval_votes`, one per person, and the claim's UPDATE also
+requires that enough of them exist, so only the last approval needed runs it. An executing row
+carries its runner (host:pid:boot) and a heartbeat; a row whose runner is gone is declared
+`unknown`, and a person may later settle an unknown outcome as done or not done.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import os
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.replies import MessageRef
-from bot.store import approvals, utcnow
+from bot.store import approval_votes, approvals, utcnow
 from commands.base import Reply
 
 BOOT = uuid.uuid4().hex[:8]
@@ -44,6 +52,9 @@ class Status(enum.StrEnum):
 
 class Claim(enum.Enum):
     WON = "won"
+    WAITING = "waiting for more approvals"
+    ALREADY_VOTED = "already approved by this person"
+    REFUSED = "refused at run time"
     NOT_FOUND = "not found"
     OWN_REQUEST = "own request"
     EXPIRED = "expired"
@@ -84,6 +95,18 @@ class Approval:
     approve_label: str
     reject_label: str
     snooze_hours: int | None
+    approvals_needed: int = 1
+    approver_role: str | None = None
+    rules: str | None = None
+    resolution: str | None = None
+    resolved_by: str | None = None
+    resolved_at: datetime | None = None
+    resolution_reason: str | None = None
+
+    @property
+    def unresolved(self) -> bool:
+        """An unknown outcome nobody has settled yet."""
+        return self.status is Status.UNKNOWN and self.resolution is None
 
     @property
     def ref(self) -> MessageRef | None:
@@ -131,6 +154,9 @@ class Approvals:
         approve_label: str = "Approve",
         reject_label: str = "Reject",
         snooze_hours: int | None = None,
+        approvals_needed: int = 1,
+        approver_role: str | None = None,
+        rules: str | None = None,
     ) -> Approval:
         import json
 
@@ -151,6 +177,9 @@ class Approvals:
             "approve_label": approve_label,
             "reject_label": reject_label,
             "snooze_hours": snooze_hours,
+            "approvals_needed": approvals_needed,
+            "approver_role": approver_role,
+            "rules": rules,
         }
         async with self.engine.begin() as conn:
             result = await conn.execute(approvals.insert().values(**values))
@@ -189,26 +218,142 @@ class Approvals:
             rows = (await conn.execute(query)).mappings().all()
         return [Approval.from_row(r) for r in rows]
 
-    async def claim(self, approval_id: int, approver: str) -> tuple[Claim, Approval | None]:
-        """pending → executing, atomically; only for an approver other than the requester."""
+    async def claim(
+        self, approval_id: int, approver: str, *, guard: Guard | None = None
+    ) -> tuple[Claim, Approval | None]:
+        """Record `approver`'s approval; the one that completes the approvals needed moves the
+        request pending → executing, atomically. Never the requester's own.
+
+        `guard` (ceilings) is asked inside the same transaction, under a lock shared by every
+        replica, just before the final claim: a refusal moves the request to failed instead."""
         now = self.clock()
-        statement = (
-            approvals.update()
-            .where(
+        async with self._serialised(guard is not None), self.engine.begin() as conn:
+            if guard is not None and self.engine.dialect.name == "postgresql":
+                await conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": GUARD_LOCK}
+                )
+            open_request = sa.and_(
                 approvals.c.id == approval_id,
                 approvals.c.status == Status.PENDING.value,
                 approvals.c.requester != approver,
                 approvals.c.expires_at > now,
             )
+            allowed = (await conn.execute(sa.select(approvals.c.id).where(open_request))).first()
+            new_vote = False
+            if allowed is not None:
+                new_vote = await _vote(conn, approval_id, approver, now)
+            votes = sa.select(sa.func.count()).where(approval_votes.c.approval_id == approval_id)
+            count = int((await conn.execute(votes)).scalar() or 0)
+            needed = (
+                await conn.execute(
+                    sa.select(approvals.c.approvals_needed).where(approvals.c.id == approval_id)
+                )
+            ).scalar()
+            if allowed is not None and needed is not None and count >= int(needed) and guard:
+                row = await _row(conn, approval_id)
+                assert row is not None
+                refusal = await guard(conn, row)
+                if refusal is not None:
+                    failed = (
+                        approvals.update()
+                        .where(open_request)
+                        .values(
+                            status=Status.FAILED.value,
+                            decided_by=approver,
+                            decided_at=now,
+                            outcome=f"not run: {refusal}"[:4000],
+                            finished_at=now,
+                        )
+                    )
+                    await conn.execute(failed)
+                    return Claim.REFUSED, await _row(conn, approval_id)
+            statement = (
+                approvals.update()
+                .where(open_request, approvals.c.approvals_needed <= count)
+                .values(
+                    status=Status.EXECUTING.value,
+                    decided_by=approver,
+                    decided_at=now,
+                    runner=self.runner,
+                    heartbeat_at=now,
+                )
+            )
+            changed = (await conn.execute(statement)).rowcount
+        row = await self.get(approval_id)
+        if changed == 1:
+            return Claim.WON, row
+        if row is not None and row.status is Status.PENDING and allowed is not None:
+            return (Claim.WAITING if new_vote else Claim.ALREADY_VOTED), row
+        return self._why_not(row, approver)
+
+    async def votes(self, approval_id: int) -> list[str]:
+        """Who has approved a request so far, in order."""
+        query = (
+            sa.select(approval_votes.c.user_id)
+            .where(approval_votes.c.approval_id == approval_id)
+            .order_by(approval_votes.c.at, approval_votes.c.user_id)
+        )
+        async with self.engine.connect() as conn:
+            return [str(user) for user in (await conn.execute(query)).scalars()]
+
+    async def resolve(
+        self, approval_id: int, who: str, resolution: str, reason: str
+    ) -> tuple[Claim, Approval | None]:
+        """An unknown outcome, settled by a person (not its requester): done | not done."""
+        now = self.clock()
+        statement = (
+            approvals.update()
+            .where(
+                approvals.c.id == approval_id,
+                approvals.c.status == Status.UNKNOWN.value,
+                approvals.c.resolution.is_(None),
+                approvals.c.requester != who,
+            )
             .values(
-                status=Status.EXECUTING.value,
-                decided_by=approver,
-                decided_at=now,
-                runner=self.runner,
-                heartbeat_at=now,
+                resolution=resolution,
+                resolved_by=who,
+                resolved_at=now,
+                resolution_reason=reason[:2000],
             )
         )
-        return await self._transition(approval_id, approver, statement)
+        async with self.engine.begin() as conn:
+            changed = (await conn.execute(statement)).rowcount
+        row = await self.get(approval_id)
+        if changed == 1:
+            return Claim.WON, row
+        if row is not None and row.status is Status.UNKNOWN and row.requester == who:
+            return Claim.OWN_REQUEST, row
+        if row is None:
+            return Claim.NOT_FOUND, None
+        return Claim.DECIDED, row
+
+    async def unresolved(self, limit: int = 50) -> list[Approval]:
+        query = (
+            sa.select(approvals)
+            .where(approvals.c.status == Status.UNKNOWN.value, approvals.c.resolution.is_(None))
+            .order_by(approvals.c.id)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [Approval.from_row(r) for r in rows]
+
+    def _serialised(self, needed: bool) -> Any:
+        """SQLite is one process: its final claims under a guard take turns here."""
+        if needed and self.engine.dialect.name != "postgresql":
+            return _GUARD_TURNS
+        return contextlib.nullcontext()
+
+    def _why_not(self, row: Approval | None, approver: str | None) -> tuple[Claim, Approval | None]:
+        if row is None:
+            return Claim.NOT_FOUND, None
+        if row.status is Status.PENDING and row.expires_at <= self.clock():
+            return Claim.EXPIRED, row
+        if row.status is Status.PENDING and approver is not None and row.requester == approver:
+            return Claim.OWN_REQUEST, row
+        if row.status is Status.EXPIRED:
+            return Claim.EXPIRED, row
+        return Claim.DECIDED, row
 
     async def reject(
         self, approval_id: int, who: str, reason: str | None
@@ -240,15 +385,7 @@ class Approvals:
         row = await self.get(approval_id)
         if changed == 1:
             return Claim.WON, row
-        if row is None:
-            return Claim.NOT_FOUND, None
-        if row.status is Status.PENDING and row.expires_at <= self.clock():
-            return Claim.EXPIRED, row
-        if row.status is Status.PENDING and approver is not None and row.requester == approver:
-            return Claim.OWN_REQUEST, row
-        if row.status is Status.EXPIRED:
-            return Claim.EXPIRED, row
-        return Claim.DECIDED, row
+        return self._why_not(row, approver)
 
     async def heartbeat(self, approval_id: int) -> None:
         async with self.engine.begin() as conn:
@@ -360,3 +497,30 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+# A ceiling's final claims, across replicas on PostgreSQL: one transaction at a time.
+GUARD_LOCK = 0x62696C6C  # "bill"
+_GUARD_TURNS = asyncio.Lock()
+
+Guard = Callable[[AsyncConnection, Approval], Awaitable[str | None]]
+
+
+async def _vote(conn: AsyncConnection, approval_id: int, user: str, at: datetime) -> bool:
+    """One approval per person and request; False when this person had already approved."""
+    values = {"approval_id": approval_id, "user_id": user, "at": at}
+    if conn.dialect.name == "postgresql":
+        statement: Any = postgresql.insert(approval_votes).values(**values)
+    else:
+        statement = sqlite.insert(approval_votes).values(**values)
+    statement = statement.on_conflict_do_nothing(index_elements=["approval_id", "user_id"])
+    return bool((await conn.execute(statement)).rowcount)
+
+
+async def _row(conn: AsyncConnection, approval_id: int) -> Approval | None:
+    found = (
+        (await conn.execute(sa.select(approvals).where(approvals.c.id == approval_id)))
+        .mappings()
+        .first()
+    )
+    return Approval.from_row(found) if found else None

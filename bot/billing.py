@@ -57,6 +57,20 @@ class RejectArgs(Args):
     reason: str | None = Field(None, max_length=500, description="why", examples=["wrong amount"])
 
 
+class ResolveArgs(Args):
+    positional = ("id", "outcome")
+    id: PositiveInt = Field(description="approval request number", examples=[12])
+    outcome: Literal["done", "not-done"] = Field(
+        description="what the provider shows happened", examples=["done"]
+    )
+    reason: str = Field(
+        min_length=3,
+        max_length=1500,
+        description="how you know (kept in the audit log)",
+        examples=["balance shows the 8.00 at 10:31"],
+    )
+
+
 class AuditArgs(Args):
     positional = ("n",)
     n: PositiveInt = Field(20, description="how many entries (at most 200)", examples=[20])
@@ -120,9 +134,11 @@ async def status(ops: Ops, args: NoArgs, ctx: Context) -> Reply:
 
 
 async def list_approvals(ops: Ops, args: NoArgs, ctx: Context) -> Reply:
+    """Open requests, and unknown outcomes nobody has settled yet."""
     d = ops.dispatcher
     rows = await d.approvals.open()
-    if not rows:
+    unknown = await d.approvals.unresolved()
+    if not rows and not unknown:
         return Reply(text="No open approval requests.", private=True)
     sections = []
     buttons = []
@@ -138,7 +154,18 @@ async def list_approvals(ops: Ops, args: NoArgs, ctx: Context) -> Reply:
             ),
             Button(label=f"Reject #{row.id}", command=f"/billing reject {row.id}", style="danger"),
         ]
-    return Reply(text=f"*{len(rows)} open approval requests*", sections=sections, buttons=buttons)
+    for row in unknown:
+        link = f" · <{permalink(row.channel, row.message_ts)}|open>" if row.message_ts else ""
+        sections.append(
+            f"❓ *#{row.id}* `{row.command_line}` — outcome unknown since "
+            f"{messages.when(row.decided_at, d.settings.tz)}; settle it with "
+            f'`/billing resolve {row.id} done|not-done reason="…"`{link}'
+        )
+        buttons.append(Button(label=f"Check #{row.id}", command=f"/billing check-outcome {row.id}"))
+    head = f"*{plural(len(rows), 'open approval request')}*"
+    if unknown:
+        head += f" · *{plural(len(unknown), 'unknown outcome')} to settle*"
+    return Reply(text=head, sections=sections, buttons=buttons)
 
 
 async def approve(ops: Ops, args: ApprovalId, ctx: Context) -> Reply:
@@ -148,6 +175,36 @@ async def approve(ops: Ops, args: ApprovalId, ctx: Context) -> Reply:
 async def reject(ops: Ops, args: RejectArgs, ctx: Context) -> Reply:
     return await ops.dispatcher.flow.reject(
         args.id, user=ctx.user_id, reason=args.reason, surface=ops.surface
+    )
+
+
+async def check_outcome(ops: Ops, args: ApprovalId, ctx: Context) -> Reply:
+    return await ops.dispatcher.flow.check(args.id, user=ctx.user_id)
+
+
+async def resolve(ops: Ops, args: ResolveArgs, ctx: Context) -> Reply:
+    return await ops.dispatcher.flow.resolve(
+        args.id,
+        user=ctx.user_id,
+        resolution=args.outcome.replace("-", " "),
+        reason=args.reason,
+        surface=ops.surface,
+    )
+
+
+async def show_policy(ops: Ops, args: NoArgs, ctx: Context) -> Reply:
+    policy = ops.dispatcher.policy
+    if policy is None or not policy.rules:
+        return Reply(
+            text="No approval policy: every request needs one approval by any approver "
+            "(not the requester). Set BILLING_POLICY_FILE to add rules.",
+            private=True,
+        )
+    file = ops.dispatcher.settings.billing_policy_file
+    return Reply(
+        text=f"*Approval policy* ({len(policy.rules)} rules, from `{file}`)",
+        sections=["\n".join(policy.lines())],
+        private=True,
     )
 
 
@@ -259,6 +316,33 @@ COMMANDS: list[Command[Any, Ops]] = [
         args=ApprovalId,
         handler=snooze,
         role=Role.APPROVER,
+    ),
+    Command(
+        slash=SLASH,
+        words=("check-outcome",),
+        summary="ask the provider whether a request of unknown outcome happened",
+        args=ApprovalId,
+        handler=check_outcome,
+        role=Role.APPROVER,
+        read_only=True,
+    ),
+    Command(
+        slash=SLASH,
+        words=("resolve",),
+        summary="settle an unknown outcome as done or not done, with a reason",
+        args=ResolveArgs,
+        handler=resolve,
+        role=Role.APPROVER,
+        example='/billing resolve 12 done reason="balance shows the 8.00"',
+    ),
+    Command(
+        slash=SLASH,
+        words=("policy",),
+        summary="the approval rules in force",
+        args=NoArgs,
+        handler=show_policy,
+        role=Role.VIEWER,
+        read_only=True,
     ),
     Command(
         slash=SLASH,

@@ -7,6 +7,7 @@ stop the process with one line per bad variable, all of them at once: see `confi
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -33,6 +34,7 @@ class Settings(BaseSettings):
     billing_approvers: IdTuple = ()
     billing_admins: IdTuple = ()
     approval_ttl_hours: float = Field(24, gt=0, le=24 * 30)
+    billing_policy_file: Path | None = None
     port: int = Field(3000, ge=1, le=65535)
     scheduler_tick_seconds: float = Field(15, ge=0.2, le=300)
     log_format: Literal["text", "json"] = "text"

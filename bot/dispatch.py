@@ -30,6 +30,8 @@ from bot.approval_flow import ApprovalFlow
 from bot.approvals import Approval, Approvals, Outcome, Status
 from bot.audit import AuditLog, Entry
 from bot.config import Settings
+from bot.input_limits import text_refusal
+from bot.policy import Policy
 from bot.progress import ProgressMessage
 from bot.replies import Surface, guarded
 from bot.roles import Roles, refusal
@@ -43,7 +45,17 @@ from bot.store import (
     utcnow,
 )
 from commands import grammar
-from commands.base import Args, Command, CommandError, Context, Provider, Reply, ScheduleKind
+from commands.base import (
+    Args,
+    Command,
+    CommandError,
+    Context,
+    Evidence,
+    Provider,
+    Reply,
+    Role,
+    ScheduleKind,
+)
 from commands.http import OutcomeUnknown, ProviderError
 from commands.sandbox import Sandbox
 from commands.secrets import MASK, redact
@@ -84,6 +96,7 @@ class Dispatcher:
     heartbeat_every: float = 10.0
     stale_after: timedelta = timedelta(minutes=2)
     scheduler: Scheduler | None = None
+    policy: Policy | None = None
     commands: list[Command[Any, Any]] = field(init=False)
     approvals: Approvals = field(init=False)
     audit: AuditLog = field(init=False)
@@ -107,6 +120,7 @@ class Dispatcher:
             tz=self.settings.tz,
             stale_after=self.stale_after,
             scheduler=self.scheduler,
+            policy=self.policy,
         )
         self._by_name = {r.provider.name: r for r in self.runtimes}
         self._owner = {}
@@ -138,6 +152,27 @@ class Dispatcher:
         if runtime is None or runtime.client is not None:
             return None
         return messages.provider_disabled(runtime.provider.title, command.slash, runtime.env_prefix)
+
+    async def role_of(self, user: str) -> Role | None:
+        return await self.roles.role_of(user)
+
+    async def probe(
+        self, command: Command[Any, Any], args: Args, *, user: str, channel: str
+    ) -> Evidence:
+        """Run a write's `check_outcome` read; what cannot be read says so instead."""
+        hint = command.unknown_hint(args).text if command.unknown_hint else ""
+        if command.check_outcome is None:
+            return Evidence(text=messages.no_check(command.audit_name, hint), verdict="unclear")
+        runtime = self.runtime(self.owner(command))
+        if runtime is None or runtime.client is None:
+            why = self.disabled(command) or "the provider is switched off"
+            return Evidence(text=why, verdict="unclear")
+        ctx = Context(user_id=user, channel_id=channel, tz=self.settings.tz, clock=self.clock)
+        try:
+            return await command.check_outcome(runtime.client, args, ctx)
+        except ProviderError as exc:
+            text = messages.provider_failed(command.audit_name, exc)
+            return Evidence(text=f"The check could not be made: {text}", verdict="unclear")
 
     async def direct(self, user: str) -> Surface | None:
         """Where something for `user` alone goes, files included: their direct message."""
@@ -190,6 +225,9 @@ class Dispatcher:
                 return False
             line = stored
         slash, _, text = line.strip().removeprefix("/").partition(" ")
+        if (too_long := text_refusal(text)) is not None:  # before any parsing (console, sockets)
+            await surface.private(too_long)
+            return False
         slash = slash.lower()
         if slash not in self.slashes:
             await surface.private(messages.unknown_slash(slash, self.slashes))

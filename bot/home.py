@@ -39,6 +39,7 @@ def home_view(
     schedules: Sequence[Schedule],
     recent: Sequence[dict[str, Any]],
     tz: ZoneInfo,
+    unknown: Sequence[Approval] = (),
 ) -> dict[str, Any]:
     """A Home tab view within Block Kit's limits (100 blocks, 3000 chars a section)."""
     blocks: list[dict[str, Any]] = [
@@ -77,6 +78,21 @@ def home_view(
         )
     if len(actionable) > SHOWN:
         blocks.append(_text(f"…and {len(actionable) - SHOWN} more: `/billing approvals`."))
+    if unknown:
+        blocks += [{"type": "divider"}, _header(f"Unknown outcomes to settle ({len(unknown)})")]
+    for approval in unknown[:SHOWN]:
+        blocks.append(
+            _text(
+                f"❓ *#{approval.id}* `{approval.command_line}` — outcome unknown since "
+                f"{when(approval.decided_at, tz)}; settle it with "
+                f'`/billing resolve {approval.id} done|not-done reason="…"`'
+            )
+        )
+        if can_approve:
+            check = _button("Check now", f"/billing check-outcome {approval.id}", 0, "primary")
+            blocks.append({"type": "actions", "elements": [check]})
+    if len(unknown) > SHOWN:
+        blocks.append(_text(f"…and {len(unknown) - SHOWN} more: `/billing approvals`."))
     blocks += [{"type": "divider"}, _header(f"Schedules ({len(schedules)})")]
     if not schedules:
         blocks.append(_text("_No schedules._"))
@@ -114,4 +130,5 @@ async def build_home(dispatcher: Dispatcher, user: str) -> dict[str, Any]:
         schedules=await scheduler.all() if scheduler else [],
         recent=await dispatcher.audit.recent(SHOWN, user=user),
         tz=dispatcher.settings.tz,
+        unknown=await dispatcher.approvals.unresolved(),
     )

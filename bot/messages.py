@@ -9,8 +9,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.approvals import Approval, Claim, Outcome, Status
-from commands.base import Button, Command, Reply, Role
+from commands import grammar
+from commands.base import Button, Command, Evidence, Reply, Role
 from commands.http import ProviderError, ProviderRejected
+from commands.words import plural
 
 
 def when(moment: datetime | None, tz: ZoneInfo) -> str:
@@ -130,14 +132,16 @@ def not_storable(name: str) -> str:
     )
 
 
-def approval_card(approval: Approval, tz: ZoneInfo) -> Reply:
+def approval_card(approval: Approval, tz: ZoneInfo, *, votes: Sequence[str] = ()) -> Reply:
+    fields = [("Command", command_field(approval)), ("Expires", when(approval.expires_at, tz))]
+    if approval.rules:
+        fields.append(("Rule", approval.rules))
+    if approval.approvals_needed > 1 or approval.approver_role or votes:
+        fields.append(("Approvals", approvals_progress(approval, votes)))
     return Reply(
         text=f"🔐 *Approval needed* · #{approval.id} · requested by {_who(approval.requester)}",
         sections=[approval.description],
-        fields=[
-            ("Command", f"`{approval.command_line}`"),
-            ("Expires", when(approval.expires_at, tz)),
-        ],
+        fields=fields,
         buttons=[
             Button(
                 label=approval.approve_label,
@@ -188,8 +192,17 @@ def approval_done(approval: Approval, outcome: Outcome, tz: ZoneInfo) -> Reply:
             outcome.reply.text if outcome.reply else "Check at the provider before asking again."
         )
         head = f"{icon} #{approval.id} *outcome unknown* — approved by {who}"
-        detail = f"{outcome.summary}. It will not be retried. {check}"
-        buttons = list(outcome.reply.buttons) if outcome.reply else []
+        detail = (
+            f"{outcome.summary}. It will not be retried. {check} *Check now* asks the provider; "
+            f"an approver settles it with `/billing resolve {approval.id} done|not-done "
+            'reason="…"`.'
+        )
+        buttons = [
+            Button(
+                label="Check now", command=f"/billing check-outcome {approval.id}", style="primary"
+            ),
+            *(outcome.reply.buttons if outcome.reply else []),
+        ]
     else:
         head = f"{icon} #{approval.id} *{outcome.status.value}* — approved by {who}"
         detail = outcome.summary
@@ -257,7 +270,14 @@ def approval_expired(approval: Approval, tz: ZoneInfo) -> Reply:
     )
 
 
-def claim_refused(approval_id: int, claim: Claim, row: Approval | None) -> str:
+def claim_refused(
+    approval_id: int, claim: Claim, row: Approval | None, votes: Sequence[str] = ()
+) -> str:
+    if claim is Claim.ALREADY_VOTED and row is not None:
+        return (
+            f"You have already approved #{approval_id} ({approvals_progress(row, votes)}); it "
+            "needs another approver."
+        )
     if claim is Claim.NOT_FOUND or row is None:
         return f"There is no approval request #{approval_id}."
     if claim is Claim.OWN_REQUEST:
@@ -295,3 +315,110 @@ def overview(
             lines.append(f"  • `/{command.path}` — {command.summary}{flag}")
     lines.append("Add `help` after any command for its arguments and an example.")
     return "\n".join(lines)
+
+
+# --- policies and unknown outcomes -------------------------------------------------------------
+
+
+def command_field(approval: Approval, limit: int = 1800) -> str:
+    """The stored command for a card's field (Slack cuts fields at 2,000 characters): a long
+    one (hundreds of account ids) ends with where the whole of it is."""
+    line = approval.command_line
+    if len(line) <= limit:
+        return f"`{line}`"
+    return f"`{line[:limit]}…` (the whole command: `/billing approvals`)"
+
+
+def approvals_progress(approval: Approval, votes: Sequence[str]) -> str:
+    """`1 of 2: @U1` (and who may approve, when a rule asks for an admin)."""
+    who = ", ".join(_who(v) for v in votes) or "none yet"
+    role = " · admins only" if approval.approver_role == "admin" else ""
+    return f"{len(votes)} of {approval.approvals_needed}: {who}{role}"
+
+
+def approval_waiting(approval: Approval, votes: Sequence[str]) -> str:
+    more = approval.approvals_needed - len(votes)
+    return (
+        f"Approval #{approval.id}: {len(votes)} of {approval.approvals_needed} approvals; "
+        f"{plural(more, 'more approver')} needed (rules: {approval.rules})."
+    )
+
+
+def needs_admin(approval: Approval) -> str:
+    return (
+        f"Approval #{approval.id} needs an admin's approval (rules: {approval.rules}); you are "
+        "not an admin."
+    )
+
+
+def ceiling_refused(name: str, refusal: str) -> str:
+    return f"`{name}` was not requested: {refusal}."
+
+
+def nothing_to_check(approval: Approval) -> str:
+    return f"Approval #{approval.id} is {approval.status.value}: its outcome is known."
+
+
+def evidence(approval: Approval, found: Evidence, *, settle: bool) -> Reply:
+    """What a check found; with `settle`, buttons that record it as the resolution."""
+    verdicts = {"done": "it happened", "not done": "it did not happen", "unclear": "unclear"}
+    buttons: list[Button] = []
+    if settle and found.verdict != "unclear":
+        for outcome in ("done", "not-done"):
+            command = grammar.line(
+                "billing resolve", id=approval.id, outcome=outcome, reason=f"checked: {found.text}"
+            )
+            buttons.append(
+                Button(
+                    label=f"Mark {outcome.replace('-', ' ')}",
+                    command=command,
+                    style="primary" if outcome.replace("-", " ") == found.verdict else None,
+                )
+            )
+    return Reply(
+        text=f"🔎 #{approval.id} `/{approval.command_path}`: {verdicts[found.verdict]}",
+        sections=[found.text],
+        buttons=buttons,
+        private=True,
+    )
+
+
+def resolve_refused(approval_id: int, claim: Claim, row: Approval | None) -> str:
+    if claim is Claim.NOT_FOUND or row is None:
+        return f"There is no approval request #{approval_id}."
+    if claim is Claim.OWN_REQUEST:
+        return f"You requested #{approval_id} yourself: another approver must settle its outcome."
+    if row.resolution:
+        return (
+            f"Approval #{approval_id} was already settled as {row.resolution} by "
+            f"{_who(row.resolved_by or '')}."
+        )
+    return f"Approval #{approval_id} is {row.status.value}: only an unknown outcome is settled."
+
+
+def approval_resolved(approval: Approval, tz: ZoneInfo) -> Reply:
+    icon = "✅" if approval.resolution == "done" else "🚫"
+    return Reply(
+        text=(
+            f"{icon} #{approval.id} outcome settled as *{approval.resolution}* by "
+            f"{_who(approval.resolved_by or '')}"
+        ),
+        sections=[approval.description, f"Reason: {approval.resolution_reason or '–'}"],
+        fields=[
+            ("Requested by", _who(approval.requester)),
+            ("Settled", when(approval.resolved_at, tz)),
+        ],
+    )
+
+
+def resolved(approval: Approval) -> str:
+    again = (
+        " Request it again if it should still happen." if approval.resolution == "not done" else ""
+    )
+    return f"Approval #{approval.id} settled as {approval.resolution}.{again}"
+
+
+def no_check(name: str, hint: str) -> str:
+    return (
+        f"No read of the provider can show whether `{name}` happened, so check by hand. {hint}"
+    ).strip()

@@ -26,6 +26,8 @@ from bot.dispatch import Dispatcher, ProviderRuntime
 from bot.limits import DatabaseLimits
 from bot.logs import command_line
 from bot.metrics import Metrics
+from bot.policy import PolicyError
+from bot.policy import load as load_policy
 from bot.replies import Surface
 from bot.roles import GroupLookup, Roles
 from bot.scheduler import Schedule, Scheduler
@@ -230,6 +232,13 @@ async def open_runtime(
         lead=lambda schedule: lead_time(dispatcher, schedule),
     )
     dispatcher.flow.scheduler = dispatcher.scheduler
+    if settings.billing_policy_file is not None:
+        try:
+            policy = load_policy(settings.billing_policy_file, dispatcher.commands)
+        except PolicyError as exc:
+            await engine.dispose()
+            raise ConfigError(str(exc)) from None
+        dispatcher.policy = dispatcher.flow.policy = policy
     dispatcher.audit.listen(command_line)
     dispatcher.audit.listen(metrics.on_audit)
     metrics.know(

@@ -68,6 +68,23 @@ approvals = sa.Table(
     sa.Column("snooze_hours", sa.Integer),
     # The validated arguments as text by field name (what the card showed and what runs).
     sa.Column("args", sa.Text),
+    # Fixed by the policy in force when it was requested (bot/policy.py).
+    sa.Column("approvals_needed", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("approver_role", sa.String(20)),
+    sa.Column("rules", sa.Text),
+    # A person's resolution of an unknown outcome: done | not done.
+    sa.Column("resolution", sa.String(20)),
+    sa.Column("resolved_by", sa.String(40)),
+    sa.Column("resolved_at", UTCDateTime),
+    sa.Column("resolution_reason", sa.Text),
+)
+
+approval_votes = sa.Table(
+    "approval_votes",
+    metadata,
+    sa.Column("approval_id", sa.Integer, primary_key=True),
+    sa.Column("user_id", sa.String(40), primary_key=True),
+    sa.Column("at", UTCDateTime, nullable=False),
 )
 
 audit = sa.Table(

@@ -264,12 +264,21 @@ Handler = Callable[[C, A, Context], Awaitable[Reply]]
 
 
 @dataclass(frozen=True, kw_only=True)
+class Evidence:
+    """What a provider read shows about a write whose outcome is unknown: the facts found, in a
+    sentence or two, and what they suggest (`done`, `not done`, or `unclear`)."""
+
+    text: str
+    verdict: Literal["done", "not done", "unclear"]
+
+
+@dataclass(frozen=True, kw_only=True)
 class Command(Generic[A, C]):
     """One command, declared next to its handler. Drives parsing, help, forms and approvals.
 
     `idempotent=False` marks calls that change something at the provider: they are never
     retried, and a timeout during them ends as "outcome unknown". `unknown_hint` tells people
-    what to check then.
+    what to check then, and `check_outcome` checks it for them.
 
     `resolve` makes relative inputs concrete when an approval is requested (`last-month`, a
     default reseller, `accounts=all`): it returns the arguments exactly as they will be sent,
@@ -297,6 +306,9 @@ class Command(Generic[A, C]):
     unknown_hint: Callable[[A], Reply] | None = None
     describe: Callable[[A], str] | None = None
     resolve: Callable[[C, A, Context], Awaitable[A]] | None = None
+    # For a write: the provider read that shows whether it happened (the "Check now" button of
+    # an unknown outcome). It reads only, and may run any number of times.
+    check_outcome: Callable[[C, A, Context], Awaitable[Evidence]] | None = None
 
     def __post_init__(self) -> None:
         if self.read_only and (self.approval or not self.idempotent):

@@ -16,6 +16,7 @@ from commands.base import (
     Button,
     Command,
     Context,
+    Evidence,
     Form,
     FormField,
     NoArgs,
@@ -280,6 +281,40 @@ AT_FORM = Form(
     ],
 )
 
+
+async def _check_create(
+    client: InvoiceXpressClient, args: CreateSequence, ctx: Context
+) -> Evidence:
+    found = [s for s in await client.sequences() if s.serie == args.serie]
+    if not found:
+        return Evidence(
+            text=f"InvoiceXpress lists no sequence *{args.serie}*: it was not created.",
+            verdict="not done",
+        )
+    sequence = found[0]
+    return Evidence(
+        text=(
+            f"InvoiceXpress lists sequence *{args.serie}* (id {sequence.id}, ATCUD code "
+            f"`{sequence.validation_code or '–'}`): it was created."
+        ),
+        verdict="done",
+    )
+
+
+async def _check_register(client: InvoiceXpressClient, args: SequenceId, ctx: Context) -> Evidence:
+    sequence = await client.sequence(args.id)
+    code = sequence.validation_code or "–"
+    if sequence.registered:
+        return Evidence(
+            text=f"Sequence {args.id} has the ATCUD code `{code}`: it is registered.",
+            verdict="done",
+        )
+    return Evidence(
+        text=f"Sequence {args.id} still shows `{code}`: it is not registered.",
+        verdict="not done",
+    )
+
+
 COMMANDS: list[Command[Any, InvoiceXpressClient]] = [
     Command(
         slash=SLASH,
@@ -319,6 +354,7 @@ COMMANDS: list[Command[Any, InvoiceXpressClient]] = [
         example="/invoicexpress sequence create 2027 default=yes",
         describe=_describe_create,
         unknown_hint=_unknown_create,
+        check_outcome=_check_create,
     ),
     Command(
         slash=SLASH,
@@ -331,6 +367,7 @@ COMMANDS: list[Command[Any, InvoiceXpressClient]] = [
         idempotent=False,
         describe=_describe_register,
         unknown_hint=_unknown_register,
+        check_outcome=_check_register,
     ),
     Command(
         slash=SLASH,

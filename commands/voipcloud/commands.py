@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from decimal import Decimal
 from typing import Annotated, Any
 
 import httpx
@@ -25,6 +26,7 @@ from commands.base import (
     Command,
     CommandError,
     Context,
+    Evidence,
     Form,
     FormField,
     Lead,
@@ -465,6 +467,22 @@ def _unknown_move(args: MoveFundsArgs) -> Reply:
     )
 
 
+async def _check_move(client: VoipcloudClient, args: MoveFundsArgs, ctx: Context) -> Evidence:
+    """Today's payments on the customer's statement (transfers are booked as payments, positive
+    to the customer, negative from it) against the amount of the transfer."""
+    today = ctx.today()
+    statement = await client.customer_balance(args.account, today, today)
+    paid = statement.payments if statement.payments is not None else Decimal(0)
+    seen = paid >= args.amount if args.amount > 0 else paid <= args.amount
+    text = (
+        f"Customer {args.account}'s payments today ({today}) come to {money.exact(paid)}; the "
+        f"transfer was {money.exact(args.amount)}. "
+    )
+    if seen:
+        return Evidence(text=text + "It looks done.", verdict="done")
+    return Evidence(text=text + "It has not been booked.", verdict="not done")
+
+
 def _unknown_register(args: RegisterArgs) -> Reply:
     return Reply(
         text=(
@@ -550,6 +568,7 @@ COMMANDS: list[Command[Any, VoipcloudClient]] = [
         example="/voipcloud move-funds 10023 50.00 March top-up",
         describe=_describe_move,
         unknown_hint=_unknown_move,
+        check_outcome=_check_move,
     ),
     Command(
         slash=SLASH,

@@ -338,7 +338,11 @@ async def test_a_button_too_long_for_slack_is_stored_and_still_works(
     assert await dispatcher.run(value, user="U1", channel="C1", surface=surface)
     card = surface.sent[-1]
     assert "Approval needed" in card.text
-    assert ids in dict(card.fields)["Command"]  # the whole command came back
+    [row] = await dispatcher.approvals.open()
+    assert row.args["accounts"] == ids  # the whole command came back
+    # The card's field stays within Slack's 2,000 characters and says where the rest is.
+    shown = dict(card.fields)["Command"]
+    assert len(shown) < 2000 and shown.endswith("(the whole command: `/billing approvals`)")
     await dispatcher.run("stored:99999", user="U1", channel="C1", surface=surface)
     assert surface.privates[-1] == "That button has expired; type the command instead."
 
@@ -351,7 +355,7 @@ async def test_open_approvals_are_listed_with_links_and_buttons(dispatcher: Disp
     viewer = RecordingSurface(user="U0VIEWER")
     assert await dispatcher.run("/billing approvals", user="U0VIEWER", channel="C1", surface=viewer)
     listing = viewer.sent[-1]
-    assert listing.text == "*1 open approval requests*"
+    assert listing.text == "*1 open approval request*"
     assert "<https://slack.com/archives/C0BILL/p10001|open>" in listing.sections[0]
     assert "`/invoicexpress sequence create serie=2041 default=no`" in listing.sections[0]
     assert [b.command for b in listing.buttons] == ["/billing approve 1", "/billing reject 1"]

@@ -46,7 +46,10 @@ async def test_lost_answer_on_a_write_is_unknown_and_not_retried(dispatcher: Dis
     assert "*outcome unknown*" in card.text
     assert "It will not be retried" in card.sections[1]
     assert "Check whether sequence *2033* exists" in card.sections[1]
-    assert [b.command for b in card.buttons] == ["/invoicexpress sequences"]
+    assert [b.command for b in card.buttons] == [
+        "/billing check-outcome 1",
+        "/invoicexpress sequences",
+    ]
 
     # Another click cannot run it again.
     assert not await dispatcher.run("/billing approve 1", user="U3", channel="C1", surface=approver)
