@@ -240,8 +240,8 @@ class ApprovalFlow:
         final = await self.approvals.get(row.id) or row
         card = messages.approval_done(final, outcome, self.tz)
         await target.update(final.ref, card, key=card_key(row.id))
-        if outcome.reply is not None:
-            await target.send(outcome.reply)
+        if outcome.reply is not None and outcome.status is not Status.UNKNOWN:
+            await target.send(outcome.reply)  # an unknown's hint is on the card already
         return Reply(text=f"Approval #{row.id}: {outcome.status.value}.", private=True)
 
     async def _run(

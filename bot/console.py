@@ -348,6 +348,8 @@ class Console:
             self.user = user
             self.print(f"now acting as {user}", "class:note")
             return True
+        if line.startswith(":sandbox"):
+            return self.sandbox_switch(line.removeprefix(":sandbox").split())
         if line.isdigit():
             index = int(line)
             if not 1 <= index <= len(self.buttons):
@@ -363,6 +365,35 @@ class Console:
         return await self.dispatcher.run(
             line, user=self.user, channel=self.channel, surface=surface
         )
+
+    def sandbox_switch(self, words: list[str]) -> bool:
+        """`:sandbox voipcloud drop` — make a sandbox misbehave, to see what the bot does when
+        a provider loses its answer (`drop`), is slow (`stall 5`), fails (`fail 503`), or
+        behaves again (`ok`)."""
+        usage = (
+            "Usage: `:sandbox <provider> drop|stall <seconds>|fail <status>|ok`, e.g. "
+            "`:sandbox voipcloud drop` to lose the provider's answers."
+        )
+        runtime = self.dispatcher.runtime(words[0]) if words else None
+        if runtime is None or runtime.sandbox is None or len(words) < 2:
+            self.note(usage)
+            return False
+        control = runtime.sandbox.control
+        switch, value = words[1].lower(), words[2] if len(words) > 2 else ""
+        if switch == "drop":
+            control.drop = True
+        elif switch == "stall" and value.replace(".", "", 1).isdigit():
+            control.stall = float(value)
+        elif switch == "fail" and value.isdigit() and 400 <= int(value) <= 599:
+            control.fail_status = int(value)
+        elif switch == "ok":
+            control.drop, control.stall, control.fail_status = False, 0.0, None
+        else:
+            self.note(usage)
+            return False
+        state = "behaves again" if switch == "ok" else f"now answers with {' '.join(words[1:])}"
+        self.print(f"the {runtime.provider.title} sandbox {state}", "class:note")
+        return True
 
     def start(self, line: str) -> asyncio.Task[bool | None]:
         """Run a line as a task of its own; the prompt stays free."""
@@ -693,7 +724,8 @@ class Console:
             ("bold", "billing-bot console"),
             ("", " — Slack commands in a terminal. Type a slash command (Tab completes;\n"),
             ("", "`/billing help` lists them), a button's number to click it, `:as U2` to act\n"),
-            ("", "as someone else. ↑ and Ctrl-R search history; Ctrl-C cancels; Ctrl-D leaves.\n"),
+            ("", "as someone else, `:sandbox voipcloud drop` to lose a provider's answers.\n"),
+            ("", "↑ and Ctrl-R search history; Ctrl-C cancels; Ctrl-D leaves.\n"),
         ]
         for runtime in self.dispatcher.runtimes:
             lines.append(("", f"  {runtime.provider.title}: {mode[runtime.mode]}\n"))

@@ -146,7 +146,11 @@ _BARE = re.compile(r"[A-Za-z0-9_@%+:,./-]+")
 
 
 def _shell_quote(value: str) -> str:
-    return value if _BARE.fullmatch(value) else shlex.quote(value)
+    if _BARE.fullmatch(value):
+        return value
+    if '"' not in value and "\\" not in value:
+        return f'"{value}"'  # reads best: `reason="customer's balance"`
+    return shlex.quote(value)
 
 
 def validate(command: Command[Any, Any], values: Mapping[str, Any]) -> Args:

@@ -392,3 +392,27 @@ def test_sandboxes_keep_their_state_with_the_database_or_start_afresh_together(
     audit = run(tmp_path, "-c", "/billing audit")
     assert "sequence create" not in audit.stdout
     assert "Traceback" not in requested.stderr + approved.stderr + fresh.stderr + audit.stderr
+
+
+async def test_a_sandbox_can_lose_its_answers_to_try_an_unknown_outcome(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    """`:sandbox voipcloud drop`, an approval, then Check now and Mark done, as the README's
+    walk-through does it."""
+    console, out = console_for(runtime, tmp_path, user="U1")
+    assert await console.handle("/voipcloud move-funds 10025 12.00 refund")
+    assert not await console.handle(":sandbox nowhere drop")
+    assert "Usage: :sandbox <provider>" in out.getvalue()
+    assert await console.handle(":sandbox voipcloud drop")
+    assert await console.handle(":as U2")
+    await console.handle("/billing approve 1")
+    assert "outcome unknown" in out.getvalue()
+    assert await console.handle(":sandbox voipcloud ok")
+    assert await console.handle(":as U3")
+    check = next(b for b in console.buttons if b.label == "Check now")
+    assert await console.handle(str(console.buttons.index(check) + 1))
+    assert "it happened" in out.getvalue()
+    done = next(b for b in console.buttons if b.label == "Mark done")
+    assert await console.handle(str(console.buttons.index(done) + 1))
+    assert "outcome settled as done by @U3" in out.getvalue()
+    assert "Traceback" not in out.getvalue()
