@@ -165,3 +165,32 @@ async def test_a_check_of_a_known_outcome_is_refused(dispatcher: Dispatcher) -> 
     await run(dispatcher, "/voipcloud move-funds 10024 8.00 top-up", "U1")
     found = await run(dispatcher, "/billing check-outcome 1", "U3")
     assert found.privates[-1] == "Approval #1 is pending: its outcome is known."
+
+
+async def test_invoicexpress_registration_in_both_states(dispatcher: Dispatcher) -> None:
+    sandbox = sandbox_of(dispatcher, "invoicexpress")
+    fresh = sandbox.add("2045", default=False)
+    await lost_answer(dispatcher, "invoicexpress", f"/invoicexpress sequence register {fresh}")
+    done = await run(dispatcher, "/billing check-outcome 1", "U3")
+    assert f"Sequence {fresh} has the ATCUD code" in check_of(done)
+    assert "it happened" in check_of(done)
+
+    other = sandbox.add("2046", default=False)
+    await run(dispatcher, f"/invoicexpress sequence register {other}", "U1")
+    async with dispatcher.engine.begin() as conn:
+        await conn.execute(
+            approvals.update().where(approvals.c.id == 2).values(status="unknown", decided_by="U2")
+        )
+    missing = await run(dispatcher, "/billing check-outcome 2", "U3")
+    assert f"Sequence {other} still shows `N/D`: it is not registered." in check_of(missing)
+
+
+async def test_activeplatform_says_plainly_that_it_cannot_be_checked(
+    dispatcher: Dispatcher,
+) -> None:
+    await unknown_without_sending(dispatcher, "/activeplatform notify-closing 2026-10 reseller=1")
+    found = await run(dispatcher, "/billing check-outcome 1", "U3")
+    text = check_of(found)
+    assert ": unclear" in text
+    assert "No read of the provider can show whether `/activeplatform notify-closing`" in text
+    assert "notifications log" in text  # what to look at instead
