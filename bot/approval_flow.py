@@ -21,7 +21,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -80,6 +80,8 @@ class Runner(Protocol):
 
 class Postponer(Protocol):
     async def postpone(self, schedule_id: int, hours: int) -> Any: ...
+
+    async def asked_again(self, schedule_id: int, hours: int) -> datetime | None: ...
 
 
 class ApprovalFlow:
@@ -343,6 +345,13 @@ class ApprovalFlow:
                 line = grammar.render(command, grammar.validate(command, row.args))
                 buttons.append(Button(label="Request it again", command=line, style="primary"))
         return Reply(text=messages.resolved(row), buttons=buttons, private=True)
+
+    async def asked_again(self, approval: Approval, hours: int) -> datetime | None:
+        """When a reminder snoozed now is asked again (its schedule's extra run, or its next
+        regular run when that comes first); None for a request no schedule made."""
+        if self.scheduler is None or not approval.origin.startswith("schedule:"):
+            return None
+        return await self.scheduler.asked_again(int(approval.origin.split(":", 1)[1]), hours)
 
     async def snooze(self, approval: Approval, hours: int) -> None:
         """A snoozed reminder asks again later: its schedule fires once more in `hours`."""

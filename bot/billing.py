@@ -214,8 +214,9 @@ async def snooze(ops: Ops, args: ApprovalId, ctx: Context) -> Reply:
     if row is None or not row.snooze_hours:
         raise CommandError(f"Approval #{args.id} cannot be snoozed.")
     hours = row.snooze_hours
+    until = await d.flow.asked_again(row, hours)
     await d.flow.reject(
-        args.id, user=ctx.user_id, reason=messages.snooze_reason(hours), surface=ops.surface
+        args.id, user=ctx.user_id, reason=messages.snooze_reason(until), surface=ops.surface
     )
     await d.flow.snooze(row, hours)
     decided = await d.approvals.get(args.id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -218,17 +218,23 @@ def approval_done(approval: Approval, outcome: Outcome, tz: ZoneInfo) -> Reply:
     )
 
 
-def snooze_reason(hours: int) -> str:
-    """The reason a snoozed request records when it is set aside."""
-    return f"snoozed for {hours} h"
+SNOOZED = "snoozed until "
+
+
+def snooze_reason(until: datetime | None) -> str:
+    """The reason a snoozed request records: when it is asked again, exactly."""
+    return f"{SNOOZED}{until.astimezone(UTC).isoformat()}" if until else "snoozed"
 
 
 def snoozed_until(approval: Approval) -> datetime | None:
     """When a snoozed reminder is asked again, or None when the request was not snoozed."""
-    hours = approval.snooze_hours
-    if not hours or approval.decided_at is None or approval.reason != snooze_reason(hours):
+    reason = approval.reason or ""
+    if not approval.snooze_hours or not reason.startswith(SNOOZED):
         return None
-    return approval.decided_at + timedelta(hours=hours)
+    try:
+        return datetime.fromisoformat(reason.removeprefix(SNOOZED))
+    except ValueError:
+        return None
 
 
 def snoozed(approval: Approval, tz: ZoneInfo) -> str:

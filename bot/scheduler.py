@@ -323,6 +323,17 @@ class Scheduler:
         """The cron's own next run, whatever a snooze added before it."""
         return None if schedule.paused else next_run(schedule.cron, self.tz, self.clock())
 
+    async def asked_again(self, schedule_id: int, hours: int) -> datetime | None:
+        """When a reminder snoozed now for `hours` is asked again: then, or sooner when the
+        cron's next regular run comes first. None when the schedule is gone or paused."""
+        schedule = await self.get(schedule_id)
+        if schedule is None or schedule.paused:
+            return None
+        now = self.clock()
+        again = now + timedelta(hours=hours)
+        regular = next_run(schedule.cron, self.tz, now)
+        return regular if regular is not None and regular <= again else again
+
     async def postpone(self, schedule_id: int, hours: int) -> None:
         """Ask again in `hours` (a snoozed reminder) and keep the cron: the extra run comes
         first, and the one after it is the cron's next regular run, not moved. When a regular

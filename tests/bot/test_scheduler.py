@@ -445,3 +445,22 @@ async def test_only_one_leader_on_postgresql(runtime: Runtime, database_url: str
         await two.leader.resign()
     finally:
         await other_engine.dispose()
+
+
+async def test_a_snooze_says_the_regular_run_when_that_comes_first(
+    with_channel: Dispatcher,
+) -> None:
+    """A reminder every six hours snoozed for 24: it is asked again at its next regular run,
+    and the card says that time, not a day later."""
+    dispatcher = with_channel
+    await admin(dispatcher, '/billing schedule add closing-reminder "0 */6 * * *"')
+    await admin(dispatcher, "/billing schedule run 1")
+    approver = RecordingSurface(user="U2", channel="C0BILLING")
+    assert await dispatcher.run(
+        "/billing snooze 1", user="U2", channel="C0BILLING", surface=approver
+    )
+    assert dispatcher.scheduler is not None
+    row = await dispatcher.scheduler.get(1)
+    assert row is not None and row.next_run_at is not None
+    shown = row.next_run_at.astimezone(dispatcher.settings.tz).strftime("%Y-%m-%d %H:%M %Z")
+    assert f"#1 snoozed until {shown}: it will be asked again then" in approver.texts()
