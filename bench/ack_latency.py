@@ -1,14 +1,25 @@
-"""How fast `billing-bot serve` acknowledges slash commands while the provider is stalled.
+"""How fast `billing-bot serve` acknowledges slash commands, beside a bare Bolt app.
 
-    .venv/bin/python bench/ack_latency.py --requests 30 --stall 5
+    .venv/bin/python bench/ack_latency.py                      # 30 and 200 at once, 4 rounds
+    .venv/bin/python bench/ack_latency.py --levels 200 --rounds 6 --stall 5
 
 Starts, on loopback: a Slack Web API double and an InvoiceXpress sandbox that holds every answer
-for `--stall` seconds (both in threads of this process), then the real app as its own
-`billing-bot serve` process on a throwaway SQLite database. After one warm-up command that does
-not reach the provider, it fires `--requests` signed `/invoicexpress sequences` slash commands at
-once and prints the acknowledgement latency Slack would see (p50, p99, max; Slack gives up after
-3 s), the count of answers that were not HTTP 200, and whether every ack came back before the
-provider had answered anything. It then waits for the results to be posted and counts them.
+for `--stall` seconds (both in threads of this process); then two servers, each its own process
+on uvicorn: the real app as `billing-bot serve` on a throwaway SQLite database, and the bare
+slack-bolt `AsyncApp` of bench/bare_bolt.py, which acknowledges and then does comparable work
+(the same stalled provider call, a "working…" note after two seconds, a posted result).
+
+After a warm-up command to each (Bolt calls `auth.test` on its first request), it runs rounds:
+at each concurrency level (`--levels`, default 30 and 200) it fires that many signed slash
+commands at once at one server, then the same at the other, alternating which goes first, and
+waits for every result to be posted before the next round, so no round's work overlaps
+another's acks. Latency is what Slack would see: from sending the request to the HTTP answer.
+
+For each server and level it prints, over all rounds: p50, p99 and max acknowledgement latency,
+failures (answers that were not HTTP 200, or came after Slack's 3 s), how many results were
+posted (the work after the ack completed) and how many provider answers had arrived when a
+round's last ack did (0 means the acks never waited for the provider). Its last lines are the
+ratios bot / bare of p50 and p99 at each level.
 
 It prints figures and asserts nothing; run it from the repository root.
 """
@@ -25,9 +36,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: the test doubles live in the repository
     sys.path.insert(0, str(ROOT))
 
+from commands.invoicexpress.client import SEQUENCES  # noqa: E402
 from commands.invoicexpress.sandbox import InvoiceXpressSandbox  # noqa: E402
 from tests.doubles.server import loopback_socket, serve_asgi  # noqa: E402
 from tests.doubles.signing import signed_headers, slash_command_body  # noqa: E402
@@ -43,27 +57,30 @@ from tests.doubles.slack_api import SlackApiDouble, serve_slack_double  # noqa: 
 SIGNING_SECRET = "bench-signing-secret"
 CHANNEL = "C0BENCH01"
 USER = "U0BENCH01"
+COMMAND = "/invoicexpress sequences"
 READY_TIMEOUT = 30.0
+SLACK_DEADLINE = 3.0  # seconds Slack waits for the acknowledgement
+POSTED = "chat.postMessage"
 
 
-def percentile(values: list[float], share: float) -> float:
+def percentile(values: Sequence[float], share: float) -> float:
     """Nearest-rank percentile of `values` (share in 0..1)."""
     ordered = sorted(values)
     return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
 
 
 @contextlib.asynccontextmanager
-async def serve_process(environment: dict[str, str], workdir: Path) -> AsyncIterator[str]:
-    """`billing-bot serve` on a free loopback port; yields its base URL once /readyz is 200."""
+async def server_process(
+    name: str, command: list[str], environment: dict[str, str], workdir: Path
+) -> AsyncIterator[str]:
+    """`command` (given `--port`) on a free loopback port; yields its URL once /readyz is 200."""
     probe = loopback_socket()
     port = probe.getsockname()[1]
     probe.close()
-    script = Path(sys.executable).with_name("billing-bot")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "bot.cli"]
-    log = workdir / "serve.log"
+    log = workdir / f"{name}.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [*command, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [*command, "--host", "127.0.0.1", "--port", str(port)],
             env={**os.environ, **environment},
             cwd=workdir,
             stdout=output,
@@ -75,21 +92,27 @@ async def serve_process(environment: dict[str, str], workdir: Path) -> AsyncIter
         async with httpx.AsyncClient(timeout=2) as http:
             while True:
                 if process.poll() is not None:
-                    raise RuntimeError(f"billing-bot serve exited:\n{log.read_text()}")
+                    raise RuntimeError(f"{name} exited:\n{log.read_text()}")
                 with contextlib.suppress(httpx.TransportError):
                     if (await http.get(f"{url}/readyz")).status_code == 200:
                         break
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"billing-bot serve not ready within {READY_TIMEOUT} s")
+                    raise RuntimeError(f"{name} not ready within {READY_TIMEOUT} s")
                 await asyncio.sleep(0.05)
         yield url
     finally:
         process.send_signal(signal.SIGTERM)
         try:
-            await asyncio.to_thread(process.wait, 10)
+            await asyncio.to_thread(process.wait, 30)
         except subprocess.TimeoutExpired:
             process.kill()
             await asyncio.to_thread(process.wait, 10)
+
+
+def bot_command() -> list[str]:
+    script = Path(sys.executable).with_name("billing-bot")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "bot.cli"]
+    return [*command, "serve"]
 
 
 class Answered:
@@ -108,32 +131,113 @@ class Answered:
         await self.app(scope, receive, counting)
 
 
-async def slash(
-    http: httpx.AsyncClient, url: str, slack: SlackApiDouble, line: str, name: str
-) -> tuple[float, int]:
-    """One signed slash command; returns (seconds until the HTTP answer, its status)."""
-    command, _, text = line.partition(" ")
-    body = slash_command_body(
-        command, text, response_url=slack.response_url(name), user_id=USER, channel_id=CHANNEL
+@dataclass
+class Figures:
+    """What one server showed at one concurrency level, over every round."""
+
+    latencies_ms: list[float] = field(default_factory=list)
+    failures: int = 0
+    posted: int = 0
+    expected: int = 0
+    provider_answered_before_last_ack: int = 0
+
+
+@dataclass
+class Target:
+    name: str
+    url: str
+    figures: dict[int, Figures] = field(default_factory=dict)
+
+
+class Bench:
+    def __init__(
+        self,
+        slack: SlackApiDouble,
+        answered: Answered,
+        session: aiohttp.ClientSession,
+        stall: float,
+    ) -> None:
+        self.slack = slack
+        self.answered = answered
+        self.session = session
+        self.stall = stall
+        self.serial = 0
+
+    async def slash(self, url: str) -> tuple[float, int]:
+        """One signed slash command; returns (seconds until the HTTP answer, its status)."""
+        self.serial += 1
+        command, _, text = COMMAND.partition(" ")
+        body = slash_command_body(
+            command,
+            text,
+            response_url=self.slack.response_url(f"r{self.serial}"),
+            user_id=USER,
+            channel_id=CHANNEL,
+        )
+        headers = signed_headers(body, SIGNING_SECRET)
+        started = time.perf_counter()
+        try:
+            async with self.session.post(
+                f"{url}/slack/events", data=body, headers=headers
+            ) as answer:
+                await answer.read()
+                status = answer.status
+        except aiohttp.ClientError:
+            status = 0
+        return time.perf_counter() - started, status
+
+    async def posts_reach(self, count: int, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len(self.slack.calls_to(POSTED)) < count:
+            await asyncio.sleep(0.05)
+        return len(self.slack.calls_to(POSTED))
+
+    async def warm_up(self, target: Target) -> None:
+        before = len(self.slack.calls_to(POSTED))
+        _, status = await self.slash(target.url)
+        if status != 200 or await self.posts_reach(before + 1, 30) < before + 1:
+            raise RuntimeError(f"{target.name}: the warm-up command got {status} or no result")
+
+    async def round(self, target: Target, requests: int) -> None:
+        figures = target.figures.setdefault(requests, Figures())
+        before = len(self.slack.calls_to(POSTED))
+        answered_before = self.answered.count
+        results = await asyncio.gather(*(self.slash(target.url) for _ in range(requests)))
+        figures.provider_answered_before_last_ack += self.answered.count - answered_before
+        figures.latencies_ms += [seconds * 1000 for seconds, _ in results]
+        figures.failures += sum(
+            1 for seconds, status in results if status != 200 or seconds > SLACK_DEADLINE
+        )
+        posted = await self.posts_reach(before + requests, self.stall + 60)
+        figures.posted += posted - before
+        figures.expected += requests
+
+
+def report(targets: Sequence[Target], levels: Sequence[int], rounds: int, stall: float) -> None:
+    print(
+        f"acknowledgement latency: {rounds} rounds per level, alternating servers, provider "
+        f"stalled {stall:g} s, {os.cpu_count()} CPUs"
     )
-    headers = signed_headers(body, SIGNING_SECRET)
-    started = time.perf_counter()
-    try:
-        answer = await http.post(f"{url}/slack/events", content=body, headers=headers)
-        status = answer.status_code
-    except httpx.HTTPError:
-        status = 0
-    return time.perf_counter() - started, status
+    for level in levels:
+        print(f"{level} concurrent signed slash commands ({COMMAND})")
+        for target in targets:
+            f = target.figures[level]
+            print(
+                f"  {target.name:<4} p50 {percentile(f.latencies_ms, 0.50):7.1f} ms  "
+                f"p99 {percentile(f.latencies_ms, 0.99):7.1f} ms  "
+                f"max {max(f.latencies_ms):7.1f} ms  failures {f.failures}/"
+                f"{len(f.latencies_ms)}  results posted {f.posted}/{f.expected}  "
+                f"provider answers before the last ack {f.provider_answered_before_last_ack}"
+            )
+    bot, bare = targets
+    for level in levels:
+        ours, theirs = bot.figures[level].latencies_ms, bare.figures[level].latencies_ms
+        p50 = percentile(ours, 0.50) / percentile(theirs, 0.50)
+        p99 = percentile(ours, 0.99) / percentile(theirs, 0.99)
+        print(f"bot/bare at {level}: p50 ×{p50:.2f}, p99 ×{p99:.2f}")
 
 
-async def wait_for_posts(slack: SlackApiDouble, count: int, timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and len(slack.calls_to("chat.postMessage")) < count:
-        await asyncio.sleep(0.05)
-    return len(slack.calls_to("chat.postMessage"))
-
-
-async def run(requests: int, stall: float) -> None:
+async def run(levels: Sequence[int], rounds: int, stall: float) -> None:
     sandbox = InvoiceXpressSandbox()
     answered = Answered(sandbox.app())
     with tempfile.TemporaryDirectory(prefix="ack-bench-") as folder:
@@ -142,54 +246,54 @@ async def run(requests: int, stall: float) -> None:
             serve_slack_double() as slack,
             serve_asgi(answered, thread=True) as ix_url,
         ):
-            environment = {
+            slack_env = {
                 "SLACK_SIGNING_SECRET": SIGNING_SECRET,
                 "SLACK_BOT_TOKEN": slack.bot_token,
                 "SLACK_API_URL": slack.url,
+            }
+            bot_env = {
+                **slack_env,
                 "DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}",
                 "BILLING_VIEWERS": USER,
                 "INVOICEXPRESS_ACCOUNT": "bench",
                 "INVOICEXPRESS_API_KEY": sandbox.api_key,
                 "INVOICEXPRESS_BASE_URL": ix_url,
             }
-            limits = httpx.Limits(max_connections=requests + 1)
+            bare_env = {
+                **slack_env,
+                "BENCH_PROVIDER_URL": f"{ix_url}{SEQUENCES}?api_key={sandbox.api_key}",
+            }
+            bare_command = [sys.executable, str(ROOT / "bench" / "bare_bolt.py")]
+            connector = aiohttp.TCPConnector(limit=0)
+            timeout = aiohttp.ClientTimeout(total=60)
             async with (
-                serve_process(environment, workdir) as url,
-                httpx.AsyncClient(timeout=30, limits=limits) as http,
+                server_process("bot", bot_command(), bot_env, workdir) as bot_url,
+                server_process("bare", bare_command, bare_env, workdir) as bare_url,
+                aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
             ):
-                # Bolt calls auth.test on its first request; the provider is not involved.
-                await slash(http, url, slack, "/billing help", "warm-up")
+                bench = Bench(slack, answered, session, stall)
+                targets = [Target("bot", bot_url), Target("bare", bare_url)]
+                for target in targets:
+                    await bench.warm_up(target)
                 sandbox.control.stall = stall
-                results = await asyncio.gather(
-                    *(
-                        slash(http, url, slack, "/invoicexpress sequences", f"r{n}")
-                        for n in range(requests)
-                    )
-                )
-                answered_at_acks = answered.count
-                posted = await wait_for_posts(slack, requests, stall + 30)
-                notes = [
-                    c
-                    for c in slack.calls_to("response_url")
-                    if str(c.params.get("text", "")).startswith("⏳")
-                ]
-    latencies = [seconds * 1000 for seconds, _ in results]
-    failures = sum(1 for _, status in results if status != 200)
-    print(f"{requests} concurrent slash commands, provider stalled {stall:g} s")
-    print(f"  ack p50  {percentile(latencies, 0.50):8.1f} ms")
-    print(f"  ack p99  {percentile(latencies, 0.99):8.1f} ms")
-    print(f"  ack max  {max(latencies):8.1f} ms")
-    print(f"  non-200 answers: {failures}")
-    print(f"  provider answers when the last ack arrived: {answered_at_acks}")
-    print(f"  results posted: {posted}/{requests}; 'working…' notes: {len(notes)}")
+                for level in levels:
+                    for n in range(rounds):
+                        for target in targets if n % 2 == 0 else targets[::-1]:
+                            await bench.round(target, level)
+    report(targets, levels, rounds, stall)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--requests", type=int, default=30, help="concurrent slash commands")
+    parser.add_argument(
+        "--levels", type=int, nargs="+", default=[30, 200], help="concurrent slash commands"
+    )
+    parser.add_argument("--rounds", type=int, default=4, help="rounds per server and level")
     parser.add_argument("--stall", type=float, default=5.0, help="provider delay, seconds")
     args = parser.parse_args()
-    asyncio.run(run(args.requests, args.stall))
+    if args.rounds < 1 or min(args.levels) < 1 or args.stall < 0:
+        parser.error("--rounds and --levels must be at least 1, --stall not negative")
+    asyncio.run(run(args.levels, args.rounds, args.stall))
 
 
 if __name__ == "__main__":
