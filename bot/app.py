@@ -8,6 +8,7 @@ own Web API do, and a failure after the ack is handled in one place.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import re
@@ -52,6 +53,21 @@ def web_client(settings: Settings, metrics: Metrics | None = None) -> AsyncWebCl
     )
 
 
+def settle_heap() -> None:
+    """Leave what start-up built (modules, clients, the app) out of every later garbage
+    collection, once a long-running process (`serve`, `socket`) is ready.
+
+    The bot starts with some 150,000 objects tracked by the garbage collector; a burst of
+    commands soon triggers a full collection, which walked all of them for 100-300 ms on a busy
+    2-core machine while no acknowledgement could be written (bench/ack_latency.py, profiled).
+    `gc.freeze()` moves them to a permanent generation that collections skip
+    (https://docs.python.org/3/library/gc.html#gc.freeze); the price is that any of them that
+    later becomes a reference cycle stays in memory.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def group_lookup(client: AsyncWebClient) -> Any:
     async def members(group: str) -> list[str]:
         response = await client.usergroups_users_list(usergroup=group)
@@ -68,7 +84,10 @@ def build_app(settings: Settings, dispatcher: Dispatcher, outbox: Outbox) -> Asy
         client=client,
         signing_secret=signing.get_secret_value() if signing else None,
         request_verification_enabled=signing is not None,
-        process_before_response=False,
+        # Every listener acknowledges and hands its work to `after_ack` itself, so Bolt may run
+        # it inline: in its default mode Bolt starts a task per listener and polls for the ack
+        # every 10 ms (slack_bolt/listener/asyncio_runner.py), a task and a sleep per request.
+        process_before_response=True,
         raise_error_for_unhandled_request=False,
     )
     running: set[asyncio.Task[None]] = set()
@@ -106,8 +125,10 @@ def build_app(settings: Settings, dispatcher: Dispatcher, outbox: Outbox) -> Asy
         line = f"{body.get('command', '')} {body.get('text') or ''}"
         after_ack(dispatcher.run(line, user=user, channel=channel, surface=surface), surface)
 
-    for slash in dispatcher.slashes:
-        app.command(f"/{slash}")(on_command)
+    # One listener for every slash command: Bolt tries listeners in turn, each match building
+    # its arguments afresh, so one pattern beats a listener per command.
+    slashes = "|".join(re.escape(slash) for slash in dispatcher.slashes)
+    app.command(re.compile(f"^/(?:{slashes})$"))(on_command)
 
     @app.action(re.compile(f"^{re.escape(ACTION_PREFIX)}"))
     async def on_button(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
@@ -143,11 +164,16 @@ def build_app(settings: Settings, dispatcher: Dispatcher, outbox: Outbox) -> Asy
         after_ack(work, surface)
 
     @app.event("app_home_opened")
-    async def on_home(body: dict[str, Any], event: dict[str, Any]) -> None:
+    async def on_home(ack: AsyncAck, event: dict[str, Any]) -> None:
+        await ack()
         if event.get("tab", "home") != "home":
             return
         user = str(event["user"])
-        await client.views_publish(user_id=user, view=await build_home(dispatcher, user))
+
+        async def publish() -> None:
+            await client.views_publish(user_id=user, view=await build_home(dispatcher, user))
+
+        after_ack(publish(), None)
 
     @app.error
     async def on_error(error: Exception, body: dict[str, Any]) -> None:

@@ -109,7 +109,7 @@ def _serve(settings: Settings, host: str, port: int | None) -> int:
     # redaction has already merged into the message; its lines go through `_logging`'s handler.
     # One access line per request (and per metrics scrape) is DEBUG material.
     uvicorn.run(
-        build_web(settings),
+        build_web(settings, freeze_heap=True),
         host=host,
         port=chosen,
         log_config=None,
@@ -147,8 +147,11 @@ async def open_socket(settings: Settings) -> tuple[Any, Runtime]:
 
 
 async def _socket(settings: Settings, metrics_host: str, metrics_port: int | None) -> int:
+    from bot.app import settle_heap
+
     _logging(settings)
     handler, runtime = await open_socket(settings)
+    settle_heap()
     exporter = None
     if metrics_port is not None:
         exporter = await serve_metrics(runtime.metrics, host=metrics_host, port=metrics_port)

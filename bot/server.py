@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot.app import build_app, group_lookup, web_client
+from bot.app import build_app, group_lookup, settle_heap, web_client
 from bot.config import Settings
 from bot.health import database_problem
 from bot.input_limits import (
@@ -57,8 +57,12 @@ def bolt_request(request: Request, body: bytes) -> AsyncBoltRequest:
     return bolt
 
 
-def build_web(settings: Settings, *, sweep_every: float = 30.0, **options: object) -> Starlette:
-    """The ASGI app. The runtime opens in the lifespan, so nothing runs at import time."""
+def build_web(
+    settings: Settings, *, sweep_every: float = 30.0, freeze_heap: bool = False, **options: object
+) -> Starlette:
+    """The ASGI app. The runtime opens in the lifespan, so nothing runs at import time.
+    `freeze_heap`: once started, leave what start-up built out of garbage collections
+    (`settle_heap`; for the `serve` process, not for apps a test starts and stops)."""
     state: dict[str, object] = {}
 
     async def events(request: Request) -> Response:
@@ -115,6 +119,8 @@ def build_web(settings: Settings, *, sweep_every: float = 30.0, **options: objec
         handler.app.use(refuse_long_command_text)  # before the listeners parse any text
         runtime.start_sweeper(sweep_every)
         runtime.start_scheduler()
+        if freeze_heap:
+            settle_heap()
         try:
             yield
         finally:
