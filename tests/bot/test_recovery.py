@@ -39,7 +39,7 @@ from bot.dispatch import Dispatcher, ProviderRuntime
 from bot.replies import MessageRef
 from bot.runtime import Runtime, open_runtime
 from bot.store import approvals, audit
-from commands.base import Args, Command, Context, Provider, Reply, Role
+from commands.base import Args, Command, Context, Proposal, Provider, Reply, Role
 from commands.sandbox import Sandbox
 from tests.support import RecordingSurface
 
@@ -62,11 +62,13 @@ class Ref(Args):
 
 @dataclass
 class DrillClient:
-    """Records every call; `hold` parks the handler until `release`, `crash` makes it raise."""
+    """Records every call; `hold` parks the handler until `release`, `crash` makes it raise,
+    `propose` makes its reply propose that command line."""
 
     calls: list[str] = field(default_factory=list)
     hold: bool = False
     crash: bool = False
+    propose: str | None = None
     entered: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -78,7 +80,8 @@ async def move(client: DrillClient, args: Ref, ctx: Context) -> Reply:
         await client.release.wait()
     if client.crash:
         raise RuntimeError(f"the client broke while sending {args.ref}")
-    return Reply(text=f"moved {args.ref}")
+    proposal = Proposal(command=client.propose) if client.propose else None
+    return Reply(text=f"moved {args.ref}", proposal=proposal)
 
 
 def _no_sandbox() -> tuple[DrillSettings, Sandbox]:
@@ -505,6 +508,7 @@ async def test_a_crash_in_a_non_idempotent_handler_is_unknown_not_failed(bot: Bo
     assert bot.client.calls == ["r1"]
     assert await bot.status() == "unknown"
     assert surface.sent[-1].text == "Approval #1: unknown."
+    assert surface.sent[-1].private  # the approver's own note; the card tells the channel
     card = surface.updates[-1][1]
     assert card.text.startswith("❓ #1 *outcome unknown*")
     assert "It may or may not have reached the provider" in card.sections[1]
@@ -702,3 +706,52 @@ async def test_one_sweep_settles_every_lost_run_and_only_those(bot: Bot) -> None
     settled = await bot.replica("host-b:202:bbbb").orphaned(stale_after=STALE)
     assert [a.id for a in settled] == [2, 3]
     assert [await bot.status(n) for n in (1, 2, 3)] == ["executing", "unknown", "unknown"]
+
+
+# --- the bot failing around a run -------------------------------------------------------------
+
+
+async def test_a_bot_failure_after_a_write_was_sent_is_unknown(bot: Bot) -> None:
+    bot.client.propose = "/nowhere at all"  # the reply is sent, then the bot trips over it
+    await bot.run("/drill move r1", "U1")
+    approved, surface = await bot.run("/billing approve 1", "U2")
+    assert bot.client.calls == ["r1"]
+    row = await bot.row()
+    assert row["status"] == "unknown"
+    assert str(row["outcome"]).startswith("the bot failed while running it (reference ")
+    assert surface.sent[-1].text == "Approval #1: unknown."
+    again, _ = await bot.run("/billing approve 1", "U3")
+    assert not again and bot.client.calls == ["r1"]
+
+
+async def test_a_bot_failure_around_a_safe_read_is_failed(bot: Bot) -> None:
+    bot.client.propose = "/nowhere at all"
+    await bot.run("/drill look r1", "U1")
+    await bot.run("/billing approve 1", "U2")
+    row = await bot.row()
+    assert row["status"] == "failed"
+    assert str(row["outcome"]).startswith("not run: the bot failed (reference ")
+
+
+async def test_a_command_gone_since_the_request_fails_and_sends_nothing(
+    bot: Bot, make_settings: Callable[..., Settings]
+) -> None:
+    await bot.run("/drill move r1", "U1")
+    # The next release no longer has the command; it is approved there.
+    later = await open_runtime(
+        make_settings(),
+        system_surface=lambda c: RecordingSurface(channel=c, user=""),
+        runtimes=[],
+        clock=bot.clock,
+    )
+    try:
+        approver = RecordingSurface(user="U2")
+        await later.dispatcher.run("/billing approve 1", user="U2", channel="C1", surface=approver)
+    finally:
+        await later.close()
+    row = await bot.row()
+    assert (row["status"], row["outcome"]) == ("failed", "not run: /drill move no longer exists")
+    assert approver.sent[-1].text == "Approval #1: failed."
+    assert bot.client.calls == []
+    story = [(r["decision"], r["outcome"]) for r in await bot.audit() if r["approval_id"] == 1]
+    assert story == [("requested", "pending"), ("approved", "executing"), ("not run", "failed")]
