@@ -2,11 +2,13 @@
 
     scripts/mutation [--max-children N] [--report-only] [FILE ...]
 
-`[tool.mutmut]` in pyproject.toml says what mutmut mutates and which tests it may run;
-`[tool.billing_bot.mutation]` says which of those mutants to test (`strict` and `report`
-selectors). Naming FILEs tests only the selectors of those files. The run starts from a fresh
-`mutants/` (mutmut's working copy, left behind for `mutmut show NAME` and `mutmut browse`);
-`--report-only` judges the results already there again (after editing the equivalents).
+`[tool.mutmut]` in pyproject.toml holds mutmut's settings (and, for running mutmut by hand,
+every file and test involved); `[tool.billing_bot.mutation]` says which mutants to test
+(`strict` and `report` selectors) and, per mutated file, the only tests to run them against.
+Each file is run on its own, in `mutants/<file>/` (mutmut's working copy, left behind: `cd`
+there for `mutmut show NAME` or `mutmut browse`), so a mutant of the grammar never waits for
+the approval tests. Naming FILEs runs only those. `--report-only` judges the last run again
+(after editing the equivalents).
 
 Prints, per file, how many mutants were killed, survived, timed out or had no test, then every
 survivor as the line it changed. Exits 1 when a mutant under a `strict` selector survived (or
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import ast
 import fnmatch
+import json
 import os
 import shutil
 import subprocess
@@ -27,10 +30,11 @@ import tomllib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 EQUIVALENTS = ROOT / "scripts" / "mutation_equivalents.toml"
-LOG = ROOT / "mutants" / "mutmut.log"
+WORK = ROOT / "mutants"
 # mutmut's name for a method: <module>.xǁ<Class>ǁ<method>__mutmut_<n>; a function: x_<name>.
 SEPARATOR = "ǁ"
 DETECTED = {"killed", "timeout", "caught by type check", "segfault"}
@@ -115,47 +119,86 @@ def main() -> int:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]
     selectors = _selectors(config, options.files)
     equivalents = _equivalents()
-    problems = _check_config(config["mutmut"], selectors, equivalents)
+    problems = _check_config(config, selectors, equivalents)
     if problems:
         say("\n".join(problems), err=True)
         return 2
 
     mutmut = str(Path(sys.executable).with_name("mutmut"))
+    files = list(dict.fromkeys(s.path for s in selectors))
     if not options.report_only:
-        failed = _run(mutmut, selectors, options.max_children)
-        if failed:
-            return failed
+        shutil.rmtree(WORK, ignore_errors=True)
+        for path in files:
+            mine = [s for s in selectors if s.path == path]
+            failed = _run(mutmut, path, mine, _tests_for(config, path), options.max_children)
+            if failed:
+                return failed
 
-    listed = subprocess.run(
-        [mutmut, "results", "--all", "true"], capture_output=True, text=True, check=True
-    ).stdout
-    mutants = [m for m in _parse_results(listed) if any(s.covers(m) for s in selectors)]
+    mutants = []
+    for path in files:
+        if not (_workdir(path) / "mutants").exists():
+            say(f"{path} has no results in {_rel(_workdir(path))}: run it first", err=True)
+            return 2
+        listed = subprocess.run(
+            [mutmut, "results", "--all", "true"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=_workdir(path),
+        ).stdout
+        mutants += [m for m in _parse_results(listed) if any(s.covers(m) for s in selectors)]
     return _report(mutants, selectors, equivalents, mutmut)
 
 
-def _run(mutmut: str, selectors: list[Selector], workers: int) -> int:
-    shutil.rmtree(ROOT / "mutants", ignore_errors=True)
-    LOG.parent.mkdir()
+def _workdir(path: str) -> Path:
+    return WORK / path.removesuffix(".py").replace("/", "-")
+
+
+def _tests_for(config: dict[str, Any], path: str) -> list[str]:
+    tests = config["billing_bot"]["mutation"].get("tests", {}).get(path)
+    return list(tests or config["mutmut"]["pytest_add_cli_args_test_selection"])
+
+
+def _run(mutmut: str, path: str, selectors: list[Selector], tests: list[str], workers: int) -> int:
+    """mutmut over one file, in a directory of its own whose pyproject.toml names only that
+    file and its tests (mutmut reads its settings from the working directory)."""
+    work = _workdir(path)
+    work.mkdir(parents=True)
+    for name in ("bot", "commands", "tests"):
+        (work / name).symlink_to(ROOT / name, target_is_directory=True)
+    (work / "pyproject.toml").write_text(_pyproject_for(path, tests))
+    log = work / "mutmut.log"
     globs = sorted({s.glob() for s in selectors})
-    say(f"mutmut: {len(globs)} selectors, {workers} workers; log in {_rel(LOG)}")
-    with LOG.open("w") as log:
+    say(f"{path}: mutmut against {len(tests)} test files, {workers} workers; log in {_rel(log)}")
+    with log.open("w") as output:
         ran = subprocess.run(
             [mutmut, "run", "--max-children", str(workers), *globs],
-            stdout=log,
+            stdout=output,
             stderr=subprocess.STDOUT,
             check=False,
+            cwd=work,
         )
     if ran.returncode != 0:
-        say(LOG.read_text()[-3000:], err=True)
-        say(f"mutmut run failed (exit {ran.returncode}); see {_rel(LOG)}", err=True)
+        say(log.read_text()[-3000:], err=True)
+        say(f"mutmut run failed (exit {ran.returncode}); see {_rel(log)}", err=True)
         return 2
     return 0
 
 
-def _selectors(config: dict[str, object], files: list[str]) -> list[Selector]:
-    table = config.get("billing_bot", {})
-    assert isinstance(table, dict)
-    mutation = table.get("mutation", {})
+def _pyproject_for(path: str, tests: list[str]) -> str:
+    """pyproject.toml with its [tool.mutmut] table narrowed to one file and its tests."""
+    lines = (ROOT / "pyproject.toml").read_text().splitlines()
+    start = lines.index("[tool.mutmut]")
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("[")), len(lines))
+    table = tomllib.loads("\n".join(lines[start:end]))["tool"]["mutmut"]
+    table["only_mutate"] = [path]
+    table["pytest_add_cli_args_test_selection"] = tests
+    narrowed = ["[tool.mutmut]"] + [f"{key} = {json.dumps(value)}" for key, value in table.items()]
+    return "\n".join([*lines[:start], *narrowed, *lines[end:]]) + "\n"
+
+
+def _selectors(config: dict[str, Any], files: list[str]) -> list[Selector]:
+    mutation = config.get("billing_bot", {}).get("mutation", {})
     selectors = [Selector.parse(t, strict=True) for t in mutation.get("strict", [])]
     selectors += [Selector.parse(t, strict=False) for t in mutation.get("report", [])]
     if files:
@@ -173,12 +216,12 @@ def _equivalents() -> list[Equivalent]:
 
 
 def _check_config(
-    mutmut: dict[str, object], selectors: list[Selector], equivalents: list[Equivalent]
+    config: dict[str, Any], selectors: list[Selector], equivalents: list[Equivalent]
 ) -> list[str]:
-    """Selectors that name no file mutmut mutates or no function in the file (code moved)."""
+    """Selectors that name no file mutmut mutates or no function in the file (code moved),
+    tests that are gone, equivalents without a reason."""
     problems = []
-    mutated = mutmut.get("only_mutate", [])
-    assert isinstance(mutated, list)
+    mutated = config["mutmut"].get("only_mutate", [])
     if not selectors:
         problems.append("no selector in [tool.billing_bot.mutation] matches the files given")
     for selector in selectors:
@@ -191,11 +234,10 @@ def _check_config(
                 f"{selector.path} has no function matching {selector.pattern!r}: "
                 "update [tool.billing_bot.mutation] in pyproject.toml"
             )
-    selection = mutmut.get("pytest_add_cli_args_test_selection", [])
-    assert isinstance(selection, list)
-    for test in selection:
-        if not (ROOT / test.partition("::")[0]).exists():
-            problems.append(f"{test} (in [tool.mutmut] pytest_add_cli_args_test_selection) is gone")
+    for path in dict.fromkeys(s.path for s in selectors):
+        for test in _tests_for(config, path):
+            if not (ROOT / test.partition("::")[0]).exists():
+                problems.append(f"{test}, a test for {path} in pyproject.toml, is gone")
     for equivalent in equivalents:
         if not equivalent.reason.strip():
             problems.append(
@@ -230,10 +272,14 @@ def _parse_results(text: str) -> list[Mutant]:
     return mutants
 
 
-def _change(mutmut: str, name: str) -> Change:
+def _change(mutmut: str, mutant: Mutant) -> Change:
     """The lines a mutant changes, from `mutmut show` (whitespace-trimmed, joined by ⏎)."""
     diff = subprocess.run(
-        [mutmut, "show", name], capture_output=True, text=True, check=True
+        [mutmut, "show", mutant.name],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=_workdir(mutant.path),
     ).stdout.splitlines()
     removed = [ln[1:].strip() for ln in diff if ln.startswith("-") and not ln.startswith("---")]
     added = [ln[1:].strip() for ln in diff if ln.startswith("+") and not ln.startswith("+++")]
@@ -259,7 +305,7 @@ def _report(
             tally["other"] += 1
         if status in DETECTED:
             continue
-        change = _change(mutmut, mutant.name)
+        change = _change(mutmut, mutant)
         function = f"{mutant.path}:{mutant.function}"
         match = next(
             (e for e in equivalents if e.function == function and e.change == change), None
