@@ -440,11 +440,15 @@ def _chart_file(period: Period, png: bytes) -> File:
 
 
 def csv_file(readings: Readings) -> File:
-    """Every account asked, in the order asked, figures exactly as VoIPcloud sent them."""
+    """Every account asked, in the order asked, figures exactly as VoIPcloud sent them.
+
+    Each row is encoded as UTF-8 as it is written, so the file is held once, as the bytes
+    attached, rather than as text, a copy of that text and then its encoding."""
     found = {b.account: b for b in readings.balances}
     missing = {u.account: u for u in readings.unread}
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    content = io.BytesIO()
+    text = io.TextIOWrapper(content, encoding="utf-8", newline="", write_through=True)
+    writer = csv.writer(text)
     writer.writerow(
         ["account", "opening_balance", "payments", "charges", "closing_balance", "change", "note"]
     )
@@ -454,9 +458,12 @@ def csv_file(readings: Readings) -> File:
             writer.writerow([account, *(money.exact(a) for a in amounts), ""])
         elif (u := missing.get(account)) is not None:
             writer.writerow([account, "", "", "", "", "", f"not read: {u.reason}"])
+    text.flush()
+    data = content.getvalue()
+    text.detach()  # the wrapper would close `content` when collected; it has nothing left
     return File(
         filename=f"{_file_stem(readings.period)}.csv",
-        content=buffer.getvalue().encode(),
+        content=data,
         title=f"VoIPcloud balances, {readings.period.label} (every account)",
         mime="text/csv",
     )
