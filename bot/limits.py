@@ -91,6 +91,9 @@ class DatabaseLimits:
                         ),
                         {"key": key},
                     )
+                    # Committed before the unlock: a session lock is let go at once, not at
+                    # commit, and the next turn must read this time, not the one before it.
+                    await conn.commit()
                     await conn.execute(sa.text("SELECT pg_advisory_unlock(:lock)"), lock)
                     await conn.commit()
                 except Exception:  # the lock goes with the session when the connection closes
