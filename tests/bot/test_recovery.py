@@ -39,7 +39,7 @@ from bot.dispatch import Dispatcher, ProviderRuntime
 from bot.replies import MessageRef
 from bot.runtime import Runtime, open_runtime
 from bot.store import approvals, audit
-from commands.base import Args, Command, Context, Proposal, Provider, Reply, Role
+from commands.base import Args, Button, Command, Context, Proposal, Provider, Reply, Role
 from commands.sandbox import Sandbox
 from tests.support import RecordingSurface
 
@@ -63,12 +63,12 @@ class Ref(Args):
 @dataclass
 class DrillClient:
     """Records every call; `hold` parks the handler until `release`, `crash` makes it raise,
-    `propose` makes its reply propose that command line."""
+    `propose` makes its reply propose a command, as a scheduled reminder's does."""
 
     calls: list[str] = field(default_factory=list)
     hold: bool = False
     crash: bool = False
-    propose: str | None = None
+    propose: Proposal | None = None
     entered: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -80,8 +80,7 @@ async def move(client: DrillClient, args: Ref, ctx: Context) -> Reply:
         await client.release.wait()
     if client.crash:
         raise RuntimeError(f"the client broke while sending {args.ref}")
-    proposal = Proposal(command=client.propose) if client.propose else None
-    return Reply(text=f"moved {args.ref}", proposal=proposal)
+    return Reply(text=f"moved {args.ref}", proposal=client.propose)
 
 
 def _no_sandbox() -> tuple[DrillSettings, Sandbox]:
@@ -109,6 +108,10 @@ DRILL: Provider[DrillSettings, DrillClient] = Provider(
             role=Role.OPERATOR,
             approval=True,
             idempotent=False,
+            unknown_hint=lambda args: Reply(
+                text=f"Check whether {args.ref} moved.",
+                buttons=[Button(label="Look", command=f"/drill look {args.ref}")],
+            ),
         ),
         Command(
             slash="drill",
@@ -126,6 +129,21 @@ DRILL: Provider[DrillSettings, DrillClient] = Provider(
 
 
 # --- fixtures ----------------------------------------------------------------------------------
+
+
+@dataclass
+class KeyedSurface(RecordingSurface):
+    """Also keeps the outbox key each card was sent or updated under."""
+
+    keys: list[str | None] = field(default_factory=list)
+
+    async def send(self, reply: Reply, *, key: str | None = None) -> MessageRef | None:
+        self.keys.append(key)
+        return await super().send(reply, key=key)
+
+    async def update(self, ref: MessageRef | None, reply: Reply, *, key: str | None = None) -> None:
+        self.keys.append(key)
+        await super().update(ref, reply, key=key)
 
 
 class Clock:
@@ -151,8 +169,8 @@ class Bot:
     def dispatcher(self) -> Dispatcher:
         return self.runtime.dispatcher
 
-    async def run(self, line: str, user: str) -> tuple[bool, RecordingSurface]:
-        surface = RecordingSurface(user=user)
+    async def run(self, line: str, user: str) -> tuple[bool, KeyedSurface]:
+        surface = KeyedSurface(user=user)
         done = await self.dispatcher.run(line, user=user, channel="C1", surface=surface)
         return done, surface
 
@@ -187,10 +205,10 @@ async def bot(make_settings: Callable[..., Settings], database_url: str) -> Asyn
         await store.upgrade(database_url)
     client = DrillClient()
     clock = Clock(START)
-    surfaces: dict[str, RecordingSurface] = {}
+    surfaces: dict[str, KeyedSurface] = {}
     runtime = await open_runtime(
-        make_settings(),
-        system_surface=lambda c: surfaces.setdefault(c, RecordingSurface(channel=c, user="")),
+        make_settings(billing_timezone="Asia/Tokyo"),
+        system_surface=lambda c: surfaces.setdefault(c, KeyedSurface(channel=c, user="")),
         runtimes=[ProviderRuntime(DRILL, "live", client)],
         clock=clock,
         working_after=60.0,
@@ -712,7 +730,8 @@ async def test_one_sweep_settles_every_lost_run_and_only_those(bot: Bot) -> None
 
 
 async def test_a_bot_failure_after_a_write_was_sent_is_unknown(bot: Bot) -> None:
-    bot.client.propose = "/nowhere at all"  # the reply is sent, then the bot trips over it
+    # The write is sent and answered; then the bot trips over what the answer proposes.
+    bot.client.propose = Proposal(command="/nowhere at all")
     await bot.run("/drill move r1", "U1")
     approved, surface = await bot.run("/billing approve 1", "U2")
     assert bot.client.calls == ["r1"]
@@ -725,7 +744,7 @@ async def test_a_bot_failure_after_a_write_was_sent_is_unknown(bot: Bot) -> None
 
 
 async def test_a_bot_failure_around_a_safe_read_is_failed(bot: Bot) -> None:
-    bot.client.propose = "/nowhere at all"
+    bot.client.propose = Proposal(command="/nowhere at all")
     await bot.run("/drill look r1", "U1")
     await bot.run("/billing approve 1", "U2")
     row = await bot.row()
@@ -755,3 +774,162 @@ async def test_a_command_gone_since_the_request_fails_and_sends_nothing(
     assert bot.client.calls == []
     story = [(r["decision"], r["outcome"]) for r in await bot.audit() if r["approval_id"] == 1]
     assert story == [("requested", "pending"), ("approved", "executing"), ("not run", "failed")]
+
+
+# --- what the flow shows and records ----------------------------------------------------------
+
+TOKYO_EXPIRY = "2030-01-07 18:00 JST"  # START + 24 h, shown in BILLING_TIMEZONE
+
+
+def system(bot: Bot) -> KeyedSurface:
+    surface = bot.dispatcher.system_surface("C1")
+    assert isinstance(surface, KeyedSurface)
+    return surface
+
+
+async def story(bot: Bot, approval_id: int = 1) -> list[tuple[str, str, str, str]]:
+    return [
+        (r["user_id"], r["decision"], r["outcome"], r["detail"])
+        for r in await bot.audit()
+        if r["approval_id"] == approval_id
+    ]
+
+
+async def test_the_sweeper_settles_and_shows_what_it_did(bot: Bot) -> None:
+    await bot.run("/drill move r1", "U1")
+    await bot.run("/drill move r2", "U1")
+    await bot.replica("host-a:101:aaaa").claim(2, "U2")
+    bot.clock.advance(hours=24)  # #1 is due; #2's runner has been quiet for a day
+    await bot.dispatcher.flow.sweep()
+
+    shown = system(bot)
+    assert [ref for ref, _ in shown.updates] == [MessageRef("C1", "1.0001")] * 2
+    assert shown.keys == ["approval:1", "approval:2"]
+    expired, lost = (reply for _, reply in shown.updates)
+    assert expired.text == f"⌛ #1 expired unapproved at {TOKYO_EXPIRY}; nothing ran."
+    assert lost.text.startswith("❓ #2 *outcome unknown* — approved by <@U2>")
+    assert lost.sections[1].startswith(f"{LOST}. It will not be retried. Check whether r2 moved.")
+    assert "/drill look r2" in [b.command for b in lost.buttons]
+    assert ("Decided", "2030-01-06 18:00 JST") in lost.fields
+    assert (await story(bot, 1))[-1] == ("system", "expired", "not run", "")
+    assert (await story(bot, 2))[-1] == ("system", "recovered", "unknown", LOST)
+
+
+async def test_a_lost_run_whose_request_no_longer_reads_is_still_settled(
+    bot: Bot, make_settings: Callable[..., Settings]
+) -> None:
+    await bot.run("/drill move r1", "U1")
+    await bot.run("/drill move r2", "U1")
+    runner = bot.replica("host-a:101:aaaa")
+    await runner.claim(1, "U2")
+    await runner.claim(2, "U2")
+    async with bot.dispatcher.engine.begin() as conn:
+        await conn.execute(approvals.update().where(approvals.c.id == 1).values(args="{}"))
+    bot.clock.advance(minutes=10)
+    await bot.dispatcher.flow.sweep()  # #1's arguments no longer validate: no hint, still settled
+    assert [await bot.status(n) for n in (1, 2)] == ["unknown", "unknown"]
+    first = system(bot).updates[0][1]
+    assert "/drill look" not in " ".join(b.command for b in first.buttons)
+
+    # A release without the command settles a lost run of it too.
+    await bot.run("/drill move r3", "U1")
+    await runner.claim(3, "U2")
+    bot.clock.advance(minutes=10)
+    shown: dict[str, KeyedSurface] = {}
+    later = await open_runtime(
+        make_settings(),
+        system_surface=lambda c: shown.setdefault(c, KeyedSurface(channel=c, user="")),
+        runtimes=[],
+        clock=bot.clock,
+    )
+    try:
+        await later.dispatcher.flow.sweep()
+    finally:
+        await later.close()
+    assert await bot.status(3) == "unknown"
+    assert shown["C1"].updates[0][1].text.startswith("❓ #3 *outcome unknown*")
+
+
+async def test_a_rejection_shows_and_records_who_and_why(bot: Bot) -> None:
+    await bot.run("/drill move r1", "U1")
+    await bot.run("/drill move r2", "U1")
+    rejected, surface = await bot.run("/billing reject 1", "U2")
+    assert rejected
+    assert surface.sent[-1].text == "Approval #1 rejected." and surface.sent[-1].private
+    ref, card = surface.updates[-1]
+    assert ref == MessageRef("C1", "1.0001") and surface.keys == ["approval:1", None]
+    assert card.text == "🚫 #1 rejected by <@U2>"
+    assert ("Decided", "2030-01-06 18:00 JST") in card.fields
+    assert (await story(bot, 1))[-1] == ("U2", "rejected", "not run", "")
+    await bot.run('/billing reject 2 "wrong account"', "U2")
+    assert (await story(bot, 2))[-1] == ("U2", "rejected", "not run", "wrong account")
+
+
+async def test_an_approval_updates_its_card_in_place(bot: Bot) -> None:
+    await bot.run("/drill move r1", "U1")
+    approved, surface = await bot.run("/billing approve 1", "U2")
+    assert approved
+    assert surface.keys[:2] == ["approval:1", "approval:1"]  # running…, then the outcome
+    [(first_ref, running), (final_ref, final)] = surface.updates
+    assert first_ref == final_ref == MessageRef("C1", "1.0001")
+    assert running.text.startswith("⏳ #1 approved by <@U2>")
+    assert final.text.startswith("✅ #1 *done* — approved by <@U2>")
+    assert ("Decided", "2030-01-06 18:00 JST") in final.fields
+
+
+async def test_a_proposal_from_an_approved_run_is_put_up_as_proposed(bot: Bot) -> None:
+    bot.client.propose = Proposal(command="/drill look r2")
+    await bot.run("/drill move r1", "U1")
+    approved, surface = await bot.run("/billing approve 1", "U2")
+    assert approved and await bot.status(1) == "done"
+    assert (await bot.row(1))["outcome"] == "moved r1"
+    row = await bot.row(2)
+    assert (row["status"], row["origin"], row["requester"], row["channel"]) == (
+        "pending",
+        "U2",
+        "U2",
+        "C1",
+    )
+    card = next(r for r in surface.sent if "Approval needed" in " ".join(r.sections))
+    assert card.text == "moved r1"  # the reply that proposed it heads the card
+    assert [b.command for b in card.buttons] == ["/billing approve 2", "/billing reject 2"]
+
+
+async def test_labels_and_snooze_of_a_proposal_reach_its_card(bot: Bot) -> None:
+    bot.client.propose = Proposal(
+        command="/drill look r2", approve_label="Look now", reject_label="Skip", snooze_hours=4
+    )
+    await bot.run("/drill move r1", "U1")
+    _, surface = await bot.run("/billing approve 1", "U2")
+    row = await bot.row(2)
+    assert (row["approve_label"], row["reject_label"], row["snooze_hours"]) == (
+        "Look now",
+        "Skip",
+        4,
+    )
+    card = next(r for r in surface.sent if "Approval needed" in " ".join(r.sections))
+    assert [b.label for b in card.buttons] == ["Look now", "Skip", "Snooze 4 h"]
+
+
+async def test_a_switched_off_provider_takes_no_request(
+    make_settings: Callable[..., Settings], database_url: str
+) -> None:
+    if not database_url.startswith("sqlite"):
+        await store.upgrade(database_url)
+    runtime = await open_runtime(
+        make_settings(),
+        system_surface=lambda c: RecordingSurface(channel=c, user=""),
+        runtimes=[ProviderRuntime(DRILL, "disabled")],
+    )
+    try:
+        surface = RecordingSurface(user="U1")
+        assert not await runtime.dispatcher.run(
+            "/drill move r1", user="U1", channel="C1", surface=surface
+        )
+        assert "Drill is not configured here" in surface.privates[-1]
+        assert "`DRILL_*`" in surface.privates[-1]
+        async with runtime.engine.connect() as conn:
+            count = (await conn.execute(sa.select(sa.func.count()).select_from(approvals))).scalar()
+        assert count == 0
+    finally:
+        await runtime.close()
