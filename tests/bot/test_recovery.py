@@ -38,7 +38,7 @@ from bot.config import Settings
 from bot.dispatch import Dispatcher, ProviderRuntime
 from bot.replies import MessageRef
 from bot.runtime import Runtime, open_runtime
-from bot.store import approvals, audit
+from bot.store import ReportHistory, approvals, audit
 from commands.base import Args, Button, Command, Context, Proposal, Provider, Reply, Role
 from commands.sandbox import Sandbox
 from tests.support import RecordingSurface
@@ -69,12 +69,15 @@ class DrillClient:
     hold: bool = False
     crash: bool = False
     propose: Proposal | None = None
+    contexts: list[Context] = field(default_factory=list)
     entered: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 async def move(client: DrillClient, args: Ref, ctx: Context) -> Reply:
     client.calls.append(args.ref)
+    client.contexts.append(ctx)
+    await ctx.notify(f"sending {args.ref}")
     if client.hold:
         client.entered.set()
         await client.release.wait()
@@ -662,6 +665,7 @@ async def test_a_card_posted_elsewhere_is_updated_where_it_is(bot: Bot) -> None:
 async def test_a_row_still_reads_for_a_replica_older_than_stored_arguments(bot: Bot) -> None:
     await bot.run('/drill move "café ☕ = 5"', "U1")
     row = await bot.row()
+    assert row["origin"] == "user"  # a typed request, not a schedule's
     assert row["args_preview"] == row["args"]
     assert json.loads(row["args_preview"]) == {"ref": "café ☕ = 5"}
 
@@ -933,3 +937,16 @@ async def test_a_switched_off_provider_takes_no_request(
         assert count == 0
     finally:
         await runtime.close()
+
+
+async def test_an_approved_run_tells_the_handler_where_and_for_whom(bot: Bot) -> None:
+    _, requester = await bot.run("/drill move r1", "U1")
+    assert [b.label for b in requester.sent[0].buttons] == ["Approve", "Reject"]
+    _, approver = await bot.run("/billing approve 1", "U2")
+    [ctx] = bot.client.contexts
+    assert (ctx.user_id, ctx.channel_id, ctx.approval_id) == ("U2", "C1", 1)
+    assert str(ctx.tz) == "Asia/Tokyo" and ctx.now() == START
+    assert "sending r1" in approver.privates  # what the handler says on the way
+    await ctx.history.record("drill", {"moved": 1})  # kept in the store, not in memory
+    kept = ReportHistory(bot.dispatcher.engine)
+    assert [data for _, data in await kept.recent("drill", 5)] == [{"moved": 1}]
