@@ -164,8 +164,9 @@ def _run(mutmut: str, path: str, selectors: list[Selector], tests: list[str], wo
     file and its tests (mutmut reads its settings from the working directory)."""
     work = _workdir(path)
     work.mkdir(parents=True)
-    for name in ("bot", "commands", "tests"):
-        (work / name).symlink_to(ROOT / name, target_is_directory=True)
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
+    for name in ["bot", "commands", "tests", *config.get("also_copy", [])]:
+        (work / name).symlink_to(ROOT / name, target_is_directory=(ROOT / name).is_dir())
     (work / "pyproject.toml").write_text(_pyproject_for(path, tests))
     log = work / "mutmut.log"
     globs = sorted({s.glob() for s in selectors})
