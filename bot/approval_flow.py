@@ -173,7 +173,9 @@ class ApprovalFlow:
             approver_role=requirement.role.label if requirement.role > Role.APPROVER else None,
             rules=requirement.names,
         )
-        await self._audit(approval, user, "requested", "pending", f"approval #{approval.id}")
+        await self.audit_decision(
+            approval, user, "requested", "pending", f"approval #{approval.id}"
+        )
         card = messages.approval_card(approval, self.tz)
         ref = await surface.send(card, key=card_key(approval.id))
         if ref is not None:
@@ -215,14 +217,14 @@ class ApprovalFlow:
             votes = await self.approvals.votes(row.id)
             progress = f"{len(votes)} of {row.approvals_needed}"
             detail = messages.approvals_progress(row, votes)
-            await self._audit(row, user, "approved", progress, detail)
+            await self.audit_decision(row, user, "approved", progress, detail)
             card = messages.approval_card(row, self.tz, votes=votes)
             await guarded(self._surface_for(surface, row.channel)).update(
                 row.ref, card, key=card_key(row.id)
             )
             return Reply(text=messages.approval_waiting(row, votes), private=True)
         if claim is Claim.REFUSED and row is not None:
-            await self._audit(row, user, "approved", Status.FAILED.value, row.outcome or "")
+            await self.audit_decision(row, user, "approved", Status.FAILED.value, row.outcome or "")
             outcome = Outcome(Status.FAILED, row.outcome or "refused")
             target = guarded(self._surface_for(surface, row.channel))
             card = messages.approval_done(row, outcome, self.tz)
@@ -233,11 +235,11 @@ class ApprovalFlow:
             raise CommandError(messages.claim_refused(approval_id, claim, row, votes))
         if claim is not Claim.WON or row is None:
             raise CommandError(messages.claim_refused(approval_id, claim, row))
-        await self._audit(row, user, "approved", Status.EXECUTING.value, f"by {user}")
+        await self.audit_decision(row, user, "approved", Status.EXECUTING.value, f"by {user}")
         target = guarded(self._surface_for(surface, row.channel))
         outcome, unaudited = await self._run(row, user, target)
         if unaudited:  # a run audits itself; one that never got that far is audited here
-            await self._audit(row, user, unaudited, outcome.status.value, outcome.summary)
+            await self.audit_decision(row, user, unaudited, outcome.status.value, outcome.summary)
         await self.approvals.finish(row.id, outcome.status, outcome.summary)
         final = await self.approvals.get(row.id) or row
         card = messages.approval_done(final, outcome, self.tz)
@@ -285,7 +287,7 @@ class ApprovalFlow:
         claim, row = await self.approvals.reject(approval_id, user, reason)
         if claim is not Claim.WON or row is None:
             raise CommandError(messages.claim_refused(approval_id, claim, row))
-        await self._audit(row, user, "rejected", "not run", reason or "")
+        await self.audit_decision(row, user, "rejected", "not run", reason or "")
         target = guarded(self._surface_for(surface, row.channel))
         card = messages.approval_rejected(row, self.tz)
         await target.update(row.ref, card, key=card_key(row.id))
@@ -325,7 +327,7 @@ class ApprovalFlow:
             raise CommandError(f"/{row.command_path} no longer exists; check at the provider.")
         args = grammar.validate(command, row.args)
         evidence = await self.runner.probe(command, args, user=user, channel=row.channel)
-        await self._audit(row, user, "checked", evidence.verdict, evidence.text)
+        await self.audit_decision(row, user, "checked", evidence.verdict, evidence.text)
         return messages.evidence(row, evidence, settle=row.unresolved and row.requester != user)
 
     async def resolve(
@@ -335,7 +337,7 @@ class ApprovalFlow:
         claim, row = await self.approvals.resolve(approval_id, user, resolution, reason)
         if claim is not Claim.WON or row is None:
             raise CommandError(messages.resolve_refused(approval_id, claim, row))
-        await self._audit(row, user, "resolved", resolution, reason)
+        await self.audit_decision(row, user, "resolved", resolution, reason)
         target = guarded(self._surface_for(surface, row.channel))
         await target.update(row.ref, messages.approval_resolved(row, self.tz), key=card_key(row.id))
         buttons: list[Button] = []
@@ -363,12 +365,14 @@ class ApprovalFlow:
     async def sweep(self) -> None:
         """Expire old requests and settle executions whose runner is gone; update their cards."""
         for row in await self.approvals.expire_due():
-            await self._audit(row, "system", "expired", "not run", "")
+            await self.audit_decision(row, "system", "expired", "not run", "")
             surface = guarded(self.system_surface(row.channel))
             card = messages.approval_expired(row, self.tz)
             await surface.update(row.ref, card, key=card_key(row.id))
         for row in await self.approvals.orphaned(stale_after=self.stale_after):
-            await self._audit(row, "system", "recovered", Status.UNKNOWN.value, row.outcome or "")
+            await self.audit_decision(
+                row, "system", "recovered", Status.UNKNOWN.value, row.outcome or ""
+            )
             command = self.runner.command(row.command_path)
             hint = None
             if command and command.unknown_hint:
@@ -400,7 +404,7 @@ class ApprovalFlow:
         same = getattr(surface, "channel", None) == channel
         return surface if same else self.system_surface(channel)
 
-    async def _audit(
+    async def audit_decision(
         self,
         row: Approval,
         user: str,

@@ -49,7 +49,6 @@ from sqlalchemy.engine import make_url
 
 from bot import messages
 from bot.approvals import Approval, Claim, Status
-from bot.audit import Entry
 from bot.completion import CommandCompleter
 from bot.config import Settings
 from bot.dispatch import Dispatcher
@@ -477,7 +476,9 @@ class Console:
             return
         outcome = "cancelled in the console while it ran; it may or may not have happened"
         await approvals.finish(ran.id, Status.UNKNOWN, outcome)
-        await self._audit(ran, running.user, "approved", Status.UNKNOWN.value, outcome)
+        await self.dispatcher.flow.audit_decision(
+            ran, running.user, "approved", Status.UNKNOWN.value, outcome
+        )
         self.note(
             f"❓ Approval #{ran.id} was cancelled while it ran, so its outcome is unknown. "
             "Check at the provider before asking again; it will not be re-run."
@@ -488,26 +489,13 @@ class Console:
         claim, rejected = await self.dispatcher.approvals.reject(row.id, running.user, reason)
         if claim is not Claim.WON or rejected is None:
             return
-        await self._audit(rejected, running.user, "withdrawn", "not run", reason)
+        await self.dispatcher.flow.audit_decision(
+            rejected, running.user, "withdrawn", "not run", reason
+        )
         if rejected.ref is not None:
             card = messages.approval_rejected(rejected, self.dispatcher.settings.tz)
             await self.surface().update(rejected.ref, card)
         self.note(f"Approval request #{row.id} withdrawn: the command was cancelled.")
-
-    async def _audit(self, row: Approval, user: str, decision: str, outcome: str, why: str) -> None:
-        await self.dispatcher.audit.record(
-            Entry(
-                user_id=user,
-                channel=row.channel,
-                command=f"/{row.command_path}",
-                args=row.args,
-                decision=decision,
-                outcome=outcome,
-                detail=why,
-                provider=row.provider,
-                approval_id=row.id,
-            )
-        )
 
     async def run_one(self, line: str) -> int:
         """`-c`: run one line; 0 done, 1 refused or failed, 130 cancelled (Ctrl-C)."""
