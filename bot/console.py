@@ -251,7 +251,7 @@ class Console:
         self.running: dict[asyncio.Task[bool | None], Running] = {}
         self.shown_by: dict[int, int] = {}  # approval id → number of the command that showed it
         self._messages: dict[tuple[str, str], int] = {}
-        self._last_ts = 0.0
+        self._last_us = 0
         self._commands = 0
         self._forms: deque[FormRequest] = deque()
         self._session: PromptSession[str] | None = None
@@ -263,9 +263,10 @@ class Console:
 
     def next_ts(self) -> str:
         """A message timestamp in Slack's form (seconds.micro), unique across console runs."""
-        now = max(time.time(), self._last_ts + 0.000001)
-        self._last_ts = now
-        return f"{now:.6f}"
+        # Whole microseconds: a float near 1.8e9 rounds two stamps a microsecond apart to one.
+        now = max(time.time_ns() // 1000, self._last_us + 1)
+        self._last_us = now
+        return f"{now // 1_000_000}.{now % 1_000_000:06d}"
 
     def remember(self, channel: str, ts: str) -> str:
         number = len(self._messages) + 1
