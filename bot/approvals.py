@@ -17,8 +17,6 @@ carries its runner (host:pid:boot) and a heartbeat; a row whose runner is gone i
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import enum
 import os
 import socket
@@ -150,13 +148,13 @@ class Approvals:
         description: str,
         requester: str,
         channel: str,
-        origin: str = "user",
-        approve_label: str = "Approve",
-        reject_label: str = "Reject",
-        snooze_hours: int | None = None,
-        approvals_needed: int = 1,
-        approver_role: str | None = None,
-        rules: str | None = None,
+        origin: str,
+        approve_label: str,
+        reject_label: str,
+        snooze_hours: int | None,
+        approvals_needed: int,
+        approver_role: str | None,
+        rules: str | None,
     ) -> Approval:
         import json
 
@@ -224,35 +222,34 @@ class Approvals:
         """Record `approver`'s approval; the one that completes the approvals needed moves the
         request pending → executing, atomically. Never the requester's own.
 
-        `guard` (ceilings) is asked inside the same transaction, under a lock shared by every
-        replica, just before the final claim: a refusal moves the request to failed instead."""
+        `guard` (ceilings) is asked inside the same transaction, one final claim at a time
+        across every replica: a refusal moves the request to failed instead."""
         now = self.clock()
-        async with self._serialised(guard is not None), self.engine.begin() as conn:
-            if guard is not None and self.engine.dialect.name == "postgresql":
-                await conn.execute(
-                    sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": GUARD_LOCK}
-                )
+        async with self.engine.begin() as conn:
             open_request = sa.and_(
                 approvals.c.id == approval_id,
                 approvals.c.status == Status.PENDING.value,
                 approvals.c.requester != approver,
                 approvals.c.expires_at > now,
             )
-            allowed = (await conn.execute(sa.select(approvals.c.id).where(open_request))).first()
-            new_vote = False
-            if allowed is not None:
-                new_vote = await _vote(conn, approval_id, approver, now)
+            # FOR UPDATE: concurrent approvals of one request count their votes in turn, so two
+            # final votes cannot each count only themselves (SQLite: the vote's INSERT waits).
+            needed = await conn.scalar(
+                sa.select(approvals.c.approvals_needed).where(open_request).with_for_update()
+            )
+            new_vote = needed is not None and await _vote(conn, approval_id, approver, now)
             votes = sa.select(sa.func.count()).where(approval_votes.c.approval_id == approval_id)
-            count = int((await conn.execute(votes)).scalar() or 0)
-            needed = (
-                await conn.execute(
-                    sa.select(approvals.c.approvals_needed).where(approvals.c.id == approval_id)
-                )
-            ).scalar()
-            if allowed is not None and needed is not None and count >= int(needed) and guard:
-                row = await _row(conn, approval_id)
-                assert row is not None
-                refusal = await guard(conn, row)
+            count = int((await conn.execute(votes)).scalar_one())
+            if needed is not None and count >= needed and guard is not None:
+                # One guarded final claim at a time. On SQLite the vote's INSERT above already
+                # holds the database's single write lock until this transaction ends (for every
+                # process); PostgreSQL takes a lock of its own, held until commit.
+                if conn.dialect.name == "postgresql":
+                    lock = sa.text("SELECT pg_advisory_xact_lock(:key)")
+                    await conn.execute(lock, {"key": GUARD_LOCK})
+                current = await _row(conn, approval_id)
+                assert current is not None  # FOR UPDATE found it: rows are never deleted
+                refusal = await guard(conn, current)
                 if refusal is not None:
                     failed = (
                         approvals.update()
@@ -279,10 +276,12 @@ class Approvals:
                 )
             )
             changed = (await conn.execute(statement)).rowcount
-        row = await self.get(approval_id)
+            # Judged as this transaction saw it: a concurrent approval that completes the request
+            # just after this one commits does not turn this vote into "already decided".
+            row = await _row(conn, approval_id)
         if changed == 1:
             return Claim.WON, row
-        if row is not None and row.status is Status.PENDING and allowed is not None:
+        if row is not None and row.status is Status.PENDING and needed is not None:
             return (Claim.WAITING if new_vote else Claim.ALREADY_VOTED), row
         return self._why_not(row, approver)
 
@@ -338,12 +337,6 @@ class Approvals:
             rows = (await conn.execute(query)).mappings().all()
         return [Approval.from_row(r) for r in rows]
 
-    def _serialised(self, needed: bool) -> Any:
-        """SQLite is one process: its final claims under a guard take turns here."""
-        if needed and self.engine.dialect.name != "postgresql":
-            return _GUARD_TURNS
-        return contextlib.nullcontext()
-
     def _why_not(self, row: Approval | None, approver: str | None) -> tuple[Claim, Approval | None]:
         if row is None:
             return Claim.NOT_FOUND, None
@@ -375,17 +368,12 @@ class Approvals:
                 finished_at=now,
             )
         )
-        return await self._transition(approval_id, None, statement)
-
-    async def _transition(
-        self, approval_id: int, approver: str | None, statement: Any
-    ) -> tuple[Claim, Approval | None]:
         async with self.engine.begin() as conn:
             changed = (await conn.execute(statement)).rowcount
         row = await self.get(approval_id)
         if changed == 1:
             return Claim.WON, row
-        return self._why_not(row, approver)
+        return self._why_not(row, None)  # the requester may withdraw: no "own request" here
 
     async def heartbeat(self, approval_id: int) -> None:
         async with self.engine.begin() as conn:
@@ -501,26 +489,22 @@ def _alive(pid: int) -> bool:
 
 # A ceiling's final claims, across replicas on PostgreSQL: one transaction at a time.
 GUARD_LOCK = 0x62696C6C  # "bill"
-_GUARD_TURNS = asyncio.Lock()
 
 Guard = Callable[[AsyncConnection, Approval], Awaitable[str | None]]
 
 
 async def _vote(conn: AsyncConnection, approval_id: int, user: str, at: datetime) -> bool:
-    """One approval per person and request; False when this person had already approved."""
+    """One approval per person and request; False when this person had already approved
+    ((approval_id, user_id) is the table's only key, so any conflict is exactly that one)."""
     values = {"approval_id": approval_id, "user_id": user, "at": at}
     if conn.dialect.name == "postgresql":
         statement: Any = postgresql.insert(approval_votes).values(**values)
     else:
         statement = sqlite.insert(approval_votes).values(**values)
-    statement = statement.on_conflict_do_nothing(index_elements=["approval_id", "user_id"])
-    return bool((await conn.execute(statement)).rowcount)
+    return bool((await conn.execute(statement.on_conflict_do_nothing())).rowcount)
 
 
 async def _row(conn: AsyncConnection, approval_id: int) -> Approval | None:
-    found = (
-        (await conn.execute(sa.select(approvals).where(approvals.c.id == approval_id)))
-        .mappings()
-        .first()
-    )
-    return Approval.from_row(found) if found else None
+    found = await conn.execute(sa.select(approvals).where(approvals.c.id == approval_id))
+    row = found.mappings().first()
+    return Approval.from_row(row) if row else None
