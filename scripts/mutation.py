@@ -8,7 +8,8 @@ every file and test involved); `[tool.billing_bot.mutation]` says which mutants 
 Each file is run on its own, in `mutants/<file>/` (mutmut's working copy, left behind: `cd`
 there for `mutmut show NAME` or `mutmut browse`), so a mutant of the grammar never waits for
 the approval tests. Naming FILEs runs only those. `--report-only` judges the last run again
-(after editing the equivalents).
+(after editing the equivalents). Set TEST_DATABASE_URL (as .ci/run does) so the tests run on
+PostgreSQL as well as SQLite: some lines (locks, upserts) run only there.
 
 Prints, per file, how many mutants were killed, survived, timed out or had no test, then every
 survivor as the line it changed. Exits 1 when a mutant under a `strict` selector survived (or
@@ -127,8 +128,14 @@ def main() -> int:
     mutmut = str(Path(sys.executable).with_name("mutmut"))
     files = list(dict.fromkeys(s.path for s in selectors))
     if not options.report_only:
-        shutil.rmtree(WORK, ignore_errors=True)
+        if not os.environ.get("TEST_DATABASE_URL"):
+            say(
+                "TEST_DATABASE_URL is not set: the tests run on SQLite only, so mutants of "
+                "PostgreSQL-only lines (locks, upserts) survive. Set it as .ci/run does.",
+                err=True,
+            )
         for path in files:
+            shutil.rmtree(_workdir(path), ignore_errors=True)
             mine = [s for s in selectors if s.path == path]
             failed = _run(mutmut, path, mine, _tests_for(config, path), options.max_children)
             if failed:
