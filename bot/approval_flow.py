@@ -351,14 +351,16 @@ class ApprovalFlow:
     async def asked_again(self, approval: Approval, hours: int) -> datetime | None:
         """When a reminder snoozed now is asked again (its schedule's extra run, or its next
         regular run when that comes first); None for a request no schedule made."""
-        if self.scheduler is None or not approval.origin.startswith("schedule:"):
+        schedule = _schedule_of(approval)
+        if self.scheduler is None or schedule is None:
             return None
-        return await self.scheduler.asked_again(int(approval.origin.split(":", 1)[1]), hours)
+        return await self.scheduler.asked_again(schedule, hours)
 
     async def snooze(self, approval: Approval, hours: int) -> None:
         """A snoozed reminder asks again later: its schedule fires once more in `hours`."""
-        if self.scheduler is not None and approval.origin.startswith("schedule:"):
-            await self.scheduler.postpone(int(approval.origin.split(":", 1)[1]), hours)
+        schedule = _schedule_of(approval)
+        if self.scheduler is not None and schedule is not None:
+            await self.scheduler.postpone(schedule, hours)
 
     # --- the sweeper -----------------------------------------------------------------------
 
@@ -387,15 +389,14 @@ class ApprovalFlow:
 
     async def card_posted(self, key: str, ref: MessageRef) -> None:
         """The outbox posted a card late (Slack was failing): remember where it is."""
-        if key.startswith(CARD) and key.removeprefix(CARD).isdigit():
-            await self.approvals.attach_message(int(key.removeprefix(CARD)), ref)
+        if (approval_id := _card_of(key)) is not None:
+            await self.approvals.attach_message(approval_id, ref)
 
     async def card_ref(self, key: str) -> MessageRef | None:
         """Where a card is, for cards posted before the outbox kept their keys."""
-        if key.startswith(CARD) and key.removeprefix(CARD).isdigit():
-            row = await self.approvals.get(int(key.removeprefix(CARD)))
-            return row.ref if row else None
-        return None
+        approval_id = _card_of(key)
+        row = None if approval_id is None else await self.approvals.get(approval_id)
+        return row.ref if row else None
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -427,6 +428,18 @@ class ApprovalFlow:
                 approval_id=row.id,
             )
         )
+
+
+def _card_of(key: str) -> int | None:
+    """The approval whose card an outbox key names (`card_key`), or None."""
+    number = key.removeprefix(CARD)
+    return int(number) if key.startswith(CARD) and number.isdigit() else None
+
+
+def _schedule_of(approval: Approval) -> int | None:
+    """The schedule whose reminder made a request (origin `schedule:<id>`), or None."""
+    kind, _, number = approval.origin.partition(":")
+    return int(number) if kind == "schedule" and number.isdigit() else None
 
 
 class _Headed:

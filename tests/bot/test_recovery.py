@@ -22,7 +22,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -950,3 +950,65 @@ async def test_an_approved_run_tells_the_handler_where_and_for_whom(bot: Bot) ->
     await ctx.history.record("drill", {"moved": 1})  # kept in the store, not in memory
     kept = ReportHistory(bot.dispatcher.engine)
     assert [data for _, data in await kept.recent("drill", 5)] == [{"moved": 1}]
+
+
+# --- the outbox's and the scheduler's questions -----------------------------------------------
+
+
+async def test_a_card_posted_late_is_found_by_its_key_and_only_by_it(bot: Bot) -> None:
+    await bot.run("/drill move r1", "U1")
+    await bot.run("/drill move r2", "U1")
+    flow = bot.dispatcher.flow
+    late = MessageRef("C9", "77.0001")
+    for wrong in ("approval:x", "approval:", "schedule:2", "2", "approval:2:1"):
+        await flow.card_posted(wrong, late)
+        assert await flow.card_ref(wrong) is None
+    assert await flow.card_ref("approval:2") == MessageRef("C1", "1.0001")  # untouched
+    await flow.card_posted("approval:2", late)
+    assert await flow.card_ref("approval:2") == late
+    assert await flow.card_ref("approval:1") == MessageRef("C1", "1.0001")
+    assert await flow.card_ref("approval:99") is None  # no such request
+
+
+@dataclass
+class Postponed:
+    """The scheduler as the flow sees it: records what it was asked."""
+
+    calls: list[tuple[str, int, int]] = field(default_factory=list)
+    again: datetime = START + timedelta(hours=4)
+
+    async def postpone(self, schedule_id: int, hours: int) -> None:
+        self.calls.append(("postpone", schedule_id, hours))
+
+    async def asked_again(self, schedule_id: int, hours: int) -> datetime | None:
+        self.calls.append(("asked_again", schedule_id, hours))
+        return self.again
+
+
+async def test_a_snoozed_reminder_postpones_only_its_own_schedule(bot: Bot) -> None:
+    flow = bot.dispatcher.flow
+    flow.scheduler = scheduler = Postponed()
+    await bot.run("/drill move r1", "U1")
+    await bot.dispatcher.flow.request(
+        DRILL.commands[0],
+        Ref(ref="r2"),
+        user="U1",
+        channel="C1",
+        surface=RecordingSurface(),
+        origin="schedule:12",
+        snooze_hours=4,
+    )
+    typed, reminded = await flow.approvals.get(1), await flow.approvals.get(2)
+    assert typed is not None and reminded is not None
+    assert await flow.asked_again(reminded, 4) == START + timedelta(hours=4)
+    await flow.snooze(reminded, 4)
+    assert await flow.asked_again(typed, 4) is None  # typed by a person: no schedule to ask
+    await flow.snooze(typed, 4)
+    for origin in ("schedule:", "schedule:x", "scheduler:3", "U1"):
+        odd = replace(reminded, origin=origin)
+        assert await flow.asked_again(odd, 4) is None
+        await flow.snooze(odd, 4)
+    assert scheduler.calls == [("asked_again", 12, 4), ("postpone", 12, 4)]
+    flow.scheduler = None  # no scheduler (the console without one): nothing to ask
+    assert await flow.asked_again(reminded, 4) is None
+    await flow.snooze(reminded, 4)
