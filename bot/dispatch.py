@@ -456,8 +456,8 @@ class Dispatcher:
                 approval_id=approval.id if approval else None,
             )
         )
-        if outcome.reply is not None and approval is None:
-            await surface.send(outcome.reply)
+        if outcome.reply is not None and approval is None and outcome.status is Status.DONE:
+            await surface.send(outcome.reply)  # an unknown's hint was shown privately above
         return outcome
 
     async def _call(

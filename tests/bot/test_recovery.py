@@ -39,7 +39,18 @@ from bot.dispatch import Dispatcher, ProviderRuntime
 from bot.replies import MessageRef
 from bot.runtime import Runtime, open_runtime
 from bot.store import ReportHistory, approvals, audit
-from commands.base import Args, Button, Command, Context, Proposal, Provider, Reply, Role
+from commands.base import (
+    Args,
+    Button,
+    Command,
+    CommandError,
+    Context,
+    Proposal,
+    Provider,
+    Reply,
+    Role,
+)
+from commands.http import OutcomeUnknown, ProviderError
 from commands.sandbox import Sandbox
 from tests.support import RecordingSurface
 
@@ -63,11 +74,13 @@ class Ref(Args):
 @dataclass
 class DrillClient:
     """Records every call; `hold` parks the handler until `release`, `crash` makes it raise,
-    `propose` makes its reply propose a command, as a scheduled reminder's does."""
+    `raises` raise that, `propose` makes its reply propose a command, as a scheduled
+    reminder's does."""
 
     calls: list[str] = field(default_factory=list)
     hold: bool = False
     crash: bool = False
+    raises: Exception | None = None
     propose: Proposal | None = None
     contexts: list[Context] = field(default_factory=list)
     entered: asyncio.Event = field(default_factory=asyncio.Event)
@@ -83,6 +96,9 @@ async def move(client: DrillClient, args: Ref, ctx: Context) -> Reply:
         await client.release.wait()
     if client.crash:
         raise RuntimeError(f"the client broke while sending {args.ref}")
+    if client.raises is not None:
+        raise client.raises
+    await ctx.progress(1, 1, f"moved {args.ref}")
     return Reply(text=f"moved {args.ref}", proposal=client.propose)
 
 
@@ -115,6 +131,28 @@ DRILL: Provider[DrillSettings, DrillClient] = Provider(
                 text=f"Check whether {args.ref} moved.",
                 buttons=[Button(label="Look", command=f"/drill look {args.ref}")],
             ),
+        ),
+        Command(
+            slash="drill",
+            words=("send",),
+            summary="a write an operator runs at once",
+            args=Ref,
+            handler=move,
+            role=Role.OPERATOR,
+            idempotent=False,
+            unknown_hint=lambda args: Reply(
+                text=f"Check whether {args.ref} was sent.",
+                buttons=[Button(label="Look", command=f"/drill peek {args.ref}")],
+            ),
+        ),
+        Command(
+            slash="drill",
+            words=("peek",),
+            summary="a read an operator runs at once",
+            args=Ref,
+            handler=move,
+            role=Role.OPERATOR,
+            idempotent=True,
         ),
         Command(
             slash="drill",
@@ -873,7 +911,8 @@ async def test_an_approval_updates_its_card_in_place(bot: Bot) -> None:
     await bot.run("/drill move r1", "U1")
     approved, surface = await bot.run("/billing approve 1", "U2")
     assert approved
-    assert surface.keys[:2] == ["approval:1", "approval:1"]  # running…, then the outcome
+    cards = [k for k in surface.keys if not (k or "").startswith("progress:")]
+    assert cards[:2] == ["approval:1", "approval:1"]  # running…, then the outcome
     [(first_ref, running), (final_ref, final)] = surface.updates
     assert first_ref == final_ref == MessageRef("C1", "1.0001")
     assert running.text.startswith("⏳ #1 approved by <@U2>")
@@ -1012,3 +1051,108 @@ async def test_a_snoozed_reminder_postpones_only_its_own_schedule(bot: Bot) -> N
     flow.scheduler = None  # no scheduler (the console without one): nothing to ask
     assert await flow.asked_again(reminded, 4) is None
     await flow.snooze(reminded, 4)
+
+
+# --- a command run at once: what the person who typed it is told -------------------------------
+
+
+def plain(text: str) -> str:
+    """What the audit log keeps of a message: its text without mrkdwn."""
+    return text.replace("`", "")
+
+
+async def last_audit(bot: Bot) -> tuple[str, str, str, int | None]:
+    row = (await bot.audit())[-1]
+    return row["decision"], row["outcome"], row["detail"], row["provider_status"]
+
+
+async def test_a_direct_write_whose_answer_was_lost_is_unknown_with_its_hint(bot: Bot) -> None:
+    bot.client.raises = OutcomeUnknown("drill", "no answer in 30 s", status=504)
+    done, surface = await bot.run("/drill send r1", "U1")
+    assert not done and bot.client.calls == ["r1"]
+    assert surface.privates[-1] == (
+        "❓ *Outcome unknown* for `/drill send`: no answer in 30 s. It was not retried, because "
+        "it may already have happened. Check whether r1 was sent."
+    )
+    [hint] = surface.sent  # once, to the person who ran it
+    assert (hint.text, hint.private) == ("Check whether r1 was sent.", True)
+    assert [(b.label, b.command) for b in hint.buttons] == [("Look", "/drill peek r1")]
+    assert await last_audit(bot) == ("ran", "unknown", "no answer in 30 s", 504)
+
+
+async def test_a_direct_read_whose_answer_was_lost_says_to_check(bot: Bot) -> None:
+    bot.client.raises = OutcomeUnknown("drill", "no answer", status=None)
+    _, surface = await bot.run("/drill peek r1", "U1")
+    assert surface.privates[-1].endswith(
+        "Check at the provider whether it happened before asking again."
+    )
+    assert surface.sent == []  # no hint, so no buttons
+    assert await last_audit(bot) == ("ran", "unknown", "no answer", None)
+
+
+async def test_a_provider_refusal_is_one_sentence_and_failed(bot: Bot) -> None:
+    bot.client.raises = ProviderError("drill", "Drill has no account r1", status=404)
+    done, surface = await bot.run("/drill send r1", "U1")
+    said = "`/drill send` failed: Drill has no account r1."
+    assert not done and surface.privates[-1] == said and surface.sent == []
+    assert await last_audit(bot) == ("ran", "failed", plain(said), 404)
+
+
+async def test_a_handler_s_own_refusal_is_shown_as_it_said_it(bot: Bot) -> None:
+    bot.client.raises = CommandError("r1 is closed; nothing was sent.")
+    done, surface = await bot.run("/drill send r1", "U1")
+    assert not done and surface.privates[-1] == "r1 is closed; nothing was sent."
+    assert await last_audit(bot) == ("ran", "failed", "r1 is closed; nothing was sent.", None)
+
+
+@pytest.mark.parametrize(
+    ("line", "status", "tail"),
+    [
+        (
+            "/drill send r1",
+            "unknown",
+            "It may or may not have reached the provider: check there before asking again.",
+        ),
+        ("/drill peek r1", "failed", "Nothing was retried."),
+    ],
+)
+async def test_a_crash_in_a_direct_run_names_its_reference(
+    bot: Bot, line: str, status: str, tail: str
+) -> None:
+    bot.client.crash = True
+    done, surface = await bot.run(line, "U1")
+    assert not done
+    said = surface.privates[-1]
+    assert said.startswith(f"`{line[:-3]}` hit an error inside the bot (reference `")
+    assert said.endswith(f"`). {tail}")
+    decision, outcome, detail, _ = await last_audit(bot)
+    assert (decision, outcome, detail) == ("ran", status, plain(said))
+
+
+async def test_a_direct_run_that_succeeds_shows_its_reply_and_progress(bot: Bot) -> None:
+    done, surface = await bot.run("/drill send r1", "U1")
+    assert done
+    assert surface.privates == ["sending r1"]  # the handler's own note, and no "working"
+    progress, reply = surface.sent
+    assert "moved r1" in progress.text and reply.text == "moved r1"
+    assert await last_audit(bot) == ("ran", "done", "moved r1", None)
+    [ctx] = bot.client.contexts
+    assert (ctx.user_id, ctx.channel_id, ctx.approval_id) == ("U1", "C1", None)
+
+
+async def test_a_slow_direct_run_says_it_is_working_and_an_approved_one_does_not(
+    bot: Bot,
+) -> None:
+    bot.dispatcher.working_after = 0.0
+    bot.client.hold = True
+    running = asyncio.ensure_future(bot.run("/drill send r1", "U1"))
+    await asyncio.wait_for(bot.client.entered.wait(), timeout=30)
+    bot.client.release.set()
+    _, surface = await running
+    assert surface.privates == [
+        "sending r1",
+        "⏳ Working on `/drill send`… the answer will be posted here when it is done.",
+    ]
+    await bot.run("/drill move r2", "U1")
+    _, approver = await bot.run("/billing approve 1", "U2")
+    assert not any("`/drill move`" in p for p in approver.privates)  # the card says it
