@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from bot.replies import MessageRef
@@ -49,3 +50,16 @@ class RecordingSurface:
             parts += [b.label + " " + b.command for b in reply.buttons]
             parts += [f.filename + " " + f.title for f in reply.files]
         return "\n".join(parts)
+
+
+class Clock:
+    """A clock moved by hand, for the bot and every replica sharing its database."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)

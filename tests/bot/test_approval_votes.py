@@ -22,20 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from bot import store
 from bot.approvals import Approval, Approvals, Claim, Status
 from bot.store import approval_votes, approvals
+from tests.support import Clock
 
 START = datetime(2030, 1, 6, 9, 0, tzinfo=UTC)
 TTL = timedelta(hours=24)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 @dataclass
@@ -88,7 +78,7 @@ async def db(database_url: str) -> AsyncIterator[Db]:
     await store.upgrade(database_url)
     engine = store.make_engine(database_url)
     try:
-        yield Db(engine, Clock())
+        yield Db(engine, Clock(START))
     finally:
         await engine.dispose()
 

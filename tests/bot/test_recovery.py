@@ -52,7 +52,7 @@ from commands.base import (
 )
 from commands.http import OutcomeUnknown, ProviderError
 from commands.sandbox import Sandbox
-from tests.support import RecordingSurface
+from tests.support import Clock, RecordingSurface
 
 START = datetime(2030, 1, 6, 9, 0, tzinfo=UTC)
 STALE = timedelta(minutes=2)
@@ -110,6 +110,29 @@ async def _check(client: DrillClient) -> str:
     return "ok"
 
 
+def drill(word: str, *, approval: bool, write: bool, look: str = "look") -> Command[Ref, Any]:
+    """A drill command: a write (with a hint naming the read that checks it) or a safe read,
+    run at once or behind an approval."""
+
+    def hint(args: Ref) -> Reply:
+        return Reply(
+            text=f"Check whether {args.ref} moved.",
+            buttons=[Button(label="Look", command=f"/drill {look} {args.ref}")],
+        )
+
+    return Command(
+        slash="drill",
+        words=(word,),
+        summary=f"a {'write' if write else 'read'}{' behind an approval' if approval else ''}",
+        args=Ref,
+        handler=move,
+        role=Role.OPERATOR,
+        approval=approval,
+        idempotent=not write,
+        unknown_hint=hint if write else None,
+    )
+
+
 DRILL: Provider[DrillSettings, DrillClient] = Provider(
     name="drill",
     title="Drill",
@@ -118,52 +141,10 @@ DRILL: Provider[DrillSettings, DrillClient] = Provider(
     open_client=lambda settings, transport: DrillClient(),
     sandbox=_no_sandbox,
     commands=[
-        Command(
-            slash="drill",
-            words=("move",),
-            summary="a write that changes something at the provider",
-            args=Ref,
-            handler=move,
-            role=Role.OPERATOR,
-            approval=True,
-            idempotent=False,
-            unknown_hint=lambda args: Reply(
-                text=f"Check whether {args.ref} moved.",
-                buttons=[Button(label="Look", command=f"/drill look {args.ref}")],
-            ),
-        ),
-        Command(
-            slash="drill",
-            words=("send",),
-            summary="a write an operator runs at once",
-            args=Ref,
-            handler=move,
-            role=Role.OPERATOR,
-            idempotent=False,
-            unknown_hint=lambda args: Reply(
-                text=f"Check whether {args.ref} was sent.",
-                buttons=[Button(label="Look", command=f"/drill peek {args.ref}")],
-            ),
-        ),
-        Command(
-            slash="drill",
-            words=("peek",),
-            summary="a read an operator runs at once",
-            args=Ref,
-            handler=move,
-            role=Role.OPERATOR,
-            idempotent=True,
-        ),
-        Command(
-            slash="drill",
-            words=("look",),
-            summary="a read that is safe to repeat",
-            args=Ref,
-            handler=move,
-            role=Role.OPERATOR,
-            approval=True,
-            idempotent=True,
-        ),
+        drill("move", approval=True, write=True),
+        drill("send", approval=False, write=True, look="peek"),
+        drill("peek", approval=False, write=False),
+        drill("look", approval=True, write=False),
     ],
     check=_check,
 )
@@ -185,19 +166,6 @@ class KeyedSurface(RecordingSurface):
     async def update(self, ref: MessageRef | None, reply: Reply, *, key: str | None = None) -> None:
         self.keys.append(key)
         await super().update(ref, reply, key=key)
-
-
-class Clock:
-    """The dispatcher's and every replica's clock, moved by hand."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 @dataclass
@@ -1072,10 +1040,10 @@ async def test_a_direct_write_whose_answer_was_lost_is_unknown_with_its_hint(bot
     assert not done and bot.client.calls == ["r1"]
     assert surface.privates[-1] == (
         "❓ *Outcome unknown* for `/drill send`: no answer in 30 s. It was not retried, because "
-        "it may already have happened. Check whether r1 was sent."
+        "it may already have happened. Check whether r1 moved."
     )
     [hint] = surface.sent  # once, to the person who ran it
-    assert (hint.text, hint.private) == ("Check whether r1 was sent.", True)
+    assert (hint.text, hint.private) == ("Check whether r1 moved.", True)
     assert [(b.label, b.command) for b in hint.buttons] == [("Look", "/drill peek r1")]
     assert await last_audit(bot) == ("ran", "unknown", "no answer in 30 s", 504)
 
