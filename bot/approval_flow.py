@@ -85,6 +85,10 @@ class Postponer(Protocol):
 
 
 class ApprovalFlow:
+    # Both are set by the runtime once they are built (after the dispatcher that owns the flow).
+    scheduler: Postponer | None = None
+    policy: Policy | None = None
+
     def __init__(
         self,
         *,
@@ -94,8 +98,6 @@ class ApprovalFlow:
         system_surface: Callable[[str], Surface],
         tz: ZoneInfo,
         stale_after: timedelta,
-        scheduler: Postponer | None = None,
-        policy: Policy | None = None,
     ) -> None:
         self.approvals = approvals
         self.audit = audit
@@ -103,8 +105,6 @@ class ApprovalFlow:
         self.system_surface = system_surface
         self.tz = tz
         self.stale_after = stale_after
-        self.scheduler = scheduler
-        self.policy = policy
 
     # --- request ---------------------------------------------------------------------------
 
@@ -224,8 +224,9 @@ class ApprovalFlow:
             )
             return Reply(text=messages.approval_waiting(row, votes), private=True)
         if claim is Claim.REFUSED and row is not None:
-            await self.audit_decision(row, user, "approved", Status.FAILED.value, row.outcome or "")
-            outcome = Outcome(Status.FAILED, row.outcome or "refused")
+            assert row.outcome is not None  # a refused claim stores why
+            await self.audit_decision(row, user, "approved", Status.FAILED.value, row.outcome)
+            outcome = Outcome(Status.FAILED, row.outcome)
             target = guarded(self._surface_for(surface, row.channel))
             card = messages.approval_done(row, outcome, self.tz)
             await target.update(row.ref, card, key=card_key(row.id))
@@ -241,9 +242,8 @@ class ApprovalFlow:
         if unaudited:  # a run audits itself; one that never got that far is audited here
             await self.audit_decision(row, user, unaudited, outcome.status.value, outcome.summary)
         await self.approvals.finish(row.id, outcome.status, outcome.summary)
-        final = await self.approvals.get(row.id) or row
-        card = messages.approval_done(final, outcome, self.tz)
-        await target.update(final.ref, card, key=card_key(row.id))
+        card = messages.approval_done(row, outcome, self.tz)  # all it shows was set by the claim
+        await target.update(row.ref, card, key=card_key(row.id))
         if outcome.reply is not None and outcome.status is not Status.UNKNOWN:
             await target.send(outcome.reply)  # an unknown's hint is on the card already
         return Reply(text=f"Approval #{row.id}: {outcome.status.value}.", private=True)
@@ -308,7 +308,6 @@ class ApprovalFlow:
                 current.args,
                 now=self.approvals.clock(),
                 tz=self.tz,
-                excluding=current.id,
             )
 
         return guard
@@ -372,18 +371,22 @@ class ApprovalFlow:
             card = messages.approval_expired(row, self.tz)
             await surface.update(row.ref, card, key=card_key(row.id))
         for row in await self.approvals.orphaned(stale_after=self.stale_after):
-            await self.audit_decision(
-                row, "system", "recovered", Status.UNKNOWN.value, row.outcome or ""
-            )
-            command = self.runner.command(row.command_path)
-            hint = None
-            if command and command.unknown_hint:
-                with contextlib.suppress(grammar.FieldErrors):
-                    hint = command.unknown_hint(grammar.validate(command, row.args))
-            outcome = Outcome(Status.UNKNOWN, row.outcome or "runner stopped", hint)
+            assert row.outcome is not None  # orphaned() says why
+            await self.audit_decision(row, "system", "recovered", Status.UNKNOWN.value, row.outcome)
+            outcome = Outcome(Status.UNKNOWN, row.outcome, self._unknown_hint(row))
             surface = guarded(self.system_surface(row.channel))
             card = messages.approval_done(row, outcome, self.tz)
             await surface.update(row.ref, card, key=card_key(row.id))
+
+    def _unknown_hint(self, row: Approval) -> Reply | None:
+        """How to check a lost run by hand, when its command still exists and says."""
+        command = self.runner.command(row.command_path)
+        if command is None or command.unknown_hint is None:
+            return None
+        try:
+            return command.unknown_hint(grammar.validate(command, row.args))
+        except grammar.FieldErrors:
+            return None
 
     # --- the outbox's questions ------------------------------------------------------------
 
@@ -412,7 +415,6 @@ class ApprovalFlow:
         decision: str,
         outcome: str,
         detail: str,
-        provider_status: int | None = None,
     ) -> None:
         await self.audit.record(
             Entry(
@@ -424,7 +426,6 @@ class ApprovalFlow:
                 outcome=outcome,
                 detail=detail,
                 provider=row.provider,
-                provider_status=provider_status,
                 approval_id=row.id,
             )
         )

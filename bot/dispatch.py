@@ -119,9 +119,8 @@ class Dispatcher:
             system_surface=self.system_surface,
             tz=self.settings.tz,
             stale_after=self.stale_after,
-            scheduler=self.scheduler,
-            policy=self.policy,
         )
+        self.flow.scheduler, self.flow.policy = self.scheduler, self.policy
         self._by_name = {r.provider.name: r for r in self.runtimes}
         self._owner = {}
         self.commands = []

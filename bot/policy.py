@@ -244,19 +244,16 @@ async def spent(
     *,
     key: str | None,
     since: datetime,
-    excluding: int | None = None,
 ) -> Decimal:
     """What the ceiling's runs have used since `since`: sizes of `field`, per `by` value."""
     assert rule.ceiling is not None
-    query = sa.select(approvals.c.id, approvals.c.args).where(
+    query = sa.select(approvals.c.args).where(
         approvals.c.command_path == rule.command,
         approvals.c.status.in_(SPENDING),
         approvals.c.decided_at >= since,
     )
     total = Decimal(0)
-    for approval_id, stored in (await conn.execute(query)).all():
-        if approval_id == excluding:
-            continue
+    for stored in (await conn.execute(query)).scalars():
         values = json.loads(stored or "{}")
         if rule.ceiling.by and values.get(rule.ceiling.by) != key:
             continue
@@ -271,7 +268,6 @@ async def over_ceiling(
     *,
     now: datetime,
     tz: ZoneInfo,
-    excluding: int | None = None,
 ) -> str | None:
     """The sentence refusing a request that would pass a ceiling, or None."""
     for rule in requirement.ceilings:
@@ -279,7 +275,7 @@ async def over_ceiling(
         assert ceiling is not None
         key = values.get(ceiling.by) if ceiling.by else None
         amount = _size(values.get(ceiling.field, "")) or Decimal(0)
-        used = await spent(conn, rule, key=key, since=ceiling.since(now, tz), excluding=excluding)
+        used = await spent(conn, rule, key=key, since=ceiling.since(now, tz))
         if used + amount > ceiling.max:
             scope = f" for {ceiling.by} {key}" if key else ""
             room = max(Decimal(0), ceiling.max - used)

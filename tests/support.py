@@ -20,11 +20,13 @@ class RecordingSurface:
     privates: list[str] = field(default_factory=list)
     updates: list[tuple[MessageRef | None, Reply]] = field(default_factory=list)
     forms: list[str] = field(default_factory=list)
+    keys: list[str | None] = field(default_factory=list)  # each send's and update's outbox key
     form_support: bool = False
     _ts: int = 0
 
     async def send(self, reply: Reply, *, key: str | None = None) -> MessageRef | None:
         self.sent.append(reply)
+        self.keys.append(key)
         if reply.private:
             return None
         self._ts += 1
@@ -35,6 +37,7 @@ class RecordingSurface:
 
     async def update(self, ref: MessageRef | None, reply: Reply, *, key: str | None = None) -> None:
         self.updates.append((ref, reply))
+        self.keys.append(key)
 
     async def open_form(self, command: Command[Any, Any], form: Form) -> bool:
         self.forms.append(command.path)

@@ -154,21 +154,6 @@ DRILL: Provider[DrillSettings, DrillClient] = Provider(
 
 
 @dataclass
-class KeyedSurface(RecordingSurface):
-    """Also keeps the outbox key each card was sent or updated under."""
-
-    keys: list[str | None] = field(default_factory=list)
-
-    async def send(self, reply: Reply, *, key: str | None = None) -> MessageRef | None:
-        self.keys.append(key)
-        return await super().send(reply, key=key)
-
-    async def update(self, ref: MessageRef | None, reply: Reply, *, key: str | None = None) -> None:
-        self.keys.append(key)
-        await super().update(ref, reply, key=key)
-
-
-@dataclass
 class Bot:
     runtime: Runtime
     client: DrillClient
@@ -178,8 +163,8 @@ class Bot:
     def dispatcher(self) -> Dispatcher:
         return self.runtime.dispatcher
 
-    async def run(self, line: str, user: str) -> tuple[bool, KeyedSurface]:
-        surface = KeyedSurface(user=user)
+    async def run(self, line: str, user: str) -> tuple[bool, RecordingSurface]:
+        surface = RecordingSurface(user=user)
         done = await self.dispatcher.run(line, user=user, channel="C1", surface=surface)
         return done, surface
 
@@ -214,10 +199,10 @@ async def bot(make_settings: Callable[..., Settings], database_url: str) -> Asyn
         await store.upgrade(database_url)
     client = DrillClient()
     clock = Clock(START)
-    surfaces: dict[str, KeyedSurface] = {}
+    surfaces: dict[str, RecordingSurface] = {}
     runtime = await open_runtime(
         make_settings(billing_timezone="Asia/Tokyo"),
-        system_surface=lambda c: surfaces.setdefault(c, KeyedSurface(channel=c, user="")),
+        system_surface=lambda c: surfaces.setdefault(c, RecordingSurface(channel=c, user="")),
         runtimes=[ProviderRuntime(DRILL, "live", client)],
         clock=clock,
         working_after=60.0,
@@ -791,9 +776,9 @@ async def test_a_command_gone_since_the_request_fails_and_sends_nothing(
 TOKYO_EXPIRY = "2030-01-07 18:00 JST"  # START + 24 h, shown in BILLING_TIMEZONE
 
 
-def system(bot: Bot) -> KeyedSurface:
+def system(bot: Bot) -> RecordingSurface:
     surface = bot.dispatcher.system_surface("C1")
-    assert isinstance(surface, KeyedSurface)
+    assert isinstance(surface, RecordingSurface)
     return surface
 
 
@@ -845,10 +830,10 @@ async def test_a_lost_run_whose_request_no_longer_reads_is_still_settled(
     await bot.run("/drill move r3", "U1")
     await runner.claim(3, "U2")
     bot.clock.advance(minutes=10)
-    shown: dict[str, KeyedSurface] = {}
+    shown: dict[str, RecordingSurface] = {}
     later = await open_runtime(
         make_settings(),
-        system_surface=lambda c: shown.setdefault(c, KeyedSurface(channel=c, user="")),
+        system_surface=lambda c: shown.setdefault(c, RecordingSurface(channel=c, user="")),
         runtimes=[],
         clock=bot.clock,
     )
