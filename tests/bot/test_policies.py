@@ -7,9 +7,12 @@ more than a ceiling moved to one customer a day, SMSC invoices over 10,000 need 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -17,11 +20,13 @@ import sqlalchemy as sa
 from bot import store
 from bot.config import Settings
 from bot.dispatch import Dispatcher
+from bot.messages import when
 from bot.policy import PolicyError, load
+from bot.replies import MessageRef
 from bot.runtime import ConfigError, Runtime, open_providers, open_runtime
 from bot.store import approvals, audit
 from tests.conftest import sandbox_of
-from tests.support import RecordingSurface
+from tests.support import Clock, RecordingSurface
 
 README_POLICY = """
 rules:
@@ -61,15 +66,19 @@ ceiling = { field = "amount", max = 100, per = "day", by = "account" }
 def open_with_policy(
     make_settings: Callable[..., Settings], database_url: str, tmp_path: Path
 ) -> Callable[..., Any]:
-    async def open_(text: str, suffix: str = ".yml", **settings: Any) -> Runtime:
+    async def open_(
+        text: str, suffix: str = ".yml", clock: Clock | None = None, **settings: Any
+    ) -> Runtime:
         path = tmp_path / f"policy{suffix}"
         path.write_text(text, encoding="utf-8")
+        options: dict[str, Any] = {"clock": clock} if clock else {}
         if not database_url.startswith("sqlite"):
             await store.upgrade(database_url)
         runtime = await open_runtime(
             make_settings(billing_policy_file=str(path), **settings),
             system_surface=lambda channel: RecordingSurface(channel=channel, user=""),
             runtimes=open_providers(use_sandboxes=True),
+            **options,
         )
         return runtime
 
@@ -241,7 +250,9 @@ async def test_a_move_over_500_needs_an_admin(open_with_policy: Any) -> None:
 async def test_a_move_over_5000_needs_two_admins_each_deciding_once(
     open_with_policy: Any,
 ) -> None:
-    runtime = await open_with_policy(README_POLICY, billing_admins="U0ADMIN,U8ADMIN,U9ADMIN")
+    runtime = await open_with_policy(
+        README_POLICY, billing_admins="U0ADMIN,U8ADMIN,U9ADMIN", billing_timezone="Asia/Tokyo"
+    )
     try:
         d = runtime.dispatcher
         requester = await request(d, "5000.01", user="U0ADMIN")
@@ -257,8 +268,13 @@ async def test_a_move_over_5000_needs_two_admins_each_deciding_once(
             "Approval #1: 1 of 2 approvals; 1 more approver needed (rules: big-move-needs-admin, "
             "huge-move-needs-two, customer-daily-ceiling)."
         )
-        card = first.updates[-1][1]
+        assert first.sent[-1].private
+        [(ref, card)] = first.updates
+        assert ref == MessageRef("C1", "1.0001") and first.keys[0] == "approval:1"
         assert dict(card.fields)["Approvals"] == "1 of 2: <@U8ADMIN> · admins only"
+        [pending] = await rows(d, approvals)
+        expires = when(pending["expires_at"], ZoneInfo("Asia/Tokyo"))
+        assert expires.endswith("JST") and ("Expires", expires) in card.fields
         again = await approve(d, 1, "U8ADMIN")
         assert again.privates[-1] == (
             "You have already approved #1 (1 of 2: <@U8ADMIN> · admins only); it needs "
@@ -308,21 +324,34 @@ async def test_a_ceiling_refuses_at_request_with_the_rule_and_the_room_left(
         await approve(d, 1, "U2")
         refused = await request(d, "50.00")
         other = await request(d, "50.00", account="10024")  # another customer has room
+        audited = await rows(d, audit)
     finally:
         await runtime.close()
     assert refused.sent == []
-    assert refused.privates[-1] == (
-        "`/voipcloud move-funds` was not requested: rule customer-daily-ceiling allows at most "
-        "100 of amount a day to one account; 60.00 is already used this day for account 10023, "
-        "so 50.00 does not fit (40.00 left)."
+    why = (
+        "rule customer-daily-ceiling allows at most 100 of amount a day to one account; 60.00 is "
+        "already used this day for account 10023, so 50.00 does not fit (40.00 left)"
     )
+    assert refused.privates[-1] == f"`/voipcloud move-funds` was not requested: {why}."
     assert other.sent and "Approval needed" in other.sent[0].text
+    [row] = [r for r in audited if r["decision"] == "refused"]
+    assert (row["user_id"], row["command"], row["provider"]) == (
+        "U1",
+        "/voipcloud move-funds",
+        "voipcloud",
+    )
+    assert (row["outcome"], row["detail"], row["approval_id"]) == ("over ceiling", why, None)
+    assert json.loads(row["args"]) == {
+        "account": "10023",
+        "amount": "50.00",
+        "description": "top-up",
+    }
 
 
 async def test_a_ceiling_is_checked_again_when_the_last_approval_comes(
     open_with_policy: Any,
 ) -> None:
-    runtime = await open_with_policy(SMALL_CEILING, ".toml")
+    runtime = await open_with_policy(SMALL_CEILING, ".toml", billing_timezone="Asia/Tokyo")
     try:
         d = runtime.dispatcher
         await request(d, "60.00")
@@ -330,13 +359,45 @@ async def test_a_ceiling_is_checked_again_when_the_last_approval_comes(
         await approve(d, 1, "U2")
         late = await approve(d, 2, "U3")
         second = (await rows(d, approvals))[1]
+        story = [r for r in await rows(d, audit) if r["approval_id"] == 2]
     finally:
         await runtime.close()
     assert puts(d) == 1
     assert second["status"] == "failed"
     assert second["outcome"].startswith("not run: rule customer-daily-ceiling allows")
-    assert late.sent[-1].text.startswith("Approval #2: not run: rule customer-daily-ceiling")
-    assert "*failed*" in late.updates[-1][1].text
+    assert late.sent[-1].text == f"Approval #2: {second['outcome']}."
+    assert late.sent[-1].private
+    [(ref, card)] = late.updates
+    assert ref == MessageRef("C1", "1.0001") and late.keys[0] == "approval:2"
+    assert "*failed*" in card.text and second["outcome"] in card.sections
+    assert ("Decided", when(second["decided_at"], ZoneInfo("Asia/Tokyo"))) in card.fields
+    assert [(r["user_id"], r["decision"], r["outcome"], r["detail"]) for r in story][-1] == (
+        "U3",
+        "approved",
+        "failed",
+        second["outcome"],
+    )
+
+
+async def test_a_ceiling_s_day_is_the_billing_team_s_day(open_with_policy: Any) -> None:
+    """23:00 in Tokyo is the day before 01:00 in Tokyo, although both are one UTC day."""
+    clock = Clock(datetime(2030, 1, 6, 14, 0, tzinfo=UTC))  # 23:00 JST on the 6th
+    runtime = await open_with_policy(
+        SMALL_CEILING, ".toml", clock=clock, billing_timezone="Asia/Tokyo"
+    )
+    try:
+        d = runtime.dispatcher
+        await request(d, "60.00")
+        await approve(d, 1, "U2")
+        clock.advance(hours=2)  # 01:00 JST on the 7th: a new day for the ceiling
+        asked = await request(d, "60.00")
+        await approve(d, 2, "U3")
+        statuses = [r["status"] for r in await rows(d, approvals)]
+    finally:
+        await runtime.close()
+    assert asked.sent and "Approval needed" in asked.sent[0].text
+    assert statuses == ["done", "done"]
+    assert puts(d) == 2
 
 
 async def test_a_ceiling_holds_across_two_replicas(

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -724,27 +725,51 @@ async def test_one_sweep_settles_every_lost_run_and_only_those(bot: Bot) -> None
 # --- the bot failing around a run -------------------------------------------------------------
 
 
-async def test_a_bot_failure_after_a_write_was_sent_is_unknown(bot: Bot) -> None:
+def logged_reference(caplog: pytest.LogCaptureFixture) -> str:
+    """The reference the flow logged its failure under."""
+    [record] = [r for r in caplog.records if r.name == "bot.approval_flow"]
+    found = re.fullmatch(
+        r"approval #1 failed inside the bot \(reference ([0-9a-f]{8})\)", record.getMessage()
+    )
+    assert found is not None, record.getMessage()
+    return found.group(1)
+
+
+async def test_a_bot_failure_after_a_write_was_sent_is_unknown(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+) -> None:
     # The write is sent and answered; then the bot trips over what the answer proposes.
     bot.client.propose = Proposal(command="/nowhere at all")
     await bot.run("/drill move r1", "U1")
     approved, surface = await bot.run("/billing approve 1", "U2")
     assert bot.client.calls == ["r1"]
     row = await bot.row()
+    reference = logged_reference(caplog)
     assert row["status"] == "unknown"
-    assert str(row["outcome"]).startswith("the bot failed while running it (reference ")
+    assert row["outcome"] == f"the bot failed while running it (reference {reference})"
     assert surface.sent[-1].text == "Approval #1: unknown."
+    last = [r for r in await bot.audit() if r["approval_id"] == 1][-1]
+    assert (last["decision"], last["outcome"], last["detail"]) == (
+        "executed",
+        "unknown",
+        row["outcome"],
+    )
     again, _ = await bot.run("/billing approve 1", "U3")
     assert not again and bot.client.calls == ["r1"]
 
 
-async def test_a_bot_failure_around_a_safe_read_is_failed(bot: Bot) -> None:
+async def test_a_bot_failure_around_a_safe_read_is_failed(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+) -> None:
     bot.client.propose = Proposal(command="/nowhere at all")
     await bot.run("/drill look r1", "U1")
     await bot.run("/billing approve 1", "U2")
     row = await bot.row()
+    reference = logged_reference(caplog)
     assert row["status"] == "failed"
-    assert str(row["outcome"]).startswith("not run: the bot failed (reference ")
+    assert row["outcome"] == f"not run: the bot failed (reference {reference})"
+    last = [r for r in await bot.audit() if r["approval_id"] == 1][-1]
+    assert (last["decision"], last["outcome"]) == ("not run", "failed")
 
 
 async def test_a_command_gone_since_the_request_fails_and_sends_nothing(
