@@ -183,24 +183,30 @@ class ApprovalFlow:
         return approval
 
     async def propose(self, reply: Reply, *, channel: str, origin: str, surface: Surface) -> None:
-        """A reply that proposes a command (a reminder): an approval request any approver takes."""
+        """A reply that proposes a command (a reminder): an approval request any approver takes.
+        A proposal that cannot be put up is shown as the reply it came in."""
         assert reply.proposal is not None
         proposal = reply.proposal
         slash, _, text = proposal.command.removeprefix("/").partition(" ")
-        parsed = grammar.parse(slash, text, self.runner.commands)
-        if not isinstance(parsed, grammar.Parsed):
-            raise CommandError(f"cannot propose `{proposal.command}`")
-        args = grammar.validate(parsed.command, parsed.values)
-        approval = await self.request(
-            parsed.command,
-            args,
-            user=origin,
-            channel=channel,
-            surface=_Headed(guarded(surface), reply),
-            origin=origin,
-            labels=(proposal.approve_label, proposal.reject_label),
-            snooze_hours=proposal.snooze_hours,
-        )
+        approval = None
+        try:
+            parsed = grammar.parse(slash, text, self.runner.commands)
+            if not isinstance(parsed, grammar.Parsed):
+                raise grammar.GrammarError("it asks for help, not a command")
+            args = grammar.validate(parsed.command, parsed.values)
+        except (grammar.GrammarError, grammar.FieldErrors) as exc:
+            log.error("cannot propose %s: %s", proposal.command, exc)
+        else:
+            approval = await self.request(
+                parsed.command,
+                args,
+                user=origin,
+                channel=channel,
+                surface=_Headed(guarded(surface), reply),
+                origin=origin,
+                labels=(proposal.approve_label, proposal.reject_label),
+                snooze_hours=proposal.snooze_hours,
+            )
         if approval is None:
             await guarded(surface).send(reply)
 

@@ -455,9 +455,12 @@ class Dispatcher:
                 approval_id=approval.id if approval else None,
             )
         )
-        if outcome.reply is not None and approval is None and outcome.status is Status.DONE:
-            await surface.send(outcome.reply)  # an unknown's hint was shown privately above
-        return outcome
+        if outcome.reply is None or outcome.status is not Status.DONE:
+            return outcome  # an unknown's hint was shown privately already
+        reply = await self._shown(outcome.reply, channel=channel, user=user, surface=surface)
+        if reply is not None and approval is None:
+            await surface.send(reply)  # an approved run's reply goes out with its card
+        return replace(outcome, reply=reply)
 
     async def _call(
         self,
@@ -519,12 +522,17 @@ class Dispatcher:
         finally:
             if heartbeat:
                 heartbeat.cancel()
-        summary = reply.audit_note or reply.text
-        reply = await self._short_buttons(reply)
+        return Outcome(Status.DONE, reply.audit_note or reply.text, reply)
+
+    async def _shown(
+        self, reply: Reply, *, channel: str, user: str, surface: Surface
+    ) -> Reply | None:
+        """A done run's reply, ready to show once its audit row is written: a proposal is put
+        up for approval (nothing else to show), long buttons are stored."""
         if reply.proposal is not None:
             await self.flow.propose(reply, channel=channel, origin=user, surface=surface)
-            return Outcome(Status.DONE, summary)
-        return Outcome(Status.DONE, summary, reply)
+            return None
+        return await self._short_buttons(reply)
 
     async def _short_buttons(self, reply: Reply) -> Reply:
         """Buttons whose command is too long for Slack carry a stored reference instead."""

@@ -46,6 +46,7 @@ from commands.base import (
     Command,
     CommandError,
     Context,
+    Evidence,
     Proposal,
     Provider,
     Reply,
@@ -111,6 +112,14 @@ async def _check(client: DrillClient) -> str:
     return "ok"
 
 
+async def seen(client: DrillClient, args: Ref, ctx: Context) -> Evidence:
+    """The read that shows whether a lost write happened: the client's own record."""
+    client.contexts.append(ctx)
+    if args.ref in client.calls:
+        return Evidence(text=f"{args.ref} is at the provider", verdict="done")
+    return Evidence(text=f"{args.ref} is not at the provider", verdict="not done")
+
+
 def drill(word: str, *, approval: bool, write: bool, look: str = "look") -> Command[Ref, Any]:
     """A drill command: a write (with a hint naming the read that checks it) or a safe read,
     run at once or behind an approval."""
@@ -131,6 +140,7 @@ def drill(word: str, *, approval: bool, write: bool, look: str = "look") -> Comm
         approval=approval,
         idempotent=not write,
         unknown_hint=hint if write else None,
+        check_outcome=seen if write else None,
     )
 
 
@@ -725,6 +735,16 @@ async def test_one_sweep_settles_every_lost_run_and_only_those(bot: Bot) -> None
 # --- the bot failing around a run -------------------------------------------------------------
 
 
+def trip_over_proposals(bot: Bot, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The handler's reply proposes a command, and putting it up fails inside the bot."""
+    bot.client.propose = Proposal(command="/drill look r9")
+
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the bot tripped over the proposal")
+
+    monkeypatch.setattr(bot.dispatcher.flow, "propose", broken)
+
+
 def logged_reference(caplog: pytest.LogCaptureFixture) -> str:
     """The reference the flow logged its failure under."""
     [record] = [r for r in caplog.records if r.name == "bot.approval_flow"]
@@ -736,10 +756,10 @@ def logged_reference(caplog: pytest.LogCaptureFixture) -> str:
 
 
 async def test_a_bot_failure_after_a_write_was_sent_is_unknown(
-    bot: Bot, caplog: pytest.LogCaptureFixture
+    bot: Bot, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The write is sent and answered; then the bot trips over what the answer proposes.
-    bot.client.propose = Proposal(command="/nowhere at all")
+    trip_over_proposals(bot, monkeypatch)
     await bot.run("/drill move r1", "U1")
     approved, surface = await bot.run("/billing approve 1", "U2")
     assert bot.client.calls == ["r1"]
@@ -759,9 +779,9 @@ async def test_a_bot_failure_after_a_write_was_sent_is_unknown(
 
 
 async def test_a_bot_failure_around_a_safe_read_is_failed(
-    bot: Bot, caplog: pytest.LogCaptureFixture
+    bot: Bot, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bot.client.propose = Proposal(command="/nowhere at all")
+    trip_over_proposals(bot, monkeypatch)
     await bot.run("/drill look r1", "U1")
     await bot.run("/billing approve 1", "U2")
     row = await bot.row()
@@ -1095,12 +1115,18 @@ async def test_a_handler_s_own_refusal_is_shown_as_it_said_it(bot: Bot) -> None:
     ],
 )
 async def test_a_crash_in_a_direct_run_names_its_reference(
-    bot: Bot, line: str, status: str, tail: str
+    bot: Bot, line: str, status: str, tail: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     bot.client.crash = True
     done, surface = await bot.run(line, "U1")
     assert not done
     said = surface.privates[-1]
+    [record] = [r for r in caplog.records if r.name == "bot.dispatch"]
+    reference = re.fullmatch(
+        rf"command {line[:-3]} failed \(reference ([0-9a-f]{{8}})\)", record.getMessage()
+    )
+    assert reference is not None, record.getMessage()
+    assert f"(reference `{reference.group(1)}`)" in said
     assert said.startswith(f"`{line[:-3]}` hit an error inside the bot (reference `")
     assert said.endswith(f"`). {tail}")
     decision, outcome, detail, _ = await last_audit(bot)
@@ -1112,7 +1138,7 @@ async def test_a_direct_run_that_succeeds_shows_its_reply_and_progress(bot: Bot)
     assert done
     assert surface.privates == ["sending r1"]  # the handler's own note, and no "working"
     progress, reply = surface.sent
-    assert "moved r1" in progress.text and reply.text == "moved r1"
+    assert progress.text.startswith("`/drill send` moved r1") and reply.text == "moved r1"
     assert await last_audit(bot) == ("ran", "done", "moved r1", None)
     [ctx] = bot.client.contexts
     assert (ctx.user_id, ctx.channel_id, ctx.approval_id) == ("U1", "C1", None)
@@ -1134,3 +1160,215 @@ async def test_a_slow_direct_run_says_it_is_working_and_an_approved_one_does_not
     await bot.run("/drill move r2", "U1")
     _, approver = await bot.run("/billing approve 1", "U2")
     assert not any("`/drill move`" in p for p in approver.privates)  # the card says it
+
+
+# --- checking and settling an unknown outcome ---------------------------------------------------
+
+
+async def lost(bot: Bot, requester: str = "U1", approver: str = "U2") -> None:
+    """Request #1, a move, and have it approved; its answer is lost (the move happened)."""
+    await bot.run("/drill move r1", requester)
+    bot.client.raises = OutcomeUnknown("drill", "no answer", status=None)
+    await bot.run("/billing approve 1", approver)
+    bot.client.raises = None
+    assert await bot.status() == "unknown"
+
+
+async def test_a_check_reads_the_provider_as_the_checker_and_is_audited(bot: Bot) -> None:
+    await lost(bot)
+    bot.client.contexts.clear()
+    done, surface = await bot.run("/billing check-outcome 1", "U3")
+    assert done
+    [ctx] = bot.client.contexts
+    assert (ctx.user_id, ctx.channel_id) == ("U3", "C1")
+    found = surface.sent[-1]
+    assert found.sections == ["r1 is at the provider"] and "it happened" in found.text
+    assert [b.label for b in found.buttons] == ["Mark done", "Mark not done"]
+    assert (await story(bot))[-1] == ("U3", "checked", "done", "r1 is at the provider")
+
+
+async def test_only_someone_who_may_settle_it_is_offered_to(bot: Bot) -> None:
+    await lost(bot, requester="U2", approver="U3")  # an approver may request too
+    _, requester = await bot.run("/billing check-outcome 1", "U2")
+    assert requester.sent[-1].buttons == []  # the requester may look, not settle
+    _, other = await bot.run("/billing check-outcome 1", "U3")
+    assert other.sent[-1].buttons  # another approver may
+    await bot.run('/billing resolve 1 done reason="seen"', "U3")
+    _, later = await bot.run("/billing check-outcome 1", "U3")
+    assert later.sent[-1].buttons == []  # settled already
+
+
+async def test_a_check_of_nothing_or_of_a_command_gone_says_so(
+    bot: Bot, make_settings: Callable[..., Settings]
+) -> None:
+    done, surface = await bot.run("/billing check-outcome 999", "U3")
+    assert not done and surface.privates[-1] == "There is no approval request #999."
+    await lost(bot)
+    later = await open_runtime(
+        make_settings(),
+        system_surface=lambda c: RecordingSurface(channel=c, user=""),
+        runtimes=[],
+        clock=bot.clock,
+    )
+    try:
+        checker = RecordingSurface(user="U3")
+        await later.dispatcher.run(
+            "/billing check-outcome 1", user="U3", channel="C1", surface=checker
+        )
+    finally:
+        await later.close()
+    assert checker.privates[-1] == "/drill move no longer exists; check at the provider."
+
+
+async def test_settling_as_not_done_updates_the_card_and_offers_the_request_again(
+    bot: Bot,
+) -> None:
+    await lost(bot)
+    done, surface = await bot.run('/billing resolve 1 not-done reason="not there"', "U3")
+    assert done
+    [(ref, card)] = [(r, c) for r, c in surface.updates if "settled" in c.text]
+    assert ref == MessageRef("C1", "1.0001") and "approval:1" in surface.keys
+    assert ("Settled", "2030-01-06 18:00 JST") in card.fields
+    said = surface.sent[-1]
+    assert said.private and said.text.startswith("Approval #1 settled as not done.")
+    [again] = said.buttons
+    assert (again.label, again.command, again.style) == (
+        "Request it again",
+        "/drill move ref=r1",
+        "primary",
+    )
+    assert (await story(bot))[-1] == ("U3", "resolved", "not done", "not there")
+
+
+async def test_settling_as_done_offers_nothing_more(bot: Bot) -> None:
+    await lost(bot)
+    _, surface = await bot.run('/billing resolve 1 done reason="there"', "U3")
+    assert surface.sent[-1].buttons == []
+
+
+async def test_settling_from_another_channel_updates_the_card_where_it_is(bot: Bot) -> None:
+    await lost(bot)
+    elsewhere = RecordingSurface(channel="C2", user="U3")
+    await bot.dispatcher.run(
+        '/billing resolve 1 done reason="there"', user="U3", channel="C2", surface=elsewhere
+    )
+    assert not [c for _, c in elsewhere.updates if "settled" in c.text]
+    [(ref, card)] = [(r, c) for r, c in system(bot).updates if "settled" in c.text]
+    assert ref == MessageRef("C1", "1.0001")
+
+
+async def test_a_not_done_whose_arguments_no_longer_read_offers_no_request(bot: Bot) -> None:
+    await lost(bot)
+    async with bot.dispatcher.engine.begin() as conn:
+        await conn.execute(approvals.update().where(approvals.c.id == 1).values(args="{}"))
+    done, surface = await bot.run('/billing resolve 1 not-done reason="not there"', "U3")
+    assert done and surface.sent[-1].buttons == []
+    assert (await bot.row())["resolution"] == "not done"
+
+
+class Bare:
+    """A surface that says nothing about its channel (the Surface protocol does not ask)."""
+
+    def __init__(self) -> None:
+        self.updates: list[Reply] = []
+
+    async def send(self, reply: Reply, *, key: str | None = None) -> MessageRef | None:
+        return None
+
+    async def private(self, text: str) -> None:
+        return None
+
+    async def update(self, ref: MessageRef | None, reply: Reply, *, key: str | None = None) -> None:
+        self.updates.append(reply)
+
+    async def open_form(self, command: Command[Any, Any], form: Any) -> bool:
+        return False
+
+
+async def test_a_surface_without_a_channel_leaves_the_card_to_its_channel(bot: Bot) -> None:
+    await bot.run("/drill move r1", "U1")
+    bare = Bare()
+    await bot.dispatcher.flow.reject(1, user="U2", reason="no", surface=bare)
+    assert bare.updates == []
+    assert "rejected" in system(bot).updates[-1][1].text
+
+
+# --- what a request and its story record ---------------------------------------------------------
+
+
+async def test_a_request_s_card_is_keyed_and_shows_its_local_expiry(bot: Bot) -> None:
+    _, surface = await bot.run("/drill move r1", "U1")
+    assert surface.keys[0] == "approval:1"
+    assert ("Expires", TOKYO_EXPIRY) in surface.sent[0].fields
+
+
+async def test_every_step_of_the_story_names_the_provider_and_the_values(bot: Bot) -> None:
+    await bot.run("/drill move r1", "U1")
+    await bot.run("/billing approve 1", "U2")
+    rows = [r for r in await bot.audit() if r["approval_id"] == 1]
+    assert [r["decision"] for r in rows] == ["requested", "approved", "executed"]
+    assert {r["provider"] for r in rows} == {"drill"}
+    assert {r["args"] for r in rows} == {json.dumps({"ref": "r1"})}
+
+
+async def test_a_failed_approved_run_tells_the_approver_once(bot: Bot) -> None:
+    await bot.run("/drill move r1", "U1")
+    bot.client.raises = ProviderError("drill", "Drill refused r1", status=409)
+    _, approver = await bot.run("/billing approve 1", "U2")
+    assert [r.text for r in approver.sent if r.private] == ["Approval #1: failed."]
+    assert None not in approver.sent
+
+
+async def test_a_switched_off_provider_runs_nothing_and_says_so(bot: Bot) -> None:
+    bot.dispatcher.runtimes = [ProviderRuntime(DRILL, "disabled")]
+    bot.dispatcher.__post_init__()
+    done, surface = await bot.run("/drill send r1", "U1")
+    assert not done and bot.client.calls == []
+    assert surface.privates[-1].startswith("Drill is not configured here")
+
+
+async def test_billing_commands_without_their_client_say_so(bot: Bot) -> None:
+    bot.dispatcher.billing_client = None
+    done, surface = await bot.run("/billing approvals", "U2")
+    assert not done and surface.privates[-1] == "That provider is switched off."
+    last = (await bot.audit())[-1]
+    assert (last["outcome"], last["detail"]) == ("failed", "provider not configured")
+
+
+@pytest.mark.parametrize("proposed", ["/nowhere at all", "/drill help", "/drill move"])
+async def test_a_proposal_that_cannot_be_read_is_shown_as_the_reply_it_came_in(
+    bot: Bot, caplog: pytest.LogCaptureFixture, proposed: str
+) -> None:
+    bot.client.propose = Proposal(command=proposed)
+    done, surface = await bot.run("/drill send r1", "U1")
+    assert done and bot.client.calls == ["r1"]
+    assert [r.text for r in surface.sent if not r.private][-1] == "moved r1"
+    assert f"cannot propose {proposed}: " in caplog.text
+    assert await last_audit(bot) == ("ran", "done", "moved r1", None)
+    assert await bot.dispatcher.approvals.open() == []
+
+
+async def test_a_proposal_that_cannot_be_put_up_is_shown_as_it_is(
+    bot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bot.client.propose = Proposal(command="/drill move r2")
+    monkeypatch.setattr(bot.dispatcher, "disabled", lambda command: "Drill moves are off.")
+    done, surface = await bot.run("/drill send r1", "U1")
+    assert done and "Drill moves are off." in surface.privates
+    assert [r.text for r in surface.sent if not r.private][-1] == "moved r1"
+    assert await bot.audit() and not [r for r in await bot.audit() if r["approval_id"]]
+
+
+async def test_the_sweeper_settles_runs_whose_command_gives_no_hint(
+    bot: Bot, make_settings: Callable[..., Settings]
+) -> None:
+    await bot.run("/drill look r1", "U1")  # a read: no hint to give
+    await bot.run("/drill move r2", "U1")
+    runner = bot.replica("host-a:101:aaaa")
+    await runner.claim(1, "U2")
+    await runner.claim(2, "U2")
+    bot.clock.advance(hours=1)
+    await bot.dispatcher.flow.sweep()
+    [(_, read)] = [(r, c) for r, c in system(bot).updates if c.text.startswith("❓ #1")]
+    assert "Check at the provider before asking again." in read.sections[1]
+    assert [b.label for b in read.buttons] == ["Check now"]
