@@ -6,7 +6,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from bot.replies import MessageRef
+from bot.store import approvals
 from commands.base import Command, Form, Reply
 
 
@@ -66,3 +69,14 @@ class Clock:
 
     def advance(self, **delta: float) -> None:
         self.now += timedelta(**delta)
+
+
+async def move_to_the_end(
+    engine: AsyncEngine, approval_id: int, there_and_back: tuple[str, str] = ("expired", "pending")
+) -> None:
+    """Rewrite a row's status there and back: PostgreSQL then keeps its new version somewhere
+    else on disk and in the status index, so only an ORDER BY lists it in its place."""
+    for status in there_and_back:
+        async with engine.begin() as conn:
+            query = approvals.update().where(approvals.c.id == approval_id)
+            await conn.execute(query.values(status=status))
