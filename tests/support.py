@@ -71,7 +71,7 @@ class Clock:
         self.now += timedelta(**delta)
 
 
-async def move_to_the_end(
+async def move_on_disk(
     engine: AsyncEngine, approval_id: int, there_and_back: tuple[str, str] = ("expired", "pending")
 ) -> None:
     """Rewrite a row's status there and back: PostgreSQL then keeps its new version somewhere

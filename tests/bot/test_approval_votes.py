@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from bot import store
 from bot.approvals import Approval, Approvals, Claim, Status
 from bot.store import approval_votes, approvals
-from tests.support import Clock, move_to_the_end
+from tests.support import Clock, move_on_disk
 
 START = datetime(2030, 1, 6, 9, 0, tzinfo=UTC)
 TTL = timedelta(hours=24)
@@ -277,7 +277,7 @@ async def test_unsettled_unknowns_are_listed_oldest_first_fifty_at_most(db: Db) 
         await db.settle_unknown(asked.id)
         ids.append(asked.id)
     await db.replica().resolve(ids[1], "U3", "done", "seen")
-    await move_to_the_end(db.engine, ids[0], ("done", "unknown"))
+    await move_on_disk(db.engine, ids[0], ("done", "unknown"))
     listed = [a.id for a in await db.replica().unresolved()]
     assert listed == [ids[0], *ids[2:51]]
     assert [a.id for a in await db.replica().unresolved(limit=2)] == [ids[0], ids[2]]

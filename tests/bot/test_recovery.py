@@ -54,7 +54,7 @@ from commands.base import (
 )
 from commands.http import OutcomeUnknown, ProviderError
 from commands.sandbox import Sandbox
-from tests.support import Clock, RecordingSurface, move_to_the_end
+from tests.support import Clock, RecordingSurface, move_on_disk
 
 START = datetime(2030, 1, 6, 9, 0, tzinfo=UTC)
 STALE = timedelta(minutes=2)
@@ -603,7 +603,7 @@ async def test_open_lists_open_requests_oldest_first_fifty_at_most(bot: Bot) -> 
     await bot.run("/billing approve 1", "U2")
     await bot.run("/billing reject 2", "U2")
     listed = bot.replica("host-b:1:b")
-    await move_to_the_end(bot.dispatcher.engine, 10)
+    await move_on_disk(bot.dispatcher.engine, 10)
     assert [a.id for a in await listed.open()] == list(range(3, 53))
     assert [a.id for a in await listed.open(limit=2)] == [3, 4]
     bot.clock.advance(hours=24)  # exactly the TTL: none is open any more
