@@ -404,7 +404,9 @@ class ApprovalFlow:
     async def card_ref(self, key: str) -> MessageRef | None:
         """Where a card is, for cards posted before the outbox kept their keys."""
         approval_id = _card_of(key)
-        row = None if approval_id is None else await self.approvals.get(approval_id)
+        if approval_id is None:
+            return None
+        row = await self.approvals.get(approval_id)
         return row.ref if row else None
 
     # --- helpers ---------------------------------------------------------------------------
@@ -439,14 +441,17 @@ class ApprovalFlow:
 
 def _card_of(key: str) -> int | None:
     """The approval whose card an outbox key names (`card_key`), or None."""
-    number = key.removeprefix(CARD)
-    return int(number) if key.startswith(CARD) and number.isdigit() else None
+    return _number_after(CARD, key)
 
 
 def _schedule_of(approval: Approval) -> int | None:
     """The schedule whose reminder made a request (origin `schedule:<id>`), or None."""
-    kind, _, number = approval.origin.partition(":")
-    return int(number) if kind == "schedule" and number.isdigit() else None
+    return _number_after("schedule:", approval.origin)
+
+
+def _number_after(prefix: str, text: str) -> int | None:
+    number = text.removeprefix(prefix)
+    return int(number) if text.startswith(prefix) and number.isdigit() else None
 
 
 class _Headed:

@@ -1336,15 +1336,23 @@ async def test_billing_commands_without_their_client_say_so(bot: Bot) -> None:
     assert (last["outcome"], last["detail"]) == ("failed", "provider not configured")
 
 
-@pytest.mark.parametrize("proposed", ["/nowhere at all", "/drill help", "/drill move"])
+@pytest.mark.parametrize(
+    ("proposed", "why"),
+    [
+        ("/nowhere at all", "`/nowhere at all` is not a command."),
+        ("/drill help", "it asks for help, not a command"),
+        ("/drill move", "ref: "),
+    ],
+)
 async def test_a_proposal_that_cannot_be_read_is_shown_as_the_reply_it_came_in(
-    bot: Bot, caplog: pytest.LogCaptureFixture, proposed: str
+    bot: Bot, caplog: pytest.LogCaptureFixture, proposed: str, why: str
 ) -> None:
     bot.client.propose = Proposal(command=proposed)
     done, surface = await bot.run("/drill send r1", "U1")
     assert done and bot.client.calls == ["r1"]
     assert [r.text for r in surface.sent if not r.private][-1] == "moved r1"
-    assert f"cannot propose {proposed}: " in caplog.text
+    [record] = [r for r in caplog.records if r.name == "bot.approval_flow"]
+    assert record.getMessage().startswith(f"cannot propose {proposed}: {why}")
     assert await last_audit(bot) == ("ran", "done", "moved r1", None)
     assert await bot.dispatcher.approvals.open() == []
 
