@@ -66,11 +66,23 @@ def _fresh_postgres(base: str) -> Iterator[str]:
         finally:
             await engine.dispose()
 
+    async def drop() -> None:
+        # FORCE ends the test's own sessions, but not an autovacuum worker that happens to be in
+        # the database (it belongs to the server's superuser): that one ends by itself shortly.
+        for attempt in range(50):
+            try:
+                await run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                return
+            except sa.exc.DBAPIError as exc:
+                if "pg_signal_backend" not in str(exc) or attempt == 49:
+                    raise
+                await asyncio.sleep(0.1)
+
     asyncio.run(run(f'CREATE DATABASE "{name}"'))
     try:
         yield url.rsplit("/", 1)[0] + "/" + name
     finally:
-        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(drop())
 
 
 @pytest.fixture
