@@ -793,11 +793,10 @@ async def test_a_bot_failure_around_a_safe_read_is_failed(
     assert (last["decision"], last["outcome"]) == ("not run", "failed")
 
 
-async def test_a_command_gone_since_the_request_fails_and_sends_nothing(
-    bot: Bot, make_settings: Callable[..., Settings]
-) -> None:
-    await bot.run("/drill move r1", "U1")
-    # The next release no longer has the command; it is approved there.
+async def in_a_later_release(
+    bot: Bot, make_settings: Callable[..., Settings], line: str, user: str
+) -> RecordingSurface:
+    """Run `line` on a bot sharing this one's database whose release has no drill commands."""
     later = await open_runtime(
         make_settings(),
         system_surface=lambda c: RecordingSurface(channel=c, user=""),
@@ -805,10 +804,19 @@ async def test_a_command_gone_since_the_request_fails_and_sends_nothing(
         clock=bot.clock,
     )
     try:
-        approver = RecordingSurface(user="U2")
-        await later.dispatcher.run("/billing approve 1", user="U2", channel="C1", surface=approver)
+        surface = RecordingSurface(user=user)
+        await later.dispatcher.run(line, user=user, channel="C1", surface=surface)
+        return surface
     finally:
         await later.close()
+
+
+async def test_a_command_gone_since_the_request_fails_and_sends_nothing(
+    bot: Bot, make_settings: Callable[..., Settings]
+) -> None:
+    await bot.run("/drill move r1", "U1")
+    # The next release no longer has the command; it is approved there.
+    approver = await in_a_later_release(bot, make_settings, "/billing approve 1", "U2")
     row = await bot.row()
     assert (row["status"], row["outcome"]) == ("failed", "not run: /drill move no longer exists")
     assert approver.sent[-1].text == "Approval #1: failed."
@@ -1205,19 +1213,7 @@ async def test_a_check_of_nothing_or_of_a_command_gone_says_so(
     done, surface = await bot.run("/billing check-outcome 999", "U3")
     assert not done and surface.privates[-1] == "There is no approval request #999."
     await lost(bot)
-    later = await open_runtime(
-        make_settings(),
-        system_surface=lambda c: RecordingSurface(channel=c, user=""),
-        runtimes=[],
-        clock=bot.clock,
-    )
-    try:
-        checker = RecordingSurface(user="U3")
-        await later.dispatcher.run(
-            "/billing check-outcome 1", user="U3", channel="C1", surface=checker
-        )
-    finally:
-        await later.close()
+    checker = await in_a_later_release(bot, make_settings, "/billing check-outcome 1", "U3")
     assert checker.privates[-1] == "/drill move no longer exists; check at the provider."
 
 
