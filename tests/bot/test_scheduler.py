@@ -222,14 +222,20 @@ def test_rare_and_hourly_crons_are_accepted(expression: str) -> None:
     assert next_run(expression, ZoneInfo("UTC"), now) is not None
 
 
-async def test_snooze_says_snoozed_until_and_keeps_the_cron(with_channel: Dispatcher) -> None:
-    dispatcher = with_channel
-    await admin(dispatcher, '/billing schedule add closing-reminder "0 9 1 * *"')
+async def snoozed_reminder(dispatcher: Dispatcher, cron: str) -> RecordingSurface:
+    """Schedule a closing reminder on `cron`, run it now and have U2 snooze its request #1."""
+    await admin(dispatcher, f'/billing schedule add closing-reminder "{cron}"')
     await admin(dispatcher, "/billing schedule run 1")
     approver = RecordingSurface(user="U2", channel="C0BILLING")
     assert await dispatcher.run(
         "/billing snooze 1", user="U2", channel="C0BILLING", surface=approver
     )
+    return approver
+
+
+async def test_snooze_says_snoozed_until_and_keeps_the_cron(with_channel: Dispatcher) -> None:
+    dispatcher = with_channel
+    approver = await snoozed_reminder(dispatcher, "0 9 1 * *")
     assert dispatcher.scheduler is not None
     decided = await dispatcher.approvals.get(1)
     assert decided is not None and decided.decided_at is not None
@@ -453,12 +459,7 @@ async def test_a_snooze_says_the_regular_run_when_that_comes_first(
     """A reminder every six hours snoozed for 24: it is asked again at its next regular run,
     and the card says that time, not a day later."""
     dispatcher = with_channel
-    await admin(dispatcher, '/billing schedule add closing-reminder "0 */6 * * *"')
-    await admin(dispatcher, "/billing schedule run 1")
-    approver = RecordingSurface(user="U2", channel="C0BILLING")
-    assert await dispatcher.run(
-        "/billing snooze 1", user="U2", channel="C0BILLING", surface=approver
-    )
+    approver = await snoozed_reminder(dispatcher, "0 */6 * * *")
     assert dispatcher.scheduler is not None
     row = await dispatcher.scheduler.get(1)
     assert row is not None and row.next_run_at is not None
