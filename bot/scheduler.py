@@ -480,9 +480,8 @@ class Scheduler:
     def start(self) -> None:
         self._aps = AsyncIOScheduler(timezone=self.tz)
         self._aps.add_job(
-            self.tick,
+            self._tick_job,
             "interval",
-            kwargs={"wait": False},
             seconds=self.tick_every,
             next_run_time=datetime.now(self.tz),
             max_instances=1,
@@ -490,6 +489,12 @@ class Scheduler:
             id="tick",
         )
         self._aps.start()
+
+    async def _tick_job(self) -> None:
+        """The ticking job. A tick cut short because the process is stopping is not an error
+        (its reads and claim roll back with it): APScheduler would log it as one."""
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.tick(wait=False)
 
     async def stop(self) -> None:
         if self._aps is not None:
