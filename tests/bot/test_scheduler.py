@@ -235,7 +235,11 @@ async def snoozed_reminder(dispatcher: Dispatcher, cron: str) -> RecordingSurfac
 
 async def test_snooze_says_snoozed_until_and_keeps_the_cron(with_channel: Dispatcher) -> None:
     dispatcher = with_channel
-    approver = await snoozed_reminder(dispatcher, "0 9 1 * *")
+    # A monthly day at least a week away, so the snooze comes before the next regular run
+    # whatever today is (the test runs on the real clock).
+    day = (datetime.now(dispatcher.settings.tz).day + 9) % 28 + 1
+    cron = f"0 9 {day} * *"
+    approver = await snoozed_reminder(dispatcher, cron)
     assert dispatcher.scheduler is not None
     decided = await dispatcher.approvals.get(1)
     assert decided is not None and decided.decided_at is not None
@@ -251,11 +255,13 @@ async def test_snooze_says_snoozed_until_and_keeps_the_cron(with_channel: Dispat
     assert "🚫" not in approver.texts() and "rejected" not in approver.texts()
     assert f"#1 snoozed until {shown}: it will be asked again then" in approver.texts()
 
-    # The cron stays: the list shows the extra ask, then the regular run on the 1st.
+    # The cron stays: the list shows the extra ask, then the regular run on its day.
     row = await dispatcher.scheduler.get(1)
-    assert row is not None and row.cron == "0 9 1 * *"
+    assert row is not None and row.cron == cron
     regular = dispatcher.scheduler.regular_run(row)
-    assert regular is not None and regular.day == 1 and regular.hour == 9
+    assert regular is not None
+    local = regular.astimezone(dispatcher.settings.tz)
+    assert (local.day, local.hour) == (day, 9)
     listing = await admin(dispatcher, "/billing schedules")
     table = listing.sent[0].table
     assert table is not None
@@ -427,6 +433,35 @@ async def test_two_schedulers_racing_fire_a_run_once(runtime: Runtime) -> None:
     assert sum(counts) == 1 and fired == [row.id]
     await one.stop()
     await two.stop()
+
+
+async def test_a_tick_cut_short_by_shutdown_is_not_reported_as_an_error(
+    runtime: Runtime,
+) -> None:
+    """Quitting the console while a tick is under way cancels it; the ticking job ends
+    quietly instead of raising (APScheduler would log "raised an exception")."""
+    import asyncio
+
+    dispatcher = runtime.dispatcher
+    scheduler = Scheduler(dispatcher.engine, tz=ZoneInfo("UTC"), run=_never, audit=dispatcher.audit)
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def elect() -> bool:
+        entered.set()
+        await release.wait()
+        return False
+
+    scheduler.leader.elect = elect  # type: ignore[method-assign]
+    job = asyncio.ensure_future(scheduler._tick_job())
+    await asyncio.wait_for(entered.wait(), timeout=30)
+    job.cancel()
+    await job  # ends, rather than raising CancelledError
+    assert job.done() and not job.cancelled()
+    await scheduler.stop()
+
+
+async def _never(schedule: Schedule, due: datetime | None) -> None:
+    raise AssertionError("no schedule is due")
 
 
 async def test_only_one_leader_on_postgresql(runtime: Runtime, database_url: str) -> None:
