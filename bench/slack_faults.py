@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: the test doubles live in the repository
     sys.path.insert(0, str(ROOT))
 
-from bot.store import approvals, audit, deliveries  # noqa: E402
+from bot.storage.store import approvals, audit, deliveries  # noqa: E402
 from tests.doubles.slack_api import Fault, SlackApiDouble  # noqa: E402
 from tests.e2e.e2e_support import Bot, message_text, running_bot, table_rows  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""`/billing`: the bot's own commands — status, approvals, audit (schedules in bot/schedules.py).
+"""`/billing`: the bot's own commands — status, approvals, audit, schedules.
 
 They are declared exactly like provider commands, so roles, help, validation and audit apply
 the same way; their "client" is `Ops`, a per-request view of the dispatcher.
@@ -12,10 +12,10 @@ from pydantic import Field, model_validator
 
 import bot
 from bot import messages
-from bot.audit import to_csv
-from bot.replies import Surface
-from bot.schedules import schedule_commands
-from bot.store import ping
+from bot.schedules.commands import schedule_commands
+from bot.storage.audit import to_csv
+from bot.storage.store import ping
+from bot.surface import Surface
 from commands.base import (
     Args,
     Button,

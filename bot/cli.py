@@ -15,9 +15,9 @@ from dotenv import load_dotenv
 
 import bot
 from bot.config import Settings
-from bot.console import add_console_parser
-from bot.logs import configure
-from bot.metrics import Metrics, serve_metrics
+from bot.console.app import add_console_parser
+from bot.ops.logs import configure
+from bot.ops.metrics import Metrics, serve_metrics
 from bot.runtime import ConfigError, Runtime, load_settings, open_providers, open_runtime
 
 
@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "db":
             _logging(settings)
             logging.getLogger("alembic.runtime.migration").setLevel(logging.INFO)
-            from bot.store import upgrade_sync
+            from bot.storage.store import upgrade_sync
 
             upgrade_sync(settings.database_url)
             print("database is at the latest migration")  # noqa: T201
@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(settings: Settings, host: str, port: int | None) -> int:
     import uvicorn
 
-    from bot.server import build_web
+    from bot.slack.server import build_web
 
     _logging(settings)
     chosen = port or int(os.environ.get("PORT") or settings.port)
@@ -125,7 +125,7 @@ async def open_socket(settings: Settings) -> tuple[Any, Runtime]:
     the Socket Mode handler of the app (`connect_async`, `start_async`, `close_async`)."""
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-    from bot.app import build_app, group_lookup, web_client
+    from bot.slack.app import build_app, group_lookup, web_client
 
     metrics = Metrics()
     client = web_client(settings, metrics)
@@ -147,7 +147,7 @@ async def open_socket(settings: Settings) -> tuple[Any, Runtime]:
 
 
 async def _socket(settings: Settings, metrics_host: str, metrics_port: int | None) -> int:
-    from bot.app import settle_heap
+    from bot.slack.app import settle_heap
 
     _logging(settings)
     handler, runtime = await open_socket(settings)
@@ -165,15 +165,15 @@ async def _socket(settings: Settings, metrics_host: str, metrics_port: int | Non
 
 
 async def _console(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.console import run_console
+    from bot.console.app import run_console
 
     return await run_console(settings, args)
 
 
 async def _check(settings: Settings) -> int:
-    from bot import store
-    from bot.app import web_client
-    from bot.slack_check import check_slack
+    from bot.slack.app import web_client
+    from bot.slack.check import check_slack
+    from bot.storage import store
 
     _logging(settings, at_least=logging.WARNING)
     failed = False

@@ -7,7 +7,7 @@
 Handlers never catch: `FieldErrors`, `CommandError` and the `ProviderError` tree become one
 private sentence here, and a lost answer to a write becomes "outcome unknown". What a run did is
 audited before anything is shown, and showing never raises. Approvals live in
-`bot.approval_flow`; the dispatcher is the runner it calls back.
+`bot.approvals.flow`; the dispatcher is the runner it calls back.
 """
 
 from __future__ import annotations
@@ -26,17 +26,16 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import messages
-from bot.approval_flow import ApprovalFlow
-from bot.approvals import Approval, Approvals, Outcome, Status
-from bot.audit import AuditLog, Entry
+from bot.approvals.flow import ApprovalFlow
+from bot.approvals.policy import Policy
+from bot.approvals.state import Approval, Approvals, Outcome, Status
 from bot.config import Settings
-from bot.input_limits import text_refusal
-from bot.policy import Policy
 from bot.progress import ProgressMessage
-from bot.replies import Surface, guarded
 from bot.roles import Roles, refusal
-from bot.scheduler import Scheduler
-from bot.store import (
+from bot.schedules.engine import Scheduler
+from bot.slack.input_limits import text_refusal
+from bot.storage.audit import AuditLog, Entry
+from bot.storage.store import (
     MAX_BUTTON_VALUE,
     STORED_PREFIX,
     ReportHistory,
@@ -44,6 +43,7 @@ from bot.store import (
     store_command,
     utcnow,
 )
+from bot.surface import Surface, guarded
 from commands import grammar
 from commands.base import (
     Args,

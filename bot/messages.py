@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.approvals import Approval, Claim, Outcome, Status
+from bot.approvals.state import Approval, Claim, Outcome, Status
 from commands import grammar
 from commands.base import Button, Command, Evidence, Reply, Role
 from commands.http import ProviderError, ProviderRejected

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 
 from bot import messages
-from bot.replies import MessageRef, Surface
+from bot.surface import MessageRef, Surface
 from commands.base import Reply
 
 

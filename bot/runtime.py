@@ -18,20 +18,21 @@ from pydantic import ValidationError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot import store
+from bot.approvals.policy import PolicyError
+from bot.approvals.policy import load as load_policy
 from bot.billing import Ops, billing_provider
 from bot.config import Settings, config_error_line, config_error_lines
-from bot.delivery import Outbox, SlackSurface
 from bot.dispatch import Dispatcher, ProviderRuntime
-from bot.limits import DatabaseLimits
-from bot.logs import command_line
-from bot.metrics import Metrics
-from bot.policy import PolicyError
-from bot.policy import load as load_policy
-from bot.replies import Surface
+from bot.ops.logs import command_line
+from bot.ops.metrics import Metrics
 from bot.roles import GroupLookup, Roles
-from bot.scheduler import Schedule, Scheduler
-from bot.schedules import POST, lead_time, run_schedule
+from bot.schedules.commands import POST, lead_time, run_schedule
+from bot.schedules.engine import Schedule, Scheduler
+from bot.slack.outbox import Outbox
+from bot.slack.surface import SlackSurface
+from bot.storage import store
+from bot.storage.limits import DatabaseLimits
+from bot.surface import Surface
 from commands.base import Provider
 from commands.http import http_of
 from commands.limits import limits_of

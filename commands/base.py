@@ -48,7 +48,8 @@ class CommandError(Exception):
 
 
 # ---------------------------------------------------------------------------------------------
-# Replies: what a handler returns. Rendered as Block Kit by bot/replies.py, as text by the console.
+# Replies: what a handler returns. Rendered as Block Kit by bot/slack/blocks.py, as text by
+# the console.
 
 
 @dataclass(frozen=True, kw_only=True)

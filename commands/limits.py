@@ -3,8 +3,8 @@
 SMSC takes one document request a minute per login (`commands/smsc/queue.py`); VoIPcloud
 grants a request budget per token (`commands/voipcloud/budget.py`). Each client keeps its limit
 in this process; when several replicas share an account, the bot lends the limit a
-`SharedLimits` (implemented in `bot/limits.py` over PostgreSQL) through `Limit.share`, and the
-limit then coordinates through it as well.
+`SharedLimits` (implemented in `bot/storage/limits.py` over PostgreSQL) through `Limit.share`,
+and the limit then coordinates through it as well.
 
 Limits are keyed by `limit_key(provider, account)`: a digest of the login or token, never the
 value itself, so keys may be stored, logged and shown.

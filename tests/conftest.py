@@ -13,10 +13,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bot import store
 from bot.config import Settings
 from bot.dispatch import Dispatcher, ProviderRuntime
 from bot.runtime import Runtime, open_providers, open_runtime
+from bot.storage import store
 from commands.secrets import reset_secrets
 from tests.support import RecordingSurface
 

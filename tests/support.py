@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.replies import MessageRef
-from bot.store import approvals
+from bot.storage.store import approvals
+from bot.surface import MessageRef
 from commands.base import Command, Form, Reply
 
 

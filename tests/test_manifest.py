@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from bot.billing import billing_provider
-from bot.slack_check import BOT_SCOPES
+from bot.slack.check import BOT_SCOPES
 from commands.registry import PROVIDERS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from bot.dispatch import Dispatcher
 from bot.runtime import Runtime
-from bot.store import audit
+from bot.storage.store import audit
 from commands.activeplatform.sandbox import SANDBOX_TOKEN as ACTIVEPLATFORM_TOKEN
 from commands.invoicexpress.sandbox import SANDBOX_API_KEY
 from commands.sandbox import Recorded

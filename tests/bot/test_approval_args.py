@@ -21,12 +21,12 @@ import pytest
 import sqlalchemy as sa
 from pydantic import Field, SecretStr
 
-from bot import store
-from bot.approvals import Status
+from bot.approvals.state import Status
 from bot.config import Settings
 from bot.dispatch import Dispatcher
 from bot.runtime import Runtime, open_providers, open_runtime
-from bot.store import approvals, audit, utcnow
+from bot.storage import store
+from bot.storage.store import approvals, audit, utcnow
 from commands.base import Args, Command, Provider, Reply, Role
 from commands.sandbox import Recorded
 from tests.conftest import sandbox_of

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from bot import store
 from bot.config import Settings
 from bot.runtime import Runtime, open_providers, open_runtime
-from bot.store import approvals, audit
+from bot.storage import store
+from bot.storage.store import approvals, audit
 from commands.activeplatform.sandbox import ActivePlatformSandbox, StoredAccount
 from tests.conftest import sandbox_of
 from tests.support import RecordingSurface

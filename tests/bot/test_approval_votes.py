@@ -19,9 +19,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bot import store
-from bot.approvals import Approval, Approvals, Claim, Status
-from bot.store import approval_votes, approvals
+from bot.approvals.state import Approval, Approvals, Claim, Status
+from bot.storage import store
+from bot.storage.store import approval_votes, approvals
 from tests.support import Clock, move_on_disk
 
 START = datetime(2030, 1, 6, 9, 0, tzinfo=UTC)

@@ -8,9 +8,9 @@ import io
 
 import sqlalchemy as sa
 
-from bot.audit import DETAIL_LIMIT, AuditLog, Entry
 from bot.dispatch import Dispatcher
-from bot.store import audit
+from bot.storage.audit import DETAIL_LIMIT, AuditLog, Entry
+from bot.storage.store import audit
 from commands.words import ELLIPSIS
 from tests.conftest import sandbox_of
 from tests.support import RecordingSurface
@@ -140,3 +140,18 @@ async def test_without_a_direct_message_nothing_is_exported(dispatcher: Dispatch
     assert approver.sent == []
     channel = dispatcher.system_surface("C1")
     assert isinstance(channel, RecordingSurface) and channel.sent == []
+
+
+async def test_a_nul_character_in_typed_text_is_audited_on_every_database(
+    dispatcher: Dispatcher,
+) -> None:
+    """PostgreSQL's text type refuses NUL; a refused command that quoted one is still audited
+    (with U+FFFD in its place), and the person gets the grammar's one sentence."""
+    surface = RecordingSurface(user="U1")
+    ran = await dispatcher.run(
+        "/voipcloud bal\x00ance 10023", user="U1", channel="C1", surface=surface
+    )
+    assert ran is False and len(surface.privates) == 1
+    [detail] = await details(dispatcher)
+    assert "\x00" not in detail and detail
+    assert sandbox_of(dispatcher, "voipcloud").control.requests == []

@@ -17,10 +17,10 @@ import pytest
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 
-from bot.approvals import Status
-from bot.completion import CommandCompleter
-from bot.console import CONSOLE_CHANNEL, Console, ConsoleFiles, MaskedHistory, plain
-from bot.mrkdwn import Names
+from bot.approvals.state import Status
+from bot.console.app import CONSOLE_CHANNEL, Console, ConsoleFiles, MaskedHistory, plain
+from bot.console.completion import CommandCompleter
+from bot.console.mrkdwn import Names
 from bot.runtime import Runtime, open_providers
 from commands.sandbox import Sandbox
 from commands.sandbox_state import StateError, load_state, number_span, save_state

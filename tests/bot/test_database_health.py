@@ -1,6 +1,6 @@
 """The database's health, for real: the write probe behind `/readyz`, and audit writes that wait
 for a SQLite database another process is writing instead of failing (WAL and a busy timeout,
-set for every aiosqlite connection by `bot.store.make_engine`)."""
+set for every aiosqlite connection by `bot.storage.store.make_engine`)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot import store
-from bot.audit import AuditLog, Entry
-from bot.health import NOT_WRITABLE, UNREACHABLE, database_problem
+from bot.ops.health import NOT_WRITABLE, UNREACHABLE, database_problem
+from bot.storage import store
+from bot.storage.audit import AuditLog, Entry
 
 # Holds SQLite's write lock from another process until it reads a line on stdin.
 HOLDER = """

@@ -14,10 +14,10 @@ import sqlalchemy as sa
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bot.delivery import backoff, classify
 from bot.dispatch import Dispatcher
-from bot.replies import MessageRef
-from bot.store import approvals, audit
+from bot.slack.outbox import backoff, classify
+from bot.storage.store import approvals, audit
+from bot.surface import MessageRef
 from commands.base import Reply
 from tests.conftest import sandbox_of
 from tests.support import RecordingSurface

@@ -8,8 +8,8 @@ import json
 import sqlalchemy as sa
 
 from bot.dispatch import Dispatcher
-from bot.replies import reply_blocks
-from bot.store import approvals, audit
+from bot.slack.blocks import reply_blocks
+from bot.storage.store import approvals, audit
 from commands.base import Button, Reply
 from tests.conftest import sandbox_of
 from tests.support import RecordingSurface

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.approvals import Approval, Status
-from bot.home import MAX_HOME_BLOCKS, home_view
-from bot.scheduler import Schedule
+from bot.approvals.state import Approval, Status
+from bot.schedules.engine import Schedule
+from bot.slack.home import MAX_HOME_BLOCKS, home_view
 from commands.base import Role
 
 NOW = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from bot.billing import billing_provider
 from bot.dispatch import Dispatcher
-from bot.store import approvals, schedules
+from bot.storage.store import approvals, schedules
 from commands import grammar
 from commands.base import Command
 from commands.registry import PROVIDERS

@@ -12,11 +12,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.audit import AuditLog, Entry
-from bot.logs import JsonFormatter
-from bot.metrics import Metrics, serve_metrics
+from bot.ops.logs import JsonFormatter
+from bot.ops.metrics import Metrics, serve_metrics
 from bot.runtime import Runtime
-from bot.scheduler import Schedule, Scheduler
+from bot.schedules.engine import Schedule, Scheduler
+from bot.storage.audit import AuditLog, Entry
 from commands.invoicexpress.sandbox import SANDBOX_API_KEY
 from commands.voipcloud.budget import RateBudget, RateLimit
 from tests.conftest import sandbox_of
@@ -151,7 +151,7 @@ async def test_schedule_runs_are_counted_by_kind_and_result(runtime: Runtime) ->
 
 
 async def test_a_schedule_run_that_breaks_is_audited_and_counted(database_url: str) -> None:
-    from bot import store
+    from bot.storage import store
 
     await store.upgrade(database_url)
     engine = store.make_engine(database_url)
@@ -291,7 +291,7 @@ def test_json_lines_redact_every_field() -> None:
 async def test_a_listener_that_breaks_loses_no_audit_row(
     database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from bot import store
+    from bot.storage import store
 
     await store.upgrade(database_url)
     engine = store.make_engine(database_url)

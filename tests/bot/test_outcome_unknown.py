@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from bot.dispatch import Dispatcher
 from bot.runtime import Runtime
-from bot.store import approvals
+from bot.storage.store import approvals
 from tests.bot.hang_approver import IN_FLIGHT
 from tests.conftest import sandbox_of
 from tests.support import RecordingSurface

@@ -17,14 +17,14 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
-from bot import store
+from bot.approvals.policy import PolicyError, load
 from bot.config import Settings
 from bot.dispatch import Dispatcher
 from bot.messages import when
-from bot.policy import PolicyError, load
-from bot.replies import MessageRef
 from bot.runtime import ConfigError, Runtime, open_providers, open_runtime
-from bot.store import approvals, audit
+from bot.storage import store
+from bot.storage.store import approvals, audit
+from bot.surface import MessageRef
 from tests.conftest import sandbox_of
 from tests.support import Clock, RecordingSurface
 

@@ -33,13 +33,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot import store
-from bot.approvals import Approvals, Claim, Status
+from bot.approvals.state import Approvals, Claim, Status
 from bot.config import Settings
 from bot.dispatch import Dispatcher, ProviderRuntime
-from bot.replies import MessageRef
 from bot.runtime import Runtime, open_runtime
-from bot.store import ReportHistory, approvals, audit
+from bot.storage import store
+from bot.storage.store import ReportHistory, approvals, audit
+from bot.surface import MessageRef
 from commands.base import (
     Args,
     Button,
@@ -748,7 +748,7 @@ def trip_over_proposals(bot: Bot, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def logged_reference(caplog: pytest.LogCaptureFixture) -> str:
     """The reference the flow logged its failure under."""
-    [record] = [r for r in caplog.records if r.name == "bot.approval_flow"]
+    [record] = [r for r in caplog.records if r.name == "bot.approvals.flow"]
     found = re.fullmatch(
         r"approval #1 failed inside the bot \(reference ([0-9a-f]{8})\)", record.getMessage()
     )
@@ -1348,7 +1348,7 @@ async def test_a_proposal_that_cannot_be_read_is_shown_as_the_reply_it_came_in(
     done, surface = await bot.run("/drill send r1", "U1")
     assert done and bot.client.calls == ["r1"]
     assert [r.text for r in surface.sent if not r.private][-1] == "moved r1"
-    [record] = [r for r in caplog.records if r.name == "bot.approval_flow"]
+    [record] = [r for r in caplog.records if r.name == "bot.approvals.flow"]
     assert record.getMessage().startswith(f"cannot propose {proposed}: {why}")
     assert await last_audit(bot) == ("ran", "done", "moved r1", None)
     assert await bot.dispatcher.approvals.open() == []

@@ -14,11 +14,11 @@ import pytest
 import sqlalchemy as sa
 
 from bot.dispatch import Dispatcher
-from bot.replies import MessageRef
 from bot.runtime import Runtime
-from bot.scheduler import Schedule, Scheduler, shortest_gap
-from bot.schedules import lead_time, run_schedule
-from bot.store import audit
+from bot.schedules.commands import lead_time, run_schedule
+from bot.schedules.engine import Schedule, Scheduler, shortest_gap
+from bot.storage.store import audit
+from bot.surface import MessageRef
 from commands.base import Reply
 from commands.voipcloud.budget import RateBudget, RateLimit
 from commands.voipcloud.client import VoipcloudClient

@@ -16,9 +16,9 @@ from bot.config import Settings
 from bot.dispatch import Dispatcher
 from bot.roles import Roles
 from bot.runtime import Runtime
-from bot.scheduler import Scheduler
-from bot.schedules import PATH_KEY, POST
-from bot.store import audit
+from bot.schedules.commands import PATH_KEY, POST
+from bot.schedules.engine import Scheduler
+from bot.storage.store import audit
 from commands.base import Command, NoArgs, Reply, Role
 from tests.conftest import sandbox_of
 from tests.support import RecordingSurface

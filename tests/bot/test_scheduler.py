@@ -10,9 +10,9 @@ import sqlalchemy as sa
 
 from bot.dispatch import Dispatcher
 from bot.runtime import Runtime
-from bot.scheduler import Schedule, Scheduler, check_schedule_cron, cron_trigger, next_run
-from bot.schedules import cron_in_words
-from bot.store import audit, schedules
+from bot.schedules.commands import cron_in_words
+from bot.schedules.engine import Schedule, Scheduler, check_schedule_cron, cron_trigger, next_run
+from bot.storage.store import audit, schedules
 from tests.conftest import sandbox_of
 from tests.support import RecordingSurface
 
@@ -473,7 +473,7 @@ async def test_only_one_leader_on_postgresql(runtime: Runtime, database_url: str
         return None
 
     one = Scheduler(dispatcher.engine, tz=ZoneInfo("UTC"), run=run, audit=dispatcher.audit)
-    from bot.store import make_engine
+    from bot.storage.store import make_engine
 
     other_engine = make_engine(database_url)
     try:

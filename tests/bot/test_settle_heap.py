@@ -7,7 +7,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from bot.app import settle_heap
+from bot.slack.app import settle_heap
 
 
 class Node:

@@ -14,9 +14,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot import store
-from bot.limits import DatabaseLimits, limit_slots, limit_turns
 from bot.runtime import Runtime
+from bot.storage import store
+from bot.storage.limits import DatabaseLimits, limit_slots, limit_turns
 from commands.limits import limit_key, limits_of
 from commands.smsc.queue import DocumentQueue
 from commands.voipcloud.budget import BudgetSpent, RateBudget, RateLimit

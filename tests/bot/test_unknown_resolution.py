@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bot.dispatch import Dispatcher
-from bot.store import approvals, audit
+from bot.storage.store import approvals, audit
 from tests.conftest import sandbox_of
 from tests.support import RecordingSurface
 

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from bot.dispatch import Dispatcher
-from bot.store import approvals, audit
+from bot.storage.store import approvals, audit
 from commands.sandbox import Garble, GarbleKind, Recorded
 from tests.conftest import sandbox_of
 from tests.support import RecordingSurface

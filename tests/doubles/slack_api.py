@@ -49,7 +49,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from bot.slack_check import BOT_SCOPES
+from bot.slack.check import BOT_SCOPES
 from tests.doubles.blockkit import MESSAGE_BLOCKS, block_problems, view_problems
 from tests.doubles.server import serve_asgi
 

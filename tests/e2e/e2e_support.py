@@ -5,7 +5,7 @@
         [post] = await bot.slack.wait_for("chat.postMessage")
 
 `running_bot` serves the Slack double (its own thread), the InvoiceXpress and SMSC sandboxes and
-`bot.server.build_web` on 127.0.0.1 under uvicorn. The bot is configured as in production: the
+`bot.slack.server.build_web` on 127.0.0.1 under uvicorn. The bot is configured as in production: the
 contract's environment variables are set and read by `load_settings`, so nothing is wired by hand.
 `SlackSender` sends what Slack sends: signed slash commands, clicks built from posted messages and
 modal submissions built from opened views, each with its own response_url on the double.
@@ -28,9 +28,9 @@ import pytest
 import sqlalchemy as sa
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bot import store
 from bot.runtime import load_settings
-from bot.server import build_web
+from bot.slack.server import build_web
+from bot.storage import store
 from commands.activeplatform.sandbox import ActivePlatformSandbox
 from commands.invoicexpress.sandbox import InvoiceXpressSandbox
 from commands.smsc.sandbox import SmscSandbox

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 
-from bot.store import audit
+from bot.storage.store import audit
 from commands.registry import PROVIDERS
 from tests.doubles.slack_api import APP_ID, TEAM_ID
 from tests.e2e.e2e_support import running_bot, table_rows

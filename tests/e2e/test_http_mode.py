@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bot.store import audit
+from bot.storage.store import audit
 from commands.invoicexpress import client as ix_api
 from commands.invoicexpress.sandbox import InvoiceXpressSandbox
 from tests.doubles.server import loopback_socket

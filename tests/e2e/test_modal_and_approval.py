@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 
-from bot.store import approvals
+from bot.storage.store import approvals
 from commands.invoicexpress import client as ix_api
 from tests.e2e.e2e_support import (
     CHANNEL,

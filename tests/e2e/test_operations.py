@@ -12,10 +12,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot import store
-from bot.audit import AuditLog
-from bot.scheduler import Schedule, Scheduler
-from bot.store import audit, schedules, utcnow
+from bot.schedules.engine import Schedule, Scheduler
+from bot.storage import store
+from bot.storage.audit import AuditLog
+from bot.storage.store import audit, schedules, utcnow
 from commands.invoicexpress.sandbox import InvoiceXpressSandbox
 from tests.doubles.server import serve_asgi
 from tests.doubles.slack_api import SlackApiDouble, serve_slack_double

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot.store import audit
+from bot.storage.store import audit
 from commands.smsc.queue import MINUTE
 from commands.smsc.sandbox import SmscSandbox
 from commands.voipcloud.sandbox import VoipcloudSandbox

@@ -17,10 +17,10 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from bot import store
-from bot.audit import AuditLog
-from bot.scheduler import Schedule, Scheduler
-from bot.store import approvals, schedules, utcnow
+from bot.schedules.engine import Schedule, Scheduler
+from bot.storage import store
+from bot.storage.audit import AuditLog
+from bot.storage.store import approvals, schedules, utcnow
 from commands.activeplatform.sandbox import ActivePlatformSandbox
 from commands.invoicexpress import client as ix_api
 from commands.invoicexpress.sandbox import InvoiceXpressSandbox

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot.store import audit
+from bot.storage.store import audit
 from commands.invoicexpress.sandbox import InvoiceXpressSandbox
 from tests.doubles.server import serve_asgi
 from tests.doubles.slack_api import SlackApiDouble, serve_slack_double

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from bot.dispatch import Dispatcher
-from bot.store import approvals, audit, deliveries
+from bot.storage.store import approvals, audit, deliveries
 from tests.doubles.slack_api import Fault, SlackApiDouble
 from tests.e2e.e2e_support import (
     CHANNEL,

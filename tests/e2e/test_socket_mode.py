@@ -38,7 +38,7 @@ async def test_a_slash_command_over_socket_mode_is_acked_then_answered(
         for name, value in {**environment, "SLACK_APP_TOKEN": slack.app_token}.items():
             monkeypatch.setenv(name, value)
         if not database_url.startswith("sqlite"):
-            from bot.store import upgrade
+            from bot.storage.store import upgrade
 
             await upgrade(database_url)
         handler, runtime = await open_socket(load_settings())

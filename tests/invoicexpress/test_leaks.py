@@ -13,10 +13,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from bot import store
 from bot.config import Settings
 from bot.dispatch import Dispatcher, ProviderRuntime
 from bot.runtime import Runtime, open_runtime
+from bot.storage import store
 from commands.invoicexpress.commands import PROVIDER
 from commands.invoicexpress.sandbox import SANDBOX_BASE_URL, InvoiceXpressSandbox
 from commands.secrets import MASK

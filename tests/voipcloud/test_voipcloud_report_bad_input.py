@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.schedules import add_command
+from bot.schedules.commands import add_command
 from commands import grammar
 from commands.base import CommandError
 from commands.voipcloud.commands import PROVIDER, REPORT_LIMIT

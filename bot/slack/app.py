@@ -27,11 +27,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import messages
 from bot.config import Settings
-from bot.delivery import Outbox, SlackSurface
 from bot.dispatch import Dispatcher
-from bot.home import build_home
-from bot.metrics import Metrics
-from bot.replies import ACTION_PREFIX, form_values, guarded
+from bot.ops.metrics import Metrics
+from bot.slack.blocks import ACTION_PREFIX, form_values
+from bot.slack.home import build_home
+from bot.slack.outbox import Outbox
+from bot.slack.surface import SlackSurface
+from bot.surface import guarded
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ def web_client(settings: Settings, metrics: Metrics | None = None) -> AsyncWebCl
     """The bot's Slack Web API client; with `metrics`, every call attempt is counted."""
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     # slack_sdk's own handlers retry each call a little (connection errors; 429 after its
-    # Retry-After; 500 and 503); bot.delivery's outbox retries beyond that and across restarts.
+    # Retry-After; 500 and 503); bot.slack.outbox's outbox retries beyond that and across restarts.
     handlers: list[AsyncRetryHandler] = [
         AsyncConnectionErrorRetryHandler(max_retry_count=2),
         AsyncRateLimitErrorRetryHandler(max_retry_count=2),

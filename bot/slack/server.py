@@ -3,8 +3,8 @@
 POST /slack/events   slash commands, interactivity, events (signature checked by Bolt); bodies
                      over 1 MB (413) and bodies Bolt cannot read (400) are refused first
 GET  /healthz        the process is up
-GET  /readyz         200 only when the database can be written (see bot/health.py)
-GET  /metrics        Prometheus text exposition (see bot/metrics.py)
+GET  /readyz         200 only when the database can be written (see bot/ops/health.py)
+GET  /metrics        Prometheus text exposition (see bot/ops/metrics.py)
 """
 
 from __future__ import annotations
@@ -27,18 +27,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot.app import build_app, group_lookup, settle_heap, web_client
 from bot.config import Settings
-from bot.health import database_problem
-from bot.input_limits import (
+from bot.ops.health import database_problem
+from bot.ops.metrics import Metrics, endpoint
+from bot.runtime import Runtime, open_runtime
+from bot.slack.app import build_app, group_lookup, settle_heap, web_client
+from bot.slack.input_limits import (
     MAX_BODY_BYTES,
     BodyTooLarge,
     malformed,
     read_body,
     refuse_long_command_text,
 )
-from bot.metrics import Metrics, endpoint
-from bot.runtime import Runtime, open_runtime
 
 log = logging.getLogger(__name__)
 

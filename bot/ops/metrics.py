@@ -44,9 +44,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bot.approvals import Status
-from bot.audit import Entry
-from bot.store import approvals
+from bot.approvals.state import Status
+from bot.storage.audit import Entry
+from bot.storage.store import approvals
 from commands.http import Observer
 from commands.limits import Limit
 

@@ -1,7 +1,7 @@
 """State: approvals, audit, schedules and report history, on SQLite or PostgreSQL.
 
 SQLAlchemy Core over an async engine (aiosqlite / asyncpg); the schema is owned by the Alembic
-migrations in `bot/migrations/` and `metadata` below mirrors it. Times are stored in UTC.
+migrations in `bot/storage/migrations/` and `metadata` below mirrors it. Times are stored in UTC.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ approvals = sa.Table(
     sa.Column("snooze_hours", sa.Integer),
     # The validated arguments as text by field name (what the card showed and what runs).
     sa.Column("args", sa.Text),
-    # Fixed by the policy in force when it was requested (bot/policy.py).
+    # Fixed by the policy in force when it was requested (bot/approvals/policy.py).
     sa.Column("approvals_needed", sa.Integer, nullable=False, server_default="1"),
     sa.Column("approver_role", sa.String(20)),
     sa.Column("rules", sa.Text),
@@ -221,6 +221,13 @@ async def ping(engine: AsyncEngine) -> bool:
     except Exception:
         return False
     return True
+
+
+def storable(text: str) -> str:
+    """Text as every supported database keeps it: PostgreSQL's text type refuses the NUL
+    character (https://www.postgresql.org/docs/current/datatype-character.html), which typed
+    input can carry, so it becomes U+FFFD, the replacement character."""
+    return text.replace("\x00", "\ufffd")
 
 
 def utcnow() -> datetime:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 
-from bot.audit import Entry
+from bot.storage.audit import Entry
 from commands.secrets import install_log_redaction, redact, redact_any
 
 LogFormat = Literal["text", "json"]

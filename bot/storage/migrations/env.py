@@ -7,7 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from bot.store import make_engine, metadata
+from bot.storage.store import make_engine, metadata
 
 
 def _run(connection: Connection) -> None:

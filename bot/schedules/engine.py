@@ -39,8 +39,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bot.audit import AuditLog, Entry
-from bot.store import is_sqlite, schedules, utcnow
+from bot.storage.audit import AuditLog, Entry
+from bot.storage.store import is_sqlite, schedules, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.mrkdwn import plain
-from bot.store import audit, utcnow
+from bot.console.mrkdwn import plain
+from bot.storage.store import audit, storable, utcnow
 from commands.secrets import redact, redact_any
 from commands.words import clip
 
@@ -68,14 +68,14 @@ class AuditLog:
     async def record(self, entry: Entry, *, at: datetime | None = None) -> None:
         row = {
             "at": at or utcnow(),
-            "user_id": entry.user_id,
-            "channel": entry.channel,
-            "command": entry.command[:120],
+            "user_id": storable(entry.user_id),
+            "channel": storable(entry.channel),
+            "command": storable(entry.command[:120]),
             "args": json.dumps(redact_any(entry.args), ensure_ascii=False, sort_keys=True),
-            "decision": entry.decision,
-            "outcome": entry.outcome,
-            "detail": detail_text(entry.detail),
-            "provider": entry.provider,
+            "decision": storable(entry.decision),
+            "outcome": storable(entry.outcome),
+            "detail": storable(detail_text(entry.detail)),
+            "provider": storable(entry.provider),
             "provider_status": entry.provider_status,
             "duration_ms": entry.duration_ms,
             "approval_id": entry.approval_id,

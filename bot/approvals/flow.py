@@ -9,10 +9,11 @@
     check   ─► an unknown outcome: the provider read that shows it (Evidence)
     resolve ─► a person settles an unknown outcome: done | not done (audited)
 
-The state machine (`bot.approvals`) and the audit log are written before anything is shown, and
-showing never raises (surfaces are guarded, Slack goes through the outbox), so a Slack failure
-can delay a card but never strand a row in `executing`, mark a call unknown that was never
-sent, or lose an outcome. Running a command is the runner's job (`Runner`, the dispatcher).
+The state machine (`bot.approvals.state`) and the audit log are written before anything is
+shown, and showing never raises (surfaces are guarded, Slack goes through the outbox), so a
+Slack failure can delay a card but never strand a row in `executing`, mark a call unknown that
+was never sent, or lose an outcome. Running a command is the runner's job (`Runner`, the
+dispatcher).
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from bot import messages
-from bot.approvals import Approval, Approvals, Claim, Guard, Outcome, Status
-from bot.audit import AuditLog, Entry
-from bot.policy import Policy, over_ceiling, requirement_of, rules_of
-from bot.replies import MessageRef, Surface, guarded
+from bot.approvals.policy import Policy, over_ceiling, requirement_of, rules_of
+from bot.approvals.state import Approval, Approvals, Claim, Guard, Outcome, Status
+from bot.storage.audit import AuditLog, Entry
+from bot.surface import MessageRef, Surface, guarded
 from commands import grammar
 from commands.base import Args, Button, Command, CommandError, Evidence, Form, Reply, Role
 from commands.secrets import redact

@@ -1,6 +1,6 @@
 """Provider limits shared by replicas: SMSC document turns and VoIPcloud budget windows.
 
-See `bot/limits.py`. Keys are digests of a login or token, never the value itself.
+See `bot/storage/limits.py`. Keys are digests of a login or token, never the value itself.
 
 Revision ID: 0005
 Revises: 0004
@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from bot.store import UTCDateTime
+from bot.storage.store import UTCDateTime
 
 revision = "0005"
 down_revision = "0004"

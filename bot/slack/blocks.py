@@ -1,17 +1,10 @@
-"""Reply → Slack: Block Kit builders (pure functions) and the Slack surface.
-
-A `Surface` is where one invocation's answers go. Dispatch only talks to this protocol, so the
-Slack adapter (`SlackSurface`) and the terminal (`bot.console.ConsoleSurface`) share every rule
-about what is private, what is posted, updated or uploaded.
-"""
+"""Reply → Block Kit: pure builders for messages, buttons and modals, within Slack's limits."""
 
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from commands.base import Button, Command, Form, Reply, Table
 from commands.secrets import redact
@@ -23,33 +16,6 @@ MAX_TEXT = 2900  # a section's text may hold 3000 characters
 MAX_BUTTONS_PER_ACTIONS = 5
 ACTION_PREFIX = "run:"
 NOT_MEMBER_ERRORS = {"not_in_channel", "channel_not_found", "is_archived", "not_allowed_token_type"}
-
-
-@dataclass(frozen=True)
-class MessageRef:
-    channel: str
-    ts: str
-
-
-class Surface(Protocol):
-    """Where one invocation's answers go."""
-
-    async def send(self, reply: Reply, *, key: str | None = None) -> MessageRef | None:
-        """Post to the channel (or privately when `reply.private`); upload its files. `key`
-        names the message for later updates; the ref is None until it has landed."""
-        ...
-
-    async def private(self, text: str) -> None:
-        """A note only the requester sees."""
-        ...
-
-    async def update(self, ref: MessageRef | None, reply: Reply, *, key: str | None = None) -> None:
-        """Replace a posted message: the one `key` names, else the one at `ref`."""
-        ...
-
-    async def open_form(self, command: Command[Any, Any], form: Form) -> bool:
-        """Show the command's form; False if this surface cannot."""
-        ...
 
 
 # --- builders ------------------------------------------------------------------------------
@@ -81,7 +47,7 @@ def table_text(table: Table, *, limit: int = MAX_TEXT - 10) -> str:
     return "\n".join(lines)
 
 
-def _section(text: str) -> dict[str, Any]:
+def section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text[:MAX_TEXT]}}
 
 
@@ -108,9 +74,9 @@ def shown(reply: Reply, text: str) -> str:
 
 def reply_blocks(reply: Reply) -> list[dict[str, Any]]:
     """Block Kit for a reply, within Slack's limits (50 blocks, 3000 chars a section)."""
-    blocks: list[dict[str, Any]] = [_section(chunk) for chunk in _chunks(shown(reply, reply.text))]
+    blocks: list[dict[str, Any]] = [section(chunk) for chunk in _chunks(shown(reply, reply.text))]
     for text in reply.sections:
-        blocks.extend(_section(chunk) for chunk in _chunks(redact(text)))
+        blocks.extend(section(chunk) for chunk in _chunks(redact(text)))
     fields = list(reply.fields)
     for start in range(0, len(fields), 10):
         blocks.append(
@@ -123,14 +89,12 @@ def reply_blocks(reply: Reply) -> list[dict[str, Any]]:
             }
         )
     if reply.table is not None:
-        blocks.append(_section(f"```\n{redact(table_text(reply.table))}\n```"))
+        blocks.append(section(f"```\n{redact(table_text(reply.table))}\n```"))
     buttons = list(reply.buttons)
     room = MAX_BLOCKS - len(blocks)
     for start in range(0, len(buttons), MAX_BUTTONS_PER_ACTIONS):
         if room <= 1:
-            blocks.append(
-                _section(f"_{len(buttons) - start} more actions: type them as commands._")
-            )
+            blocks.append(section(f"_{len(buttons) - start} more actions: type them as commands._"))
             break
         blocks.append(
             {
@@ -207,49 +171,3 @@ def form_values(state: dict[str, Any]) -> dict[str, str]:
             if value not in (None, ""):
                 values[block_id] = str(value)
     return values
-
-
-class _Guarded:
-    """A surface that never raises: what it cannot show is logged with a reference.
-
-    Whatever a surface does (Slack, the terminal, a test double), a failure to show something
-    must not undo or stop what was done; dispatch and the approval flow talk only to these."""
-
-    def __init__(self, inner: Surface) -> None:
-        self.inner = inner
-        self.channel = getattr(inner, "channel", None)
-
-    async def send(self, reply: Reply, *, key: str | None = None) -> MessageRef | None:
-        try:
-            return await self.inner.send(reply, key=key)
-        except Exception:
-            _failed("send")
-            return None
-
-    async def private(self, text: str) -> None:
-        try:
-            await self.inner.private(text)
-        except Exception:
-            _failed("private note")
-
-    async def update(self, ref: MessageRef | None, reply: Reply, *, key: str | None = None) -> None:
-        try:
-            await self.inner.update(ref, reply, key=key)
-        except Exception:
-            _failed("update")
-
-    async def open_form(self, command: Command[Any, Any], form: Form) -> bool:
-        try:
-            return await self.inner.open_form(command, form)
-        except Exception:
-            _failed("form")
-            return False
-
-
-def guarded(surface: Surface) -> Surface:
-    return surface if isinstance(surface, _Guarded) else _Guarded(surface)
-
-
-def _failed(what: str) -> None:
-    reference = uuid.uuid4().hex[:8]
-    log.exception("showing a %s failed (reference %s)", what, reference)

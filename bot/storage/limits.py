@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.store import UTCDateTime
+from bot.storage.store import UTCDateTime
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bot.replies import MessageRef
-from bot.store import approval_votes, approvals, utcnow
+from bot.storage.store import approval_votes, approvals, utcnow
+from bot.surface import MessageRef
 from commands.base import Reply
 
 BOOT = uuid.uuid4().hex[:8]

@@ -48,14 +48,14 @@ from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
 from bot import messages
-from bot.approvals import Approval, Claim, Status
-from bot.completion import CommandCompleter
+from bot.approvals.state import Approval, Claim, Status
 from bot.config import Settings
+from bot.console.completion import CommandCompleter
+from bot.console.mrkdwn import Fragment, Names, fragments, table_fragments
 from bot.dispatch import Dispatcher
-from bot.mrkdwn import Fragment, Names, fragments, table_fragments
-from bot.replies import MessageRef, Surface
 from bot.runtime import ConfigError, open_runtime
-from bot.store import STORED_PREFIX, utcnow
+from bot.storage.store import STORED_PREFIX, utcnow
+from bot.surface import MessageRef, Surface
 from commands.base import Button, Command, Form, FormField, Reply, Table
 from commands.sandbox_state import StateError, load_state, save_state
 from commands.secrets import MASK, install_log_redaction, redact

@@ -8,7 +8,7 @@ A row is committed before Slack is called, so what a provider call produced surv
 failure and any restart: the next process's worker sends what is still waiting. Each row is
 tried once inline, so most reach Slack within milliseconds, then by the worker with backoff
 that honours `Retry-After`. The calls that do not go through here (views.open, auth.test, …)
-use slack_sdk's retry handlers as configured in `bot.app.web_client`; rows are sent with only
+use slack_sdk's retry handlers as configured in `bot.slack.app.web_client`; rows are sent with only
 its connection-error handler, because slack_sdk's rate-limit handler sleeps out `Retry-After`
 inside the call, which would hold an approval's run behind a card update, while a row simply
 waits in the table for its `next_at`.
@@ -42,9 +42,10 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.replies import NOT_MEMBER_ERRORS, MessageRef, fallback_text, form_view, reply_blocks
-from bot.store import deliveries, utcnow
-from commands.base import Command, File, Form, Reply
+from bot.slack.blocks import NOT_MEMBER_ERRORS, section
+from bot.storage.store import deliveries, utcnow
+from bot.surface import MessageRef
+from commands.base import File
 from commands.secrets import redact
 
 log = logging.getLogger(__name__)
@@ -521,7 +522,7 @@ class Outbox:
         await self.ephemeral(
             row.channel,
             row.user_id,
-            {"text": note, "blocks": [_section(note)]},
+            {"text": note, "blocks": [section(note)]},
             response_url=row.response_url,
         )
 
@@ -577,95 +578,3 @@ class Outbox:
             if classify(exc).error not in NOT_MEMBER_ERRORS:
                 raise
             await self._not_member(row)
-
-
-def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
-
-
-# --- the Slack surface -------------------------------------------------------------------------
-
-
-class SlackSurface:
-    """Answers for one Slack interaction, handed to the outbox: channel posts through the Web
-    API, private notes through `response_url` while it lasts (5 uses), else the Web API.
-    Nothing here raises for Slack's troubles: they delay what is shown, never lose it."""
-
-    def __init__(
-        self,
-        outbox: Outbox,
-        *,
-        channel: str,
-        user: str,
-        response_url: str | None = None,
-        trigger_id: str | None = None,
-    ) -> None:
-        self.outbox = outbox
-        self.channel = channel
-        self.user = user
-        self.response_url = response_url
-        self.trigger_id = trigger_id
-        self._response_url_uses = 0
-
-    async def send(self, reply: Reply, *, key: str | None = None) -> MessageRef | None:
-        if reply.private:
-            await self._note(fallback_text(reply), reply_blocks(reply))
-            for file in reply.files:
-                await self.private(
-                    f"`{file.filename}` is private to you and was not posted in the channel."
-                )
-            return None
-        params = {
-            "text": fallback_text(reply),
-            "blocks": reply_blocks(reply),
-            "unfurl_links": False,
-        }
-        return await self.outbox.post(
-            self.channel,
-            params,
-            key=key,
-            user=self.user or None,
-            response_url=self._spend_response_url(),
-            files=reply.files,
-        )
-
-    async def private(self, text: str) -> None:
-        if not self.user:  # scheduled work: nobody to whisper to
-            log.info("note for nobody in %s: %s", self.channel, redact(text))
-            return
-        await self._note(redact(text), [_section(redact(text))])
-
-    async def update(self, ref: MessageRef | None, reply: Reply, *, key: str | None = None) -> None:
-        params = {"text": fallback_text(reply), "blocks": reply_blocks(reply)}
-        channel = ref.channel if ref else self.channel
-        ts = ref.ts if ref and not key else None
-        await self.outbox.update(channel, params, ts=ts, key=key)
-
-    async def open_form(self, command: Command[Any, Any], form: Form) -> bool:
-        if not self.trigger_id:
-            return False
-        metadata = json.dumps({"path": command.path, "channel": self.channel})
-        try:
-            await self.outbox.client.views_open(
-                trigger_id=self.trigger_id, view=form_view(command, form, metadata)
-            )
-        except SlackApiError as exc:
-            log.warning("views.open failed (%s); asking for typed values", classify(exc).error)
-            return False
-        return True
-
-    async def _note(self, text: str, blocks: list[dict[str, Any]]) -> None:
-        if not self.user:
-            return
-        await self.outbox.ephemeral(
-            self.channel,
-            self.user,
-            {"text": text, "blocks": blocks},
-            response_url=self._spend_response_url(),
-        )
-
-    def _spend_response_url(self) -> str | None:
-        if not self.response_url or self._response_url_uses >= RESPONSE_URL_USES:
-            return None
-        self._response_url_uses += 1
-        return self.response_url

@@ -25,12 +25,12 @@ from cron_descriptor import ExpressionDescriptor, Options
 from pydantic import BeforeValidator, Field, create_model
 
 from bot import messages
-from bot.approvals import Outcome, Status
-from bot.audit import Entry
+from bot.approvals.state import Outcome, Status
 from bot.progress import ProgressMessage
-from bot.replies import MessageRef, Surface
-from bot.scheduler import Schedule, check_schedule_cron, cron_trigger, shortest_gap
-from bot.store import ReportHistory
+from bot.schedules.engine import Schedule, check_schedule_cron, cron_trigger, shortest_gap
+from bot.storage.audit import Entry
+from bot.storage.store import ReportHistory
+from bot.surface import MessageRef, Surface
 from commands import grammar
 from commands.base import (
     Args,

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from bot.approvals import Approval
+from bot.approvals.state import Approval
 from bot.messages import when
-from bot.replies import ACTION_PREFIX
-from bot.scheduler import Schedule
+from bot.schedules.engine import Schedule
+from bot.slack.blocks import ACTION_PREFIX
 from commands.base import Role
 from commands.secrets import redact
 

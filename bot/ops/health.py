@@ -31,7 +31,7 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.store import is_sqlite
+from bot.storage.store import is_sqlite
 
 log = logging.getLogger(__name__)
 

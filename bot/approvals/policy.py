@@ -39,8 +39,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.approvals import Approval, Status
-from bot.store import approvals
+from bot.approvals.state import Approval, Status
+from bot.storage.store import approvals
 from commands import money
 from commands.base import Args, Command, Role
 

@@ -1,0 +1,1 @@
+"""Approvals: the state machine, the flow people meet, and the policies."""

@@ -1,0 +1,1 @@
+"""The terminal adapter: the console, its screen, forms and Tab completion."""

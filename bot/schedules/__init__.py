@@ -1,0 +1,1 @@
+"""Schedules: the store, the engine that fires them, and `/billing schedule`."""

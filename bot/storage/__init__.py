@@ -1,0 +1,1 @@
+"""Storage: tables, the audit log, limits shared across replicas, migrations."""
