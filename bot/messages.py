@@ -428,3 +428,14 @@ def no_check(name: str, hint: str) -> str:
     return (
         f"No read of the provider can show whether `{name}` happened, so check by hand. {hint}"
     ).strip()
+
+
+def withdrawn(approval_id: int) -> str:
+    return f"Approval request #{approval_id} withdrawn: the command was cancelled."
+
+
+def cut_off(approval_id: int) -> str:
+    return (
+        f"❓ Approval #{approval_id} was cancelled while it ran, so its outcome is unknown. "
+        "Check at the provider before asking again; it will not be re-run."
+    )

@@ -18,6 +18,7 @@ dispatcher).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import uuid
@@ -27,7 +28,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from bot import messages
-from bot.approvals.policy import Policy, over_ceiling, requirement_of, rules_of
+from bot.approvals.policy import Policy, Requirement, over_ceiling, requirement_of, rules_of
 from bot.approvals.state import Approval, Approvals, Claim, Guard, Outcome, Status
 from bot.storage.audit import AuditLog, Entry
 from bot.surface import MessageRef, Surface, guarded
@@ -38,6 +39,8 @@ from commands.secrets import redact
 log = logging.getLogger(__name__)
 
 CARD = "approval:"
+WITHDRAWN = "cancelled before the request was complete"
+CUT_OFF = "cancelled while it ran; it may or may not have happened"
 
 
 def card_key(approval_id: int) -> str:
@@ -158,6 +161,42 @@ class ApprovalFlow:
                 return None
         line = grammar.render(command, exact)
         description = command.describe(exact) if command.describe else f"`{line}`"
+        since = self.approvals.clock()
+        try:
+            return await self._make(
+                command,
+                stored,
+                line,
+                description,
+                requirement,
+                user=user,
+                channel=channel,
+                surface=surface,
+                origin=origin,
+                labels=labels,
+                snooze_hours=snooze_hours,
+            )
+        except asyncio.CancelledError:
+            # Cut off (Ctrl-C in the console, a stopping process): a request left half-made
+            # is withdrawn, even one whose row was written as the cancellation came.
+            await self._withdraw_since(user, channel, command.path, since, surface)
+            raise
+
+    async def _make(
+        self,
+        command: Command[Any, Any],
+        stored: dict[str, str],
+        line: str,
+        description: str,
+        requirement: Requirement,
+        *,
+        user: str,
+        channel: str,
+        surface: Surface,
+        origin: str,
+        labels: tuple[str, str],
+        snooze_hours: int | None,
+    ) -> Approval:
         approval = await self.approvals.create(
             command_line=line,
             command_path=command.path,
@@ -245,7 +284,11 @@ class ApprovalFlow:
             raise CommandError(messages.claim_refused(approval_id, claim, row))
         await self.audit_decision(row, user, "approved", Status.EXECUTING.value, f"by {user}")
         target = guarded(self._surface_for(surface, row.channel))
-        outcome, unaudited = await self._run(row, user, target)
+        try:
+            outcome, unaudited = await self._run(row, user, target)
+        except asyncio.CancelledError:
+            await self._cut_off(row, user, target, surface)
+            raise
         if unaudited:  # a run audits itself; one that never got that far is audited here
             await self.audit_decision(row, user, unaudited, outcome.status.value, outcome.summary)
         await self.approvals.finish(row.id, outcome.status, outcome.summary)
@@ -287,6 +330,46 @@ class ApprovalFlow:
                 return Outcome(Status.UNKNOWN, summary), "executed"
             summary = f"not run: the bot failed (reference {reference})"
             return Outcome(Status.FAILED, summary), "not run"
+
+    async def withdraw(
+        self, approval_id: int, *, by: str, reason: str, surface: Surface | None = None
+    ) -> bool:
+        """The requester takes back their own pending request: rejected, audited "withdrawn",
+        its card updated. False when it is not theirs or no longer pending."""
+        row = await self.approvals.get(approval_id)
+        if row is None or row.requester != by or row.status is not Status.PENDING:
+            return False
+        claim, rejected = await self.approvals.reject(approval_id, by, reason)
+        if claim is not Claim.WON or rejected is None:
+            return False
+        await self.audit_decision(rejected, by, "withdrawn", "not run", reason)
+        if rejected.ref is not None:
+            target = guarded(self.system_surface(rejected.channel))
+            card = messages.approval_rejected(rejected, self.tz)
+            await target.update(rejected.ref, card, key=card_key(rejected.id))
+        if surface is not None:
+            await guarded(surface).private(messages.withdrawn(rejected.id))
+        return True
+
+    async def _withdraw_since(
+        self, user: str, channel: str, path: str, since: datetime, surface: Surface
+    ) -> None:
+        for row in await self.approvals.open(limit=200):
+            if (row.requester, row.channel, row.command_path) == (user, channel, path) and (
+                row.created_at >= since
+            ):
+                await self.withdraw(row.id, by=user, reason=WITHDRAWN, surface=surface)
+
+    async def _cut_off(self, row: Approval, user: str, target: Surface, surface: Surface) -> None:
+        """An approved run cancelled while it ran may have reached the provider: its outcome
+        is unknown, and it is never run again."""
+        outcome = Outcome(Status.UNKNOWN, CUT_OFF, self._unknown_hint(row))
+        await self.approvals.finish(row.id, Status.UNKNOWN, CUT_OFF)
+        await self.audit_decision(row, user, "approved", Status.UNKNOWN.value, CUT_OFF)
+        await target.update(
+            row.ref, messages.approval_done(row, outcome, self.tz), key=card_key(row.id)
+        )
+        await guarded(surface).private(messages.cut_off(row.id))
 
     async def reject(
         self, approval_id: int, *, user: str, reason: str | None, surface: Surface

@@ -47,8 +47,6 @@ from prompt_toolkit.utils import get_cwidth
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
-from bot import messages
-from bot.approvals.state import Approval, Claim, Status
 from bot.config import Settings
 from bot.console.completion import CommandCompleter
 from bot.console.mrkdwn import Fragment, Names, fragments, table_fragments
@@ -64,7 +62,6 @@ CONSOLE_USER = "UCONSOLE"
 CONSOLE_CHANNEL = "CCONSOLE"
 CONSOLE_CHANNEL_NAME = "console"
 SLACK_USER = re.compile(r"^[UW][A-Z0-9]{1,20}$")
-_APPROVE = re.compile(r"^/billing approve (\d+)$")
 
 STYLE = Style.from_dict(
     {
@@ -203,10 +200,6 @@ class ConsoleSurface:
         ts = self.console.next_ts()
         label = self.console.remember(self.channel, ts)
         self.console.show_reply(reply, f"{self.console.names.channel(self.channel)} · {label}")
-        for button in reply.buttons:
-            match = _APPROVE.match(button.command)
-            if match:
-                self.console.shown_by.setdefault(int(match.group(1)), self.number)
         return MessageRef(self.channel, ts)
 
     async def private(self, text: str) -> None:
@@ -249,7 +242,6 @@ class Console:
         self.buttons: list[Button] = []
         self.saved: list[Path] = []
         self.running: dict[asyncio.Task[bool | None], Running] = {}
-        self.shown_by: dict[int, int] = {}  # approval id → number of the command that showed it
         self._messages: dict[tuple[str, str], int] = {}
         self._last_us = 0
         self._commands = 0
@@ -426,7 +418,6 @@ class Console:
             for task in others:
                 task.cancel()
             await asyncio.gather(*others, return_exceptions=True)
-            await self._tidy(running)
             self.print(f"cancelled: {running.line}", "class:warning")
             return None
         finally:
@@ -455,48 +446,6 @@ class Console:
         tasks = list(self.running)
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _tidy(self, running: Running) -> None:
-        """Leave nothing half-done behind a cancelled command: an approval request it created
-        but did not finish is withdrawn; an approved command cut off while it ran is settled as
-        "outcome unknown" (it may have reached the provider, so it is never re-run)."""
-        approvals = self.dispatcher.approvals
-        for row in await approvals.open(limit=200):
-            if (
-                row.requester == running.user
-                and row.channel == self.channel
-                and row.created_at >= running.started
-                and self.shown_by.get(row.id, running.number) == running.number
-            ):
-                await self._withdraw(row, running)
-        match = _APPROVE.match(_clicked(running.line, self.buttons))
-        if match is None:
-            return
-        ran = await approvals.get(int(match.group(1)))
-        if ran is None or ran.status is not Status.EXECUTING or ran.runner != approvals.runner:
-            return
-        outcome = "cancelled in the console while it ran; it may or may not have happened"
-        await approvals.finish(ran.id, Status.UNKNOWN, outcome)
-        await self.dispatcher.flow.audit_decision(
-            ran, running.user, "approved", Status.UNKNOWN.value, outcome
-        )
-        self.note(
-            f"❓ Approval #{ran.id} was cancelled while it ran, so its outcome is unknown. "
-            "Check at the provider before asking again; it will not be re-run."
-        )
-
-    async def _withdraw(self, row: Approval, running: Running) -> None:
-        reason = "cancelled in the console before the request was complete"
-        claim, rejected = await self.dispatcher.approvals.reject(row.id, running.user, reason)
-        if claim is not Claim.WON or rejected is None:
-            return
-        await self.dispatcher.flow.audit_decision(
-            rejected, running.user, "withdrawn", "not run", reason
-        )
-        if rejected.ref is not None:
-            card = messages.approval_rejected(rejected, self.dispatcher.settings.tz)
-            await self.surface().update(rejected.ref, card)
-        self.note(f"Approval request #{row.id} withdrawn: the command was cancelled.")
 
     async def run_one(self, line: str) -> int:
         """`-c`: run one line; 0 done, 1 refused or failed, 130 cancelled (Ctrl-C)."""
@@ -743,13 +692,6 @@ class Console:
 def _accepting(app: Application[Any]) -> bool:
     """A prompt that is open and not already on its way out (exit works once)."""
     return app.is_running and app.future is not None and not app.future.done()
-
-
-def _clicked(line: str, buttons: list[Button]) -> str:
-    """The command a line runs: a button number stands for the button's command."""
-    if line.isdigit() and 1 <= int(line) <= len(buttons):
-        return buttons[int(line) - 1].command
-    return line
 
 
 class MaskedHistory(FileHistory):

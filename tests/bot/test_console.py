@@ -205,7 +205,7 @@ async def test_a_request_cancelled_before_it_was_shown_is_withdrawn(
     assert await runtime.dispatcher.approvals.open() == []
     row = await runtime.dispatcher.approvals.get(1)
     assert row is not None and row.status is Status.REJECTED
-    assert row.reason == "cancelled in the console before the request was complete"
+    assert row.reason == "cancelled before the request was complete"
     assert "Approval request #1 withdrawn: the command was cancelled." in out.getvalue()
     assert "Approve" not in out.getvalue()
     audit = await runtime.dispatcher.audit.recent(5)
