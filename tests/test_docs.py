@@ -1,4 +1,4 @@
-"""The docs say what the declarations say.
+"""The docs say what the declarations say, and every link in them leads somewhere.
 
 The generated parts (docs/commands.md's command tables, docs/configuration.md's variables,
 .env.example) come from scripts/docs.py; these tests call the same functions.
@@ -7,6 +7,7 @@ The generated parts (docs/commands.md's command tables, docs/configuration.md's 
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,11 @@ from scripts import docs
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT.parent / "shared" / "SPEC.md"
 STALE = "is stale: run `.venv/bin/python scripts/docs.py`"
+
+
+def pages() -> list[Path]:
+    """Every page of prose: the README, docs/ and the benchmarks' README."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "bench" / "README.md"]
 
 
 def generated_part(path: Path, begin: str, end: str) -> str:
@@ -128,3 +134,91 @@ def test_the_specs_configuration_names_are_declared() -> None:
     named = {n for row in rows for n in re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split("|")[1])}
     assert len(named) > 20
     assert named <= set(docs.variable_names())
+
+
+# --- what the generated parts cannot say --------------------------------------------------------
+
+
+def test_the_approvals_page_shows_the_example_policy_as_it_is() -> None:
+    example = (ROOT / "examples" / "policy.yml").read_text(encoding="utf-8")
+    shown = "rules:" + example.split("rules:", 1)[1]
+    assert f"```yaml\n{shown}```" in (ROOT / "docs" / "approvals.md").read_text(encoding="utf-8")
+
+
+def test_the_readme_is_a_front_page() -> None:
+    """Short: what it is, the two commands, a tour, and a link to every page of docs/."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 150
+    assert "\n./scripts/console   # " in readme
+    assert "\n./scripts/test      # " in readme
+    for page in (ROOT / "docs").glob("*.md"):
+        assert f"(docs/{page.name}" in readme, page.name
+    assert "(bench/README.md" in readme
+
+
+# --- links ---------------------------------------------------------------------------------------
+
+LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def _unfenced(text: str) -> str:
+    return re.sub(r"^```.*?^```", "", text, flags=re.MULTILINE | re.DOTALL)
+
+
+def _prose(text: str) -> str:
+    """`text` without fenced code blocks and inline code, where brackets are not links."""
+    return re.sub(r"`[^`\n]*`", "", _unfenced(text))
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[`*_]|\[([^\]]*)\]\([^)]*\)", r"\1", heading.strip()).lower()
+    kept = "".join(c for c in text if c in " -_" or unicodedata.category(c)[0] in {"L", "N"})
+    return kept.replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    found: set[str] = set()
+    seen: dict[str, int] = {}
+    for line in _unfenced(path.read_text(encoding="utf-8")).splitlines():
+        match = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if match:
+            base = slug(match.group(1))
+            count = seen.get(base, 0)
+            seen[base] = count + 1
+            found.add(base if count == 0 else f"{base}-{count}")
+    return found
+
+
+def links_of(text: str) -> list[str]:
+    """The relative link targets of markdown `text` (not http:, mailto: and the like)."""
+    targets = LINK.findall(_prose(text))
+    return [t for t in targets if not re.match(r"^[a-z][a-z0-9+.-]*:", t)]
+
+
+def links(path: Path) -> list[str]:
+    return links_of(path.read_text(encoding="utf-8"))
+
+
+def test_every_relative_link_leads_to_a_file_and_heading_that_exist() -> None:
+    broken = []
+    for page in pages():
+        assert page.exists(), page
+        for target in links(page):
+            file, _, anchor = target.partition("#")
+            where = (page.parent / file).resolve() if file else page
+            if not where.exists():
+                broken.append(f"{page.relative_to(ROOT)}: {target} (no such file)")
+            elif anchor and (where.suffix != ".md" or anchor not in anchors(where)):
+                broken.append(f"{page.relative_to(ROOT)}: {target} (no such heading)")
+    assert broken == []
+
+
+def test_the_link_checker_sees_links_and_headings() -> None:
+    assert slug("`/billing` commands, and *more*") == "billing-commands-and-more"
+    assert slug("Policies, unknown outcomes and scheduled posts") == (
+        "policies-unknown-outcomes-and-scheduled-posts"
+    )
+    assert "approval-policies" in anchors(ROOT / "docs" / "approvals.md")
+    assert "docs/tutorial.md" in links(ROOT / "README.md")
+    assert links_of("see [a](b.md#c) and `[d](e)` and [f](https://g)") == ["b.md#c"]
