@@ -25,10 +25,19 @@ BACKENDS = ["sqlite", "postgresql"]
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests see only the variables they set: no real credentials leak in from the shell."""
-    prefixes = ("SLACK_", "BILLING_", "INVOICEXPRESS_", "SMSC_", "VOIPCLOUD_", "ACTIVEPLATFORM_")
-    for name in list(os.environ):
-        if name.startswith(prefixes) or name in {"DATABASE_URL", "APPROVAL_TTL_HOURS", "PORT"}:
+    """Tests see only the variables they set: no real credentials leak in from the shell. The
+    providers' prefixes come from their settings models, so a new provider's are cleared too."""
+    from commands.registry import PROVIDERS
+
+    prefixes = ["SLACK_", "BILLING_"]
+    for provider in PROVIDERS:
+        settings: Any = provider.settings  # the settings class, or a factory of one
+        model: Any = settings if isinstance(settings, type) else type(settings())
+        if prefix := str(model.model_config.get("env_prefix", "")):
+            prefixes.append(prefix.upper())
+    bare = {"DATABASE_URL", "APPROVAL_TTL_HOURS", "PORT"}
+    for name in list(os.environ):  # settings read names in any case, so clear them in any case
+        if name.upper().startswith(tuple(prefixes)) or name.upper() in bare:
             monkeypatch.delenv(name, raising=False)
 
 
