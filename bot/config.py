@@ -22,23 +22,93 @@ IdTuple = Annotated[tuple[str, ...], NoDecode]
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
 
-    slack_bot_token: SecretStr | None = None
-    slack_signing_secret: SecretStr | None = None
-    slack_app_token: SecretStr | None = None
-    slack_api_url: str = "https://slack.com/api/"
-    database_url: str = "sqlite:///billing-bot.db"
-    billing_channel: str | None = None
-    billing_timezone: str = "UTC"
-    billing_viewers: IdTuple = ()
-    billing_operators: IdTuple = ()
-    billing_approvers: IdTuple = ()
-    billing_admins: IdTuple = ()
-    approval_ttl_hours: float = Field(24, gt=0, le=24 * 30)
-    billing_policy_file: Path | None = None
-    port: int = Field(3000, ge=1, le=65535)
-    scheduler_tick_seconds: float = Field(15, ge=0.2, le=300)
-    log_format: Literal["text", "json"] = "text"
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    slack_bot_token: SecretStr | None = Field(
+        None,
+        description="bot token (`xoxb-…`); required for `serve` and `socket`",
+        examples=["xoxb-your-bot-token"],
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        None, description="request signing secret; required for `serve`", examples=["your-secret"]
+    )
+    slack_app_token: SecretStr | None = Field(
+        None,
+        description="app-level token (`xapp-…`, with `connections:write`); required for `socket`",
+        examples=["xapp-your-app-token"],
+    )
+    slack_api_url: str = Field(
+        "https://slack.com/api/",
+        description="Web API base URL; change it only for a Slack-compatible test double",
+    )
+    database_url: str = Field(
+        "sqlite:///billing-bot.db",
+        description=(
+            "SQLAlchemy URL, SQLite or PostgreSQL (`postgresql://…`; run `billing-bot db upgrade` "
+            "before starting on PostgreSQL)"
+        ),
+    )
+    billing_channel: str | None = Field(
+        None,
+        description=(
+            "channel ID for scheduled posts (reminders, reports); unset, adding a schedule is "
+            "refused (the console uses a channel of its own)"
+        ),
+        examples=["C0123456789"],
+    )
+    billing_timezone: str = Field(
+        "UTC",
+        description="IANA zone for schedules and default periods",
+        examples=["Europe/Lisbon"],
+    )
+    billing_viewers: IdTuple = Field(
+        (),
+        description=(
+            "viewers: comma-separated user IDs (`U…`/`W…`) or user-group IDs (`S…`); nobody "
+            "listed means nobody holds the role"
+        ),
+        examples=["S0FINANCE"],
+    )
+    billing_operators: IdTuple = Field(
+        (),
+        description=(
+            "operators, listed as for `BILLING_VIEWERS`; roles are cumulative: viewer < operator "
+            "< approver < admin"
+        ),
+        examples=["U0AAAAAAA,U0BBBBBBB"],
+    )
+    billing_approvers: IdTuple = Field(
+        (), description="approvers, listed as for `BILLING_VIEWERS`", examples=["U0CCCCCCC"]
+    )
+    billing_admins: IdTuple = Field(
+        (), description="admins, listed as for `BILLING_VIEWERS`", examples=["U0DDDDDDD"]
+    )
+    approval_ttl_hours: float = Field(
+        24, gt=0, le=24 * 30, description="how long an approval request stays open, in hours"
+    )
+    billing_policy_file: Path | None = Field(
+        None,
+        description=(
+            "approval rules, YAML or TOML (several approvals, admin-only approvals, ceilings); "
+            "unset, one approval by any approver other than the requester"
+        ),
+        examples=["examples/policy.yml"],
+    )
+    port: int = Field(3000, ge=1, le=65535, description="HTTP port of `serve` (`--port` wins)")
+    scheduler_tick_seconds: float = Field(
+        15,
+        ge=0.2,
+        le=300,
+        description="how often a replica checks for due schedules and for leadership, in seconds",
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="`json` writes one JSON object per line, for log collectors"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO",
+        description=(
+            "`DEBUG` adds each HTTP and provider request and library detail; `INFO` is one line "
+            "per command"
+        ),
+    )
 
     @field_validator("log_format", "log_level", mode="before")
     @classmethod

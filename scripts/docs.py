@@ -12,9 +12,9 @@ What it writes, and from what:
   `env_prefix`): name, meaning, default, allowed values and ranges, secrets marked.
 - .env.example: every one of those variables, with its meaning, commented out.
 
-A variable's meaning is its field's `Field(description=…)`. Fields declared without one take it
-from `UNDECLARED` below, until the description moves into the declaration; a field with neither
-stops this script (and tests/test_docs.py) with its name. So a new provider's variables are
+A variable's meaning is its field's `Field(description=…)`, and the value .env.example shows is
+the first of its `examples=[…]` (else its default). A field declared without a description stops
+this script (and tests/test_docs.py) with the variable's name. So a new provider's variables are
 documented by declaring them, in its own package: nothing here needs touching.
 """
 
@@ -27,7 +27,7 @@ import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import annotated_types
 from pydantic import AliasChoices, SecretStr
@@ -50,103 +50,6 @@ BEGIN = f"<!-- commands:begin ({GENERATED}) -->"
 END = "<!-- commands:end -->"
 CONFIG_BEGIN = f"<!-- configuration:begin ({GENERATED}) -->"
 CONFIG_END = "<!-- configuration:end -->"
-
-
-class Doc(NamedTuple):
-    meaning: str
-    example: str | None = None
-
-
-# Meanings (and sample values for .env.example) of the fields declared without
-# `Field(description=…)` / `examples=[…]`. Declaring them there is better: an entry here for a
-# field that declares its own description is refused, so this table only ever shrinks.
-UNDECLARED: dict[str, Doc] = {
-    "SLACK_BOT_TOKEN": Doc(
-        "bot token (`xoxb-…`); required for `serve` and `socket`", "xoxb-your-bot-token"
-    ),
-    "SLACK_SIGNING_SECRET": Doc("request signing secret; required for `serve`", "your-secret"),
-    "SLACK_APP_TOKEN": Doc(
-        "app-level token (`xapp-…`, with `connections:write`); required for `socket`",
-        "xapp-your-app-token",
-    ),
-    "SLACK_API_URL": Doc("Web API base URL; change it only for a Slack-compatible test double"),
-    "DATABASE_URL": Doc(
-        "SQLAlchemy URL, SQLite or PostgreSQL (`postgresql://…`; run `billing-bot db upgrade` "
-        "before starting on PostgreSQL)"
-    ),
-    "BILLING_CHANNEL": Doc(
-        "channel ID for scheduled posts (reminders, reports); unset, adding a schedule is "
-        "refused (the console uses a channel of its own)",
-        "C0123456789",
-    ),
-    "BILLING_TIMEZONE": Doc("IANA zone for schedules and default periods", "Europe/Lisbon"),
-    "BILLING_VIEWERS": Doc(
-        "viewers: comma-separated user IDs (`U…`/`W…`) or user-group IDs (`S…`); nobody listed "
-        "means nobody holds the role",
-        "S0FINANCE",
-    ),
-    "BILLING_OPERATORS": Doc(
-        "operators, listed as for `BILLING_VIEWERS`; roles are cumulative: viewer < operator < "
-        "approver < admin",
-        "U0AAAAAAA,U0BBBBBBB",
-    ),
-    "BILLING_APPROVERS": Doc("approvers, listed as for `BILLING_VIEWERS`", "U0CCCCCCC"),
-    "BILLING_ADMINS": Doc("admins, listed as for `BILLING_VIEWERS`", "U0DDDDDDD"),
-    "APPROVAL_TTL_HOURS": Doc("how long an approval request stays open, in hours"),
-    "BILLING_POLICY_FILE": Doc(
-        "approval rules, YAML or TOML (several approvals, admin-only approvals, ceilings); "
-        "unset, one approval by any approver other than the requester",
-        "examples/policy.yml",
-    ),
-    "PORT": Doc("HTTP port of `serve` (`--port` wins)"),
-    "SCHEDULER_TICK_SECONDS": Doc(
-        "how often a replica checks for due schedules and for leadership, in seconds"
-    ),
-    "LOG_FORMAT": Doc("`json` writes one JSON object per line, for log collectors"),
-    "LOG_LEVEL": Doc(
-        "`DEBUG` adds each HTTP and provider request and library detail; `INFO` is one line per "
-        "command"
-    ),
-    "INVOICEXPRESS_ACCOUNT": Doc("account name", "your-account"),
-    "INVOICEXPRESS_API_KEY": Doc("API key", "your-api-key"),
-    "INVOICEXPRESS_BASE_URL": Doc(
-        "instead of `https://{account}.app.invoicexpress.com`",
-        "https://your-account.app.invoicexpress.com",
-    ),
-    "SMSC_LOGIN": Doc("client login", "your-login"),
-    "SMSC_PASSWORD": Doc("client password", "your-password"),
-    "SMSC_BASE_URL": Doc(
-        "`https://smsc.ru`, `https://smscentre.com`, `https://smsc.kz` or `https://smsc.ua`"
-    ),
-    "SMSC_DOCUMENT_SPACING": Doc(
-        "seconds between document requests; SMSC allows one a minute per login, so leave it"
-    ),
-    "VOIPCLOUD_BASE_URL": Doc(
-        "partner-portal API base", "https://au.voipcloud.online/api/integration/v2"
-    ),
-    "VOIPCLOUD_TOKEN": Doc("partner-portal API key", "your-api-key"),
-    "VOIPCLOUD_GOOGLE_CAPTCHA": Doc("sent as `google_captcha` on POST methods", ""),
-    "VOIPCLOUD_RATE_LIMIT": Doc(
-        "request budget shared by commands and reports: requests/window such as `100/15m` or "
-        "`10/1m`; `off` disables it",
-        "100/15m",
-    ),
-    "VOIPCLOUD_PATH_CUSTOMER_BALANCE": Doc("path of a customer's balance (`balance`)"),
-    "VOIPCLOUD_PATH_PARTNER_BALANCE": Doc("path of the partner's balance (`partner-balance`)"),
-    "VOIPCLOUD_PATH_MOVE_FUNDS": Doc("path of a transfer (`move-funds`)"),
-    "VOIPCLOUD_PATH_REGISTER_CUSTOMER": Doc("path of a customer registration (`register`)"),
-    "VOIPCLOUD_PATH_CONFIRM_EMAIL": Doc("path of an e-mail confirmation (`confirm-email`)"),
-    "VOIPCLOUD_PATH_LOGIN_CUSTOMER": Doc("path of a one-time login URL (`login-url`)"),
-    "VOIPCLOUD_PATH_RESET_PASSWORD": Doc("path of a password reset (`reset-password`)"),
-    "ACTIVEPLATFORM_BASE_URL": Doc("installation URL", "https://cp.your-installation.com"),
-    "ACTIVEPLATFORM_API_TOKEN": Doc("manager API token", "your-manager-token"),
-    "ACTIVEPLATFORM_RESELLER_ID": Doc("default reseller", "1"),
-    "ACTIVEPLATFORM_CHUNK_SIZE": Doc("accounts per notification request"),
-    "ACTIVEPLATFORM_PAGE_SIZE": Doc(
-        "accounts asked per page when listing (ActivePlatform's documented default; pages are "
-        "read until an empty one, however many a page holds)"
-    ),
-}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,8 +191,7 @@ def _plain(default: Any) -> str | None:
 
 def variable(model: type[BaseSettings], field_name: str, field: FieldInfo) -> Variable:
     name = env_name(model, field_name, field)
-    undeclared = UNDECLARED.get(name)
-    meaning = field.description or (undeclared.meaning if undeclared else "")
+    meaning = (field.description or "").strip()
     if not meaning:
         raise LookupError(
             f"{name} ({model.__name__}.{field_name}) has no description: declare it with "
@@ -310,7 +212,7 @@ def variable(model: type[BaseSettings], field_name: str, field: FieldInfo) -> Va
     else:
         shown = f"`{plain}`"
     examples = [str(e) for e in field.examples or ()]
-    example = examples[0] if examples else (undeclared.example if undeclared else None)
+    example = examples[0] if examples else None
     value = example if example is not None else (plain or "")
     return Variable(
         name=name,
@@ -445,7 +347,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--check", action="store_true", help="exit 1 if a file is stale")
     check = parser.parse_args(argv).check
-    late = stale()
+    try:
+        late = stale()
+    except LookupError as error:  # a variable declared without a description: name it
+        sys.stderr.write(f"scripts/docs.py: {error}\n")
+        return 1
     for path in late:
         name = path.relative_to(ROOT)
         if check:

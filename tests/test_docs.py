@@ -83,18 +83,20 @@ def test_configuration_page_names_every_declared_variable() -> None:
         assert f"| `{name}` |" in page, name
 
 
-def test_every_variable_has_a_meaning_and_the_fallback_table_only_shrinks() -> None:
-    """Meanings come from `Field(description=…)`; `UNDECLARED` covers fields declared without
-    one, and holds nothing else (no variable that does not exist, none that has its own)."""
-    described = set()
+def test_every_variable_declares_its_meaning() -> None:
+    """Meanings come from the declarations alone: every field of the bot's settings and of every
+    provider's carries `Field(description=…)`, and the docs show it word for word."""
+    undescribed = [
+        docs.env_name(model, name, field)
+        for _, model in docs.models()
+        for name, field in model.model_fields.items()
+        if not (field.description or "").strip()
+    ]
+    assert undescribed == [], "declare these with Field(description=…)"
     for _, model in docs.models():
         for name, field in model.model_fields.items():
-            variable = docs.variable(model, name, field)  # raises when it has no meaning
-            assert variable.meaning
-            if field.description:
-                described.add(variable.name)
-    assert set(docs.UNDECLARED) <= set(docs.variable_names()), "UNDECLARED names an unknown name"
-    assert not set(docs.UNDECLARED) & described, "declared descriptions win: drop these entries"
+            assert docs.variable(model, name, field).meaning == field.description
+    assert not hasattr(docs, "UNDECLARED"), "meanings live in the declarations only"
 
 
 def test_a_variable_without_a_meaning_is_refused() -> None:
@@ -105,12 +107,33 @@ def test_a_variable_without_a_meaning_is_refused() -> None:
         model_config = SettingsConfigDict(env_prefix="NEWPROVIDER_")
 
         token: str | None = None
-        region: str = Field("eu", description="which region")
+        blank: str = Field("", description="  ")
+        region: str = Field("eu", description="which region", examples=["us"])
 
     fields = NewProviderSettings.model_fields
-    assert docs.variable(NewProviderSettings, "region", fields["region"]).default == "`eu`"
-    with pytest.raises(LookupError, match="NEWPROVIDER_TOKEN"):
-        docs.variable(NewProviderSettings, "token", fields["token"])
+    region = docs.variable(NewProviderSettings, "region", fields["region"])
+    assert (region.meaning, region.default, region.value) == ("which region", "`eu`", "us")
+    for name in ("token", "blank"):
+        with pytest.raises(LookupError, match=f"NEWPROVIDER_{name.upper()}"):
+            docs.variable(NewProviderSettings, name, fields[name])
+
+
+def test_the_script_stops_naming_a_variable_without_a_meaning(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A provider that declares a variable without a description cannot be documented: the
+    script (and so `--check` in CI) fails with the variable's name, not a generic error."""
+    from pydantic_settings import BaseSettings, SettingsConfigDict
+
+    class NewProviderSettings(BaseSettings):
+        model_config = SettingsConfigDict(env_prefix="NEWPROVIDER_")
+
+        token: str | None = None
+
+    monkeypatch.setattr(docs, "models", lambda: [("New provider", NewProviderSettings)])
+    for argv in (["--check"], []):
+        assert docs.main(argv) == 1
+        assert "NEWPROVIDER_TOKEN" in capsys.readouterr().err
 
 
 def test_every_provider_reads_variables_of_its_own_prefix() -> None:

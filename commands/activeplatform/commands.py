@@ -54,11 +54,25 @@ EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
 class ActivePlatformSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ACTIVEPLATFORM_", extra="ignore")
 
-    base_url: str | None = None
-    api_token: SecretStr | None = None
-    reseller_id: Digits | None = None
-    chunk_size: int = Field(api.DEFAULT_CHUNK_SIZE, ge=1, le=1000)
-    page_size: int = Field(api.DEFAULT_PAGE_SIZE, ge=1, le=1000)
+    base_url: str | None = Field(
+        None, description="installation URL", examples=["https://cp.your-installation.com"]
+    )
+    api_token: SecretStr | None = Field(
+        None, description="manager API token", examples=["your-manager-token"]
+    )
+    reseller_id: Digits | None = Field(None, description="default reseller", examples=["1"])
+    chunk_size: int = Field(
+        api.DEFAULT_CHUNK_SIZE, ge=1, le=1000, description="accounts per notification request"
+    )
+    page_size: int = Field(
+        api.DEFAULT_PAGE_SIZE,
+        ge=1,
+        le=1000,
+        description=(
+            "accounts asked per page when listing (ActivePlatform's documented default; pages "
+            "are read until an empty one, however many a page holds)"
+        ),
+    )
 
 
 # --- argument types --------------------------------------------------------------------------

@@ -43,9 +43,13 @@ SLASH = "invoicexpress"
 class InvoiceXpressSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INVOICEXPRESS_", extra="ignore")
 
-    account: str | None = None
-    api_key: SecretStr | None = None
-    base_url: str | None = None
+    account: str | None = Field(None, description="account name", examples=["your-account"])
+    api_key: SecretStr | None = Field(None, description="API key", examples=["your-api-key"])
+    base_url: str | None = Field(
+        None,
+        description="instead of `https://{account}.app.invoicexpress.com`",
+        examples=["https://your-account.app.invoicexpress.com"],
+    )
 
 
 # --- arguments -------------------------------------------------------------------------------

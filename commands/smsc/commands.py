@@ -31,12 +31,26 @@ SLASH = "smsc"
 class SmscSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SMSC_", extra="ignore")
 
-    login: str | None = None
-    password: SecretStr | None = None
-    base_url: str = api.DEFAULT_BASE_URL
+    login: str | None = Field(None, description="client login", examples=["your-login"])
+    password: SecretStr | None = Field(
+        None, description="client password", examples=["your-password"]
+    )
+    base_url: str = Field(
+        api.DEFAULT_BASE_URL,
+        description=(
+            "`https://smsc.ru`, `https://smscentre.com`, `https://smsc.kz` or `https://smsc.ua`"
+        ),
+    )
     # Seconds between the end of one document request and the start of the next. SMSC's rule is
     # one a minute (error 9): leave the default; tests of several replicas shorten it.
-    document_spacing: float = Field(SPACING, ge=0.1, le=3600)
+    document_spacing: float = Field(
+        SPACING,
+        ge=0.1,
+        le=3600,
+        description=(
+            "seconds between document requests; SMSC allows one a minute per login, so leave it"
+        ),
+    )
 
 
 # --- arguments -------------------------------------------------------------------------------

@@ -71,19 +71,44 @@ def _rate_limit(value: Any) -> RateLimit | None:
 class VoipcloudSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VOIPCLOUD_", extra="ignore")
 
-    base_url: str | None = None
-    token: SecretStr | None = None
-    google_captcha: SecretStr | None = None
-    rate_limit: Annotated[RateLimit | None, NoDecode, BeforeValidator(_rate_limit)] = (
-        DEFAULT_RATE_LIMIT
+    base_url: str | None = Field(
+        None,
+        description="partner-portal API base",
+        examples=["https://au.voipcloud.online/api/integration/v2"],
     )
-    path_customer_balance: str = api.CUSTOMER_BALANCE
-    path_partner_balance: str = api.PARTNER_BALANCE
-    path_move_funds: str = api.MOVE_FUNDS
-    path_register_customer: str = api.REGISTER_CUSTOMER
-    path_confirm_email: str = api.CONFIRM_EMAIL
-    path_login_customer: str = api.LOGIN_CUSTOMER
-    path_reset_password: str = api.RESET_PASSWORD
+    token: SecretStr | None = Field(
+        None, description="partner-portal API key", examples=["your-api-key"]
+    )
+    google_captcha: SecretStr | None = Field(
+        None, description="sent as `google_captcha` on POST methods", examples=[""]
+    )
+    rate_limit: Annotated[RateLimit | None, NoDecode, BeforeValidator(_rate_limit)] = Field(
+        DEFAULT_RATE_LIMIT,
+        description=(
+            "request budget shared by commands and reports: requests/window such as `100/15m` or "
+            "`10/1m`; `off` disables it"
+        ),
+        examples=["100/15m"],
+    )
+    path_customer_balance: str = Field(
+        api.CUSTOMER_BALANCE, description="path of a customer's balance (`balance`)"
+    )
+    path_partner_balance: str = Field(
+        api.PARTNER_BALANCE, description="path of the partner's balance (`partner-balance`)"
+    )
+    path_move_funds: str = Field(api.MOVE_FUNDS, description="path of a transfer (`move-funds`)")
+    path_register_customer: str = Field(
+        api.REGISTER_CUSTOMER, description="path of a customer registration (`register`)"
+    )
+    path_confirm_email: str = Field(
+        api.CONFIRM_EMAIL, description="path of an e-mail confirmation (`confirm-email`)"
+    )
+    path_login_customer: str = Field(
+        api.LOGIN_CUSTOMER, description="path of a one-time login URL (`login-url`)"
+    )
+    path_reset_password: str = Field(
+        api.RESET_PASSWORD, description="path of a password reset (`reset-password`)"
+    )
 
     @field_validator("base_url")
     @classmethod
