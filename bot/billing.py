@@ -1,21 +1,24 @@
-"""`/billing`: the bot's own commands — status, approvals, audit, schedules.
+"""`/billing`: the bot's own commands, all declared here — status, approvals, audit, policy and
+schedules (whose handlers live in `bot.schedules.commands`).
 
 They are declared exactly like provider commands, so roles, help, validation and audit apply
-the same way; their "client" is `Ops`, a per-request view of the dispatcher.
+the same way; their client is a `bot.desk.Desk`. One more `/billing` command belongs to a
+provider: `/billing report balances` is VoIPcloud's (`commands/voipcloud/commands.py`), declared
+with that provider since it reads VoIPcloud (`PROVIDED` below lists it; a test checks).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 import bot
 from bot import messages
-from bot.schedules.commands import schedule_commands
+from bot.desk import Desk
+from bot.schedules import commands as schedules
 from bot.storage.audit import to_csv
 from bot.storage.store import ping
-from bot.surface import Surface
 from commands.base import (
     Args,
     Button,
@@ -33,16 +36,7 @@ from commands.base import (
 from commands.types import IsoDate, PositiveInt
 from commands.words import clip, plural
 
-if TYPE_CHECKING:
-    from bot.dispatch import Dispatcher
-
 SLASH = "billing"
-
-
-class Ops:
-    def __init__(self, dispatcher: Dispatcher, surface: Surface) -> None:
-        self.dispatcher = dispatcher
-        self.surface = surface
 
 
 class ApprovalId(Args):
@@ -106,17 +100,16 @@ def permalink(channel: str, ts: str) -> str:
     return f"https://slack.com/archives/{channel}/p{ts.replace('.', '')}"
 
 
-async def status(ops: Ops, args: NoArgs, ctx: Context) -> Reply:
-    d = ops.dispatcher
+async def status(desk: Desk, args: NoArgs, ctx: Context) -> Reply:
     rows = []
-    for runtime in d.runtimes:
+    for runtime in desk.catalog.runtimes:
         state = {"live": "configured", "sandbox": "sandbox", "disabled": "not configured"}
         rows.append([runtime.provider.title, state[runtime.mode]])
-    database = "reachable" if await ping(d.engine) else "UNREACHABLE"
-    leader = d.scheduler.describe() if d.scheduler else "not running"
+    database = "reachable" if await ping(desk.engine) else "UNREACHABLE"
+    leader = desk.scheduler.describe()
     samples = [
         f"• {runtime.provider.title} {what}: {ids}"
-        for runtime in d.runtimes
+        for runtime in desk.catalog.runtimes
         if runtime.mode == "sandbox" and runtime.sandbox is not None
         for what, ids in runtime.sandbox.samples()
     ]
@@ -124,20 +117,19 @@ async def status(ops: Ops, args: NoArgs, ctx: Context) -> Reply:
         text=f"*billing-bot {bot.__version__}*",
         sections=["*Sample ids to try in the sandboxes*\n" + "\n".join(samples)] if samples else [],
         fields=[
-            ("Database", f"{d.engine.dialect.name}: {database}"),
+            ("Database", f"{desk.engine.dialect.name}: {database}"),
             ("Scheduler", str(leader)),
-            ("Time zone", d.settings.billing_timezone),
-            ("Approval TTL", f"{d.settings.approval_ttl_hours:g} h"),
+            ("Time zone", desk.settings.billing_timezone),
+            ("Approval TTL", f"{desk.settings.approval_ttl_hours:g} h"),
         ],
         table=Table(columns=["Provider", "State"], rows=rows),
     )
 
 
-async def list_approvals(ops: Ops, args: NoArgs, ctx: Context) -> Reply:
+async def list_approvals(desk: Desk, args: NoArgs, ctx: Context) -> Reply:
     """Open requests, and unknown outcomes nobody has settled yet."""
-    d = ops.dispatcher
-    rows = await d.approvals.open()
-    unknown = await d.approvals.unresolved()
+    rows = await desk.approvals.open()
+    unknown = await desk.approvals.unresolved()
     if not rows and not unknown:
         return Reply(text="No open approval requests.", private=True)
     sections = []
@@ -146,7 +138,7 @@ async def list_approvals(ops: Ops, args: NoArgs, ctx: Context) -> Reply:
         link = f" · <{permalink(row.channel, row.message_ts)}|open>" if row.message_ts else ""
         sections.append(
             f"*#{row.id}* `{row.command_line}` — by {messages._who(row.requester)}, "
-            f"expires {messages.when(row.expires_at, d.settings.tz)}{link}"
+            f"expires {messages.when(row.expires_at, desk.settings.tz)}{link}"
         )
         buttons += [
             Button(
@@ -158,7 +150,7 @@ async def list_approvals(ops: Ops, args: NoArgs, ctx: Context) -> Reply:
         link = f" · <{permalink(row.channel, row.message_ts)}|open>" if row.message_ts else ""
         sections.append(
             f"❓ *#{row.id}* `{row.command_line}` — outcome unknown since "
-            f"{messages.when(row.decided_at, d.settings.tz)}; settle it with "
+            f"{messages.when(row.decided_at, desk.settings.tz)}; settle it with "
             f'`/billing resolve {row.id} done|not-done reason="…"`{link}'
         )
         buttons.append(Button(label=f"Check #{row.id}", command=f"/billing check-outcome {row.id}"))
@@ -168,39 +160,39 @@ async def list_approvals(ops: Ops, args: NoArgs, ctx: Context) -> Reply:
     return Reply(text=head, sections=sections, buttons=buttons)
 
 
-async def approve(ops: Ops, args: ApprovalId, ctx: Context) -> Reply:
-    return await ops.dispatcher.flow.approve(args.id, user=ctx.user_id, surface=ops.surface)
+async def approve(desk: Desk, args: ApprovalId, ctx: Context) -> Reply:
+    return await desk.flow.approve(args.id, user=ctx.user_id, surface=desk.surface)
 
 
-async def reject(ops: Ops, args: RejectArgs, ctx: Context) -> Reply:
-    return await ops.dispatcher.flow.reject(
-        args.id, user=ctx.user_id, reason=args.reason, surface=ops.surface
+async def reject(desk: Desk, args: RejectArgs, ctx: Context) -> Reply:
+    return await desk.flow.reject(
+        args.id, user=ctx.user_id, reason=args.reason, surface=desk.surface
     )
 
 
-async def check_outcome(ops: Ops, args: ApprovalId, ctx: Context) -> Reply:
-    return await ops.dispatcher.flow.check(args.id, user=ctx.user_id)
+async def check_outcome(desk: Desk, args: ApprovalId, ctx: Context) -> Reply:
+    return await desk.flow.check(args.id, user=ctx.user_id)
 
 
-async def resolve(ops: Ops, args: ResolveArgs, ctx: Context) -> Reply:
-    return await ops.dispatcher.flow.resolve(
+async def resolve(desk: Desk, args: ResolveArgs, ctx: Context) -> Reply:
+    return await desk.flow.resolve(
         args.id,
         user=ctx.user_id,
         resolution=args.outcome.replace("-", " "),
         reason=args.reason,
-        surface=ops.surface,
+        surface=desk.surface,
     )
 
 
-async def show_policy(ops: Ops, args: NoArgs, ctx: Context) -> Reply:
-    policy = ops.dispatcher.policy
-    if policy is None or not policy.rules:
+async def show_policy(desk: Desk, args: NoArgs, ctx: Context) -> Reply:
+    policy = desk.policy
+    if not policy.rules:
         return Reply(
             text="No approval policy: every request needs one approval by any approver "
             "(not the requester). Set BILLING_POLICY_FILE to add rules.",
             private=True,
         )
-    file = ops.dispatcher.settings.billing_policy_file
+    file = desk.settings.billing_policy_file
     return Reply(
         text=f"*Approval policy* ({len(policy.rules)} rules, from `{file}`)",
         sections=["\n".join(policy.lines())],
@@ -208,24 +200,22 @@ async def show_policy(ops: Ops, args: NoArgs, ctx: Context) -> Reply:
     )
 
 
-async def snooze(ops: Ops, args: ApprovalId, ctx: Context) -> Reply:
-    d = ops.dispatcher
-    row = await d.approvals.get(args.id)
+async def snooze(desk: Desk, args: ApprovalId, ctx: Context) -> Reply:
+    row = await desk.approvals.get(args.id)
     if row is None or not row.snooze_hours:
         raise CommandError(f"Approval #{args.id} cannot be snoozed.")
     hours = row.snooze_hours
-    until = await d.flow.asked_again(row, hours)
-    await d.flow.reject(
-        args.id, user=ctx.user_id, reason=messages.snooze_reason(until), surface=ops.surface
+    until = await desk.flow.asked_again(row, hours)
+    await desk.flow.reject(
+        args.id, user=ctx.user_id, reason=messages.snooze_reason(until), surface=desk.surface
     )
-    await d.flow.snooze(row, hours)
-    decided = await d.approvals.get(args.id)
-    return Reply(text=messages.snoozed(decided or row, d.settings.tz), private=True)
+    await desk.flow.snooze(row, hours)
+    decided = await desk.approvals.get(args.id)
+    return Reply(text=messages.snoozed(decided or row, desk.settings.tz), private=True)
 
 
-async def show_audit(ops: Ops, args: AuditArgs, ctx: Context) -> Reply:
-    d = ops.dispatcher
-    rows = await d.audit.recent(args.n, user=args.user, provider=args.provider)
+async def show_audit(desk: Desk, args: AuditArgs, ctx: Context) -> Reply:
+    rows = await desk.audit.recent(args.n, user=args.user, provider=args.provider)
     if not rows:
         return Reply(text="No audit entries match.", private=True)
     table = Table(
@@ -233,7 +223,7 @@ async def show_audit(ops: Ops, args: AuditArgs, ctx: Context) -> Reply:
         rows=[
             [
                 str(r["id"]),
-                messages.when(r["at"], d.settings.tz),
+                messages.when(r["at"], desk.settings.tz),
                 r["user_id"],
                 r["command"],
                 r["decision"],
@@ -247,11 +237,10 @@ async def show_audit(ops: Ops, args: AuditArgs, ctx: Context) -> Reply:
     return Reply(text=f"*Last {shown}*", table=table, private=True)
 
 
-async def export_audit(ops: Ops, args: AuditExportArgs, ctx: Context) -> Reply:
+async def export_audit(desk: Desk, args: AuditExportArgs, ctx: Context) -> Reply:
     """The CSV goes to the requester alone (a direct message) unless `to=channel` asks for the
     channel: the audit log names people, commands and amounts."""
-    d = ops.dispatcher
-    rows = await d.audit.between(args.start, args.end, d.settings.tz)
+    rows = await desk.audit.between(args.start, args.end, desk.settings.tz)
     name = f"audit-{args.start.isoformat()}-{args.end.isoformat()}.csv"
     export = Reply(
         text=f"Audit log {args.start} … {args.end}: {plural(len(rows), 'entry', 'entries')}.",
@@ -260,7 +249,7 @@ async def export_audit(ops: Ops, args: AuditExportArgs, ctx: Context) -> Reply:
     person = ctx.user_id.startswith(("U", "W"))  # a schedule has no direct messages
     if args.to == "channel" or not person:
         return export
-    direct = await d.direct(ctx.user_id)
+    direct = await desk.direct.open(ctx.user_id)
     if direct is None:
         raise CommandError(
             "I could not open a direct message with you, so the audit export was not sent. "
@@ -274,7 +263,7 @@ async def export_audit(ops: Ops, args: AuditExportArgs, ctx: Context) -> Reply:
     )
 
 
-COMMANDS: list[Command[Any, Ops]] = [
+COMMANDS: list[Command[Any, Desk]] = [
     Command(
         slash=SLASH,
         words=("status",),
@@ -366,12 +355,92 @@ COMMANDS: list[Command[Any, Ops]] = [
 ]
 
 
+SCHEDULES: list[Command[Any, Desk]] = [
+    Command(
+        slash=SLASH,
+        words=("schedules",),
+        summary="schedules: each one's cron in words and its next run",
+        args=NoArgs,
+        handler=schedules.list_schedules,
+        role=Role.VIEWER,
+        read_only=True,
+    ),
+    Command(
+        slash=SLASH,
+        words=("schedule", "remove"),
+        summary="delete a schedule",
+        args=schedules.ScheduleId,
+        handler=schedules.remove_schedule,
+        role=Role.ADMIN,
+    ),
+    Command(
+        slash=SLASH,
+        words=("schedule", "pause"),
+        summary="stop a schedule from firing",
+        args=schedules.ScheduleId,
+        handler=schedules.pause_schedule,
+        role=Role.ADMIN,
+    ),
+    Command(
+        slash=SLASH,
+        words=("schedule", "resume"),
+        summary="let a paused schedule fire again",
+        args=schedules.ScheduleId,
+        handler=schedules.resume_schedule,
+        role=Role.ADMIN,
+    ),
+    Command(
+        slash=SLASH,
+        words=("schedule", "run"),
+        summary="fire a schedule now",
+        args=schedules.ScheduleId,
+        handler=schedules.run_schedule_now,
+        role=Role.ADMIN,
+    ),
+]
+
+ADD_POST: Command[Any, Desk] = Command(
+    slash=SLASH,
+    words=("schedule", "add", schedules.POST),
+    summary=(
+        "schedule: post the reply of a command that only reads (a balance, a list, a report) "
+        "to the channel, run with your role at the time"
+    ),
+    args=schedules.AddPost,
+    handler=schedules.add_post,
+    role=Role.ADMIN,
+    example='/billing schedule add post "0 9 * * 1" "/voipcloud partner-balance"',
+)
+
+# `/billing` commands that a provider declares next to its own code (and which need it).
+PROVIDED = {("report", "balances"): "voipcloud"}
+
+
+def schedule_add(name: str, kind: ScheduleKind[Any, Any]) -> Command[Any, Desk]:
+    """`/billing schedule add <name> "<cron>" …`, one per kind a provider offers."""
+    model, handler = schedules.add_kind(name, kind)
+    return Command(
+        slash=SLASH,
+        words=("schedule", "add", name),
+        summary=f"schedule: {kind.summary}",
+        args=model,
+        handler=handler,
+        role=Role.ADMIN,
+    )
+
+
 def billing_provider(
     kinds: dict[str, ScheduleKind[Any, Any]] | None = None,
-) -> Provider[Any, Ops]:
-    """The bot's own command set, shaped like a provider so dispatch treats it the same."""
+) -> Provider[Any, Desk]:
+    """The bot's own command set, shaped like a provider so dispatch treats it the same: the
+    commands above, then one `schedule add` per schedule kind of the providers."""
+    kinds = kinds or {}
+    if schedules.POST in kinds:
+        raise ValueError(
+            f"`{schedules.POST}` is the bot's own schedule kind; name the provider's otherwise"
+        )
 
-    async def _check(ops: Ops) -> str:
+    async def _check(desk: Desk) -> str:
         return "ok"
 
     def _unused(*_: Any) -> Any:
@@ -384,6 +453,11 @@ def billing_provider(
         configured=lambda _: True,
         open_client=_unused,
         sandbox=_unused,
-        commands=[*COMMANDS, *schedule_commands(kinds or {})],
+        commands=[
+            *COMMANDS,
+            *SCHEDULES,
+            *(schedule_add(name, kind) for name, kind in sorted(kinds.items())),
+            ADD_POST,
+        ],
         check=_check,
     )

@@ -125,7 +125,8 @@ async def open_socket(settings: Settings) -> tuple[Any, Runtime]:
     the Socket Mode handler of the app (`connect_async`, `start_async`, `close_async`)."""
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-    from bot.slack.app import build_app, group_lookup, web_client
+    from bot.runtime import slack_app
+    from bot.slack.app import group_lookup, web_client
 
     metrics = Metrics()
     client = web_client(settings, metrics)
@@ -138,9 +139,9 @@ async def open_socket(settings: Settings) -> tuple[Any, Runtime]:
     runtime.start_sweeper()
     runtime.start_scheduler()
     runtime.start_deliveries()
-    assert settings.slack_app_token is not None and runtime.outbox is not None
+    assert settings.slack_app_token is not None
     handler = AsyncSocketModeHandler(
-        build_app(settings, runtime.dispatcher, runtime.outbox),
+        slack_app(runtime),
         app_token=settings.slack_app_token.get_secret_value(),
     )
     return handler, runtime

@@ -4,6 +4,9 @@
 IDs (S…). Group members are looked up through `usergroups.users.list` and cached briefly. A role
 nobody is configured for is held by nobody. The console with no roles configured at all is the
 one exception: everyone there is admin (`open_console=True`).
+
+`Roles.check` is the one role check: typed commands, clicks, forms, approvals and the runs of
+schedules all ask it, and a refusal says which role is missing and which variable grants it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 from bot.config import Settings
 from commands.base import Role
@@ -43,6 +47,13 @@ class Roles:
         self._cache: dict[str, tuple[float, frozenset[str]]] = {}
         self._lock = asyncio.Lock()
 
+    async def check(self, user_id: str, needed: Role) -> Denied | None:
+        """None when `user_id` holds `needed` (or a higher role); else what they hold."""
+        held = await self.role_of(user_id)
+        if held is not None and held >= needed:
+            return None
+        return Denied(needed=needed, held=held)
+
     async def role_of(self, user_id: str) -> Role | None:
         """The highest role the user holds, or None."""
         if self.open_console:
@@ -70,6 +81,18 @@ class Roles:
                 return cached[1] if cached else frozenset()
             self._cache[group] = (now, members)
             return members
+
+
+@dataclass(frozen=True)
+class Denied:
+    """A role check that failed: the role needed and the one held (None: no billing role)."""
+
+    needed: Role
+    held: Role | None
+
+    def sentence(self, what: str) -> str:
+        """What the person reads: the role `what` needs, theirs, and how to be granted it."""
+        return refusal(self.needed, self.held, what)
 
 
 def refusal(needed: Role, held: Role | None, command: str) -> str:

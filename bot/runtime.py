@@ -1,38 +1,61 @@
-"""Assembles a running bot from configuration: store, provider clients, roles, dispatcher.
+"""The composition root: every service of a running bot, built once, in dependency order.
 
-Shared by `serve`, `socket`, `console` and `check`, so every adapter runs the same thing.
+    settings ─► engine ─► audit ─► approvals ─► policy ─► outbox (Slack) ─► catalog ─► executor
+             ─► approval flow ─► dispatcher ─► schedule runs ─► scheduler ─► /billing desk
+             ─► Slack app (bot.slack.app) | console (bot.console)
+
+Each service gets the few others it uses at construction and is complete once built: nothing
+assigns a service's attribute afterwards (tests/test_architecture.py checks). Where two need
+each other, a callback or a small protocol crosses at construction: the outbox asks the
+approvals' `Cards` where a card is, and the executor makes `/billing`'s client through a
+function that reaches the desk built last. `serve`, `socket`, `console` and the tests all open
+the bot here, so every adapter runs the same thing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 from pydantic import ValidationError
+from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.approvals.policy import PolicyError
+from bot.approvals.cards import Cards
+from bot.approvals.flow import ApprovalFlow
+from bot.approvals.policy import Policy, PolicyError
 from bot.approvals.policy import load as load_policy
-from bot.billing import Ops, billing_provider
+from bot.approvals.state import Approvals
+from bot.billing import billing_provider
+from bot.catalog import Catalog, ProviderRuntime
 from bot.config import Settings, config_error_line, config_error_lines
-from bot.dispatch import Dispatcher, ProviderRuntime
+from bot.desk import Desk, DirectMessages
+from bot.dispatch import Dispatcher
+from bot.executor import Executor
 from bot.ops.logs import command_line
 from bot.ops.metrics import Metrics
 from bot.roles import GroupLookup, Roles
-from bot.schedules.commands import POST, lead_time, run_schedule
-from bot.schedules.engine import Schedule, Scheduler
+from bot.schedules.commands import POST
+from bot.schedules.engine import Scheduler
+from bot.schedules.runs import ScheduleRuns
+from bot.schedules.store import ScheduleStore
+from bot.slack.app import Listeners, build_app
+from bot.slack.listeners import AfterAck, ButtonClick, FormSubmitted, HomeOpened, SlashCommand
 from bot.slack.outbox import Outbox
 from bot.slack.surface import SlackSurface
 from bot.storage import store
+from bot.storage.audit import AuditLog
 from bot.storage.limits import DatabaseLimits
-from bot.surface import Surface
+from bot.storage.store import ReportHistory, StoredCommands, utcnow
+from bot.surface import Surface, guarded
 from commands.base import Provider
 from commands.http import http_of
 from commands.limits import limits_of
@@ -100,13 +123,27 @@ async def prepare_database(settings: Settings) -> AsyncEngine:
     return engine
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Runtime:
+    """What `open_runtime` built: every service, for the adapters to take the few they use."""
+
     settings: Settings
     engine: AsyncEngine
+    metrics: Metrics
+    roles: Roles
+    audit: AuditLog
+    approvals: Approvals
+    policy: Policy
+    outbox: Outbox | None
+    catalog: Catalog
+    executor: Executor
+    flow: ApprovalFlow
     dispatcher: Dispatcher
-    metrics: Metrics = field(default_factory=Metrics)
-    outbox: Outbox | None = None
+    schedules: ScheduleStore
+    runs: ScheduleRuns
+    scheduler: Scheduler
+    system_surface: Callable[[str], Surface]
+    direct: DirectMessages
     background: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def start_deliveries(self, every: float = 2.0) -> None:
@@ -118,7 +155,7 @@ class Runtime:
         async def loop() -> None:
             while True:
                 try:
-                    await self.dispatcher.flow.sweep()
+                    await self.flow.sweep()
                 except Exception:
                     log.exception("approval sweep failed")
                 await asyncio.sleep(every)
@@ -126,20 +163,18 @@ class Runtime:
         self.background.append(asyncio.ensure_future(loop()))
 
     def start_scheduler(self) -> None:
-        if self.dispatcher.scheduler is not None:
-            self.dispatcher.scheduler.start()
+        self.scheduler.start()
 
     async def close(self, *, drain: float = 25.0) -> None:
         """Stop: let requests in flight finish (up to `drain` seconds), then release."""
-        if self.dispatcher.scheduler is not None:
-            await self.dispatcher.scheduler.stop()
+        await self.scheduler.stop()
         for task in self.background:
             task.cancel()
         for task in self.background:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.dispatcher.drain(drain)
-        for runtime in self.dispatcher.runtimes:
+        for runtime in self.catalog.runtimes:
             await close_client(runtime.client)
         if self.outbox is not None:
             await self.outbox.http.aclose()
@@ -155,22 +190,34 @@ async def close_client(client: Any) -> None:
             await closer()
 
 
-def direct_messages(outbox: Outbox) -> Callable[[str], Awaitable[Surface | None]]:
+class SlackDirectMessages:
     """A person's direct message with the bot, opened with `conversations.open` (scope
     `im:write`): files are shared to a channel id, never to a user id
     (https://api.slack.com/methods/conversations.open,
     https://api.slack.com/methods/files.completeUploadExternal)."""
 
-    async def direct(user: str) -> Surface | None:
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+
+    async def open(self, user: str) -> Surface | None:
         try:
-            opened = await outbox.client.conversations_open(users=user)
+            opened = await self.outbox.client.conversations_open(users=user)
             channel = str(opened["channel"]["id"])
         except Exception as exc:  # Slack refused or is away: the caller tells the person
             log.warning("could not open a direct message with %s (%s)", user, type(exc).__name__)
             return None
-        return SlackSurface(outbox, channel=channel, user=user)
+        return guarded(SlackSurface(self.outbox, channel=channel, user=user))
 
-    return direct
+
+class SystemDirectMessages:
+    """Without Slack (the console, tests) a person's direct messages are the surface the
+    runtime was given for them."""
+
+    def __init__(self, system_surface: Callable[[str], Surface]) -> None:
+        self.system_surface = system_surface
+
+    async def open(self, user: str) -> Surface | None:
+        return guarded(self.system_surface(user))
 
 
 async def open_runtime(
@@ -183,71 +230,112 @@ async def open_runtime(
     group_members: GroupLookup | None = None,
     runtimes: list[ProviderRuntime] | None = None,
     metrics: Metrics | None = None,
-    **dispatcher_options: Any,
+    direct: DirectMessages | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    working_after: float = 2.0,
+    heartbeat_every: float = 10.0,
+    stale_after: timedelta = timedelta(minutes=2),
 ) -> Runtime:
     """`slack`: the Web API client; what the bot shows then goes through the outbox, and each
     channel's own surface (scheduled posts, cards of another channel) is a `SlackSurface`.
     Without it (the console, tests) `system_surface` gives those surfaces.
-    `metrics`: the registry the Slack client already counts into (a new one otherwise)."""
+    `metrics`: the registry the Slack client already counts into (a new one otherwise).
+    `direct`: where a person's direct messages open (by default Slack's, or without Slack
+    `system_surface(user)`)."""
     install_log_redaction()
     register_secret(*settings.secrets())
     metrics = metrics or Metrics()
-    engine = await prepare_database(settings)
-    roles = Roles(settings, group_members=group_members, open_console=open_console)
     providers = runtimes if runtimes is not None else open_providers(use_sandboxes=use_sandboxes)
     kinds = {name: kind for r in providers for name, kind in r.provider.schedule_kinds.items()}
-    outbox = Outbox(engine, slack) if slack is not None else None
-    if system_surface is None:
-        if outbox is None:
-            raise ValueError("open_runtime needs a Slack client or a system_surface")
-        slack_outbox = outbox
+    catalog = Catalog(providers, billing_provider(kinds))
+    policy = load_policy_of(settings, catalog)
+    engine = await prepare_database(settings)
+    roles = Roles(settings, group_members=group_members, open_console=open_console)
+    audit = AuditLog(engine, listeners=[command_line, metrics.on_audit])
+    approvals = Approvals(engine, ttl=timedelta(hours=settings.approval_ttl_hours), clock=clock)
+    outbox = Outbox(engine, slack, places=Cards(approvals)) if slack is not None else None
+    surfaces = _surfaces(outbox, system_surface)
+    if direct is None:
+        direct = (
+            SlackDirectMessages(outbox) if outbox is not None else SystemDirectMessages(surfaces)
+        )
+    schedules = ScheduleStore(engine, tz=settings.tz, clock=clock)
+    history = ReportHistory(engine)
+    stored = StoredCommands(engine)
+    # `/billing`'s client needs the flow and the scheduler, which need the executor: the
+    # executor gets a function that makes the desk, and the desk's services are bound below,
+    # once built (before anything can run a command).
+    desk: list[functools.partial[Desk]] = []
 
-        def system_surface(channel: str) -> Surface:
-            return SlackSurface(slack_outbox, channel=channel, user="")
+    def billing_client(surface: Surface) -> Desk:
+        return desk[0](surface=surface)
 
-    dispatcher = Dispatcher(
-        settings=settings,
-        engine=engine,
-        roles=roles,
-        runtimes=providers,
-        system_surface=system_surface,
-        billing=billing_provider(kinds),
-        billing_client=Ops,
-        **dispatcher_options,
-    )
-    if outbox is not None:
-        outbox.on_posted = dispatcher.flow.card_posted
-        outbox.locate = dispatcher.flow.card_ref
-        dispatcher.direct_surface = direct_messages(outbox)
-
-    async def run(schedule: Schedule, due: datetime | None) -> None:
-        await run_schedule(dispatcher, schedule, due)
-
-    dispatcher.scheduler = Scheduler(
-        engine,
+    executor = Executor(
+        catalog=catalog,
+        audit=audit,
+        approvals=approvals,
+        stored=stored,
+        history=history,
+        billing_client=billing_client,
         tz=settings.tz,
-        run=run,
-        audit=dispatcher.audit,
-        clock=dispatcher.clock,
-        tick_every=settings.scheduler_tick_seconds,
-        lead=lambda schedule: lead_time(dispatcher, schedule),
+        clock=clock,
+        working_after=working_after,
+        heartbeat_every=heartbeat_every,
     )
-    dispatcher.flow.scheduler = dispatcher.scheduler
-    if settings.billing_policy_file is not None:
-        try:
-            policy = load_policy(settings.billing_policy_file, dispatcher.commands)
-        except PolicyError as exc:
-            await engine.dispose()
-            raise ConfigError(str(exc)) from None
-        dispatcher.policy = dispatcher.flow.policy = policy
-    dispatcher.audit.listen(command_line)
-    dispatcher.audit.listen(metrics.on_audit)
+    flow = ApprovalFlow(
+        approvals=approvals,
+        audit=audit,
+        runner=executor,
+        commands=catalog,
+        roles=roles,
+        schedules=schedules,
+        policy=policy,
+        system_surface=surfaces,
+        tz=settings.tz,
+        stale_after=stale_after,
+    )
+    dispatcher = Dispatcher(
+        catalog=catalog, roles=roles, flow=flow, executor=executor, audit=audit, stored=stored
+    )
+    runs = ScheduleRuns(
+        catalog=catalog,
+        runner=executor,
+        flow=flow,
+        roles=roles,
+        audit=audit,
+        store=schedules,
+        history=history,
+        system_surface=surfaces,
+        tz=settings.tz,
+        clock=clock,
+    )
+    scheduler = Scheduler(
+        schedules,
+        run=runs.run,
+        audit=audit,
+        clock=clock,
+        tick_every=settings.scheduler_tick_seconds,
+        lead=runs.lead,
+    )
+    desk.append(
+        functools.partial(
+            Desk,
+            settings=settings,
+            catalog=catalog,
+            engine=engine,
+            approvals=approvals,
+            flow=flow,
+            audit=audit,
+            policy=policy,
+            schedules=schedules,
+            scheduler=scheduler,
+            roles=roles,
+            direct=direct,
+        )
+    )
     metrics.know(
-        commands=[c.audit_name for c in dispatcher.commands],
-        providers=[
-            *([dispatcher.billing.name] if dispatcher.billing else []),
-            *(r.provider.name for r in providers),
-        ],
+        commands=[c.audit_name for c in catalog.commands],
+        providers=[catalog.billing.name, *(r.provider.name for r in providers)],
         kinds=[*kinds, POST],
     )
     metrics.watch_approvals(engine)
@@ -257,8 +345,82 @@ async def open_runtime(
         providers, metrics, None if store.is_sqlite(engine) else DatabaseLimits(engine)
     )
     return Runtime(
-        settings=settings, engine=engine, dispatcher=dispatcher, metrics=metrics, outbox=outbox
+        settings=settings,
+        engine=engine,
+        metrics=metrics,
+        roles=roles,
+        audit=audit,
+        approvals=approvals,
+        policy=policy,
+        outbox=outbox,
+        catalog=catalog,
+        executor=executor,
+        flow=flow,
+        dispatcher=dispatcher,
+        schedules=schedules,
+        runs=runs,
+        scheduler=scheduler,
+        system_surface=surfaces,
+        direct=direct,
     )
+
+
+def slack_app(
+    runtime: Runtime, *, middleware: Sequence[Callable[..., Awaitable[Any]]] = ()
+) -> AsyncApp:
+    """The Slack adapter on top of a runtime opened with a Slack client: its listeners, each
+    given the few services it uses."""
+    outbox = runtime.outbox
+    if outbox is None:
+        raise ValueError("the Slack app needs a runtime opened with a Slack client")
+    after_ack = AfterAck()
+    listeners = Listeners(
+        command=SlashCommand(runtime.dispatcher, outbox, after_ack),
+        button=ButtonClick(runtime.dispatcher, outbox, after_ack),
+        form=FormSubmitted(runtime.dispatcher, outbox, after_ack),
+        home=HomeOpened(
+            approvals=runtime.approvals,
+            schedules=runtime.schedules,
+            audit=runtime.audit,
+            roles=runtime.roles,
+            tz=runtime.settings.tz,
+            publish=outbox.client.views_publish,
+            after_ack=after_ack,
+        ),
+    )
+    return build_app(
+        settings=runtime.settings,
+        outbox=outbox,
+        slashes=runtime.catalog.slashes,
+        listeners=listeners,
+        middleware=middleware,
+    )
+
+
+def load_policy_of(settings: Settings, catalog: Catalog) -> Policy:
+    """BILLING_POLICY_FILE's rules, or none (one approval by any approver but the requester)."""
+    if settings.billing_policy_file is None:
+        return Policy()
+    try:
+        return load_policy(settings.billing_policy_file, catalog.commands)
+    except PolicyError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _surfaces(
+    outbox: Outbox | None, system_surface: Callable[[str], Surface] | None
+) -> Callable[[str], Surface]:
+    """Each channel's own surface (scheduled posts, cards of another channel)."""
+    if system_surface is not None:
+        return system_surface
+    if outbox is None:
+        raise ValueError("open_runtime needs a Slack client or a system_surface")
+    slack_outbox = outbox
+
+    def channel_surface(channel: str) -> Surface:
+        return SlackSurface(slack_outbox, channel=channel, user="")
+
+    return channel_surface
 
 
 def attach_providers(

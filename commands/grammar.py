@@ -25,6 +25,23 @@ _CURLY = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'"})
 _NAMED = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)=(.*)$", re.DOTALL)
 
 
+# Slack's slash-command documentation (https://api.slack.com/interactivity/slash-commands) names
+# no maximum length for `text`, and none could be found elsewhere in its documents: 4,000
+# characters is a chosen limit (Slack's advice for message text, chat.postMessage "Truncating
+# content"), far above any command line this bot takes.
+MAX_COMMAND_TEXT = 4_000
+
+
+def text_refusal(text: str) -> str | None:
+    """The sentence refusing command text longer than Slack sends, or None when it fits."""
+    if len(text) <= MAX_COMMAND_TEXT:
+        return None
+    return (
+        f"That command is too long: Slack sends at most {MAX_COMMAND_TEXT:,} characters after "
+        f"the command name, and this one has {len(text):,}."
+    )
+
+
 class GrammarError(Exception):
     """Typed text that does not fit any declaration; `message` is what the user sees."""
 

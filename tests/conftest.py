@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +13,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from bot.catalog import ProviderRuntime
 from bot.config import Settings
-from bot.dispatch import Dispatcher, ProviderRuntime
+from bot.dispatch import Dispatcher
 from bot.runtime import Runtime, open_providers, open_runtime
 from bot.storage import store
 from commands.secrets import reset_secrets
@@ -110,30 +111,59 @@ def make_settings(database_url: str) -> Callable[..., Settings]:
     return make
 
 
+OpenBot = Callable[..., Awaitable[Runtime]]
+# What `open_bot` hands to `open_runtime` rather than to the settings.
+RUNTIME_OPTIONS = {
+    "runtimes",
+    "direct",
+    "clock",
+    "working_after",
+    "heartbeat_every",
+    "stale_after",
+    "group_members",
+    "open_console",
+}
+
+
 @pytest.fixture
-async def runtime(
+async def open_bot(
     make_settings: Callable[..., Settings], database_url: str
-) -> AsyncIterator[Runtime]:
-    """A bot on sandboxes with roles: U1 operator, U2/U3 approvers, U0ADMIN admin."""
-    settings = make_settings()
+) -> AsyncIterator[OpenBot]:
+    """Opens bots on sandboxes with roles (U1 operator, U2/U3 approvers, U0ADMIN admin);
+    keyword arguments override settings (`billing_channel="C0BILLING"`) or, for the names in
+    RUNTIME_OPTIONS, go to `open_runtime` (`clock=…`, `runtimes=[…]`). Each bot's system
+    surfaces are `RecordingSurface`s, one per channel, in `bot.system_surfaces`; all are
+    closed after the test."""
+    opened: list[Runtime] = []
     if not database_url.startswith("sqlite"):
         await store.upgrade(database_url)
-    surfaces: dict[str, RecordingSurface] = {}
 
-    def system_surface(channel: str) -> RecordingSurface:
-        return surfaces.setdefault(channel, RecordingSurface(channel=channel, user=""))
+    async def open_one(**overrides: Any) -> Runtime:
+        options = {k: overrides.pop(k) for k in list(overrides) if k in RUNTIME_OPTIONS}
+        settings = make_settings(**overrides)
+        surfaces: dict[str, RecordingSurface] = {}
 
-    bot_runtime = await open_runtime(
-        settings,
-        system_surface=system_surface,
-        runtimes=open_providers(use_sandboxes=True),
-        working_after=5.0,
-    )
-    bot_runtime.system_surfaces = surfaces  # type: ignore[attr-defined]
+        def system_surface(channel: str) -> RecordingSurface:
+            return surfaces.setdefault(channel, RecordingSurface(channel=channel, user=""))
+
+        options.setdefault("runtimes", open_providers(use_sandboxes=True))
+        options.setdefault("working_after", 5.0)
+        bot_runtime = await open_runtime(settings, system_surface=system_surface, **options)
+        bot_runtime.system_surfaces = surfaces  # type: ignore[attr-defined]
+        opened.append(bot_runtime)
+        return bot_runtime
+
     try:
-        yield bot_runtime
+        yield open_one
     finally:
-        await bot_runtime.close()
+        for bot_runtime in opened:
+            await bot_runtime.close()
+
+
+@pytest.fixture
+async def runtime(open_bot: OpenBot) -> Runtime:
+    """A bot on sandboxes with roles: U1 operator, U2/U3 approvers, U0ADMIN admin."""
+    return await open_bot()
 
 
 @pytest.fixture
@@ -141,7 +171,7 @@ def dispatcher(runtime: Runtime) -> Dispatcher:
     return runtime.dispatcher
 
 
-def sandbox_of(dispatcher: Dispatcher, name: str) -> Any:
-    runtime: ProviderRuntime | None = dispatcher.runtime(name)
-    assert runtime is not None and runtime.sandbox is not None
-    return runtime.sandbox
+def sandbox_of(runtime: Runtime, name: str) -> Any:
+    found: ProviderRuntime | None = runtime.catalog.runtime(name)
+    assert found is not None and found.sandbox is not None
+    return found.sandbox

@@ -22,7 +22,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from bot.dispatch import Dispatcher
 from bot.runtime import Runtime
 from bot.storage.store import audit
 from commands.activeplatform.sandbox import SANDBOX_TOKEN as ACTIVEPLATFORM_TOKEN
@@ -128,8 +127,8 @@ def debug_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     return caplog
 
 
-async def audit_text(dispatcher: Dispatcher) -> str:
-    async with dispatcher.engine.connect() as conn:
+async def audit_text(runtime: Runtime) -> str:
+    async with runtime.engine.connect() as conn:
         rows = (await conn.execute(sa.select(audit))).all()
     return "\n".join(repr(tuple(row)) for row in rows)
 
@@ -146,25 +145,24 @@ def exception_texts(raised: list[BaseException]) -> str:
 async def test_a_secret_echoed_bare_by_the_provider_stays_masked(
     debug_logs: pytest.LogCaptureFixture, runtime: Runtime, case: Case
 ) -> None:
-    dispatcher = runtime.dispatcher
-    provider = dispatcher.runtime(case.provider)
+    provider = runtime.catalog.runtime(case.provider)
     assert provider is not None
     watched = Watched(provider.client)
     provider.client = watched
-    sandbox = sandbox_of(dispatcher, case.provider)
+    sandbox = sandbox_of(runtime, case.provider)
     sandbox.control.echo_secrets = True
 
     surfaces = []
     for user, line in case.lines:
         surface = RecordingSurface(user=user)
         surfaces.append(surface)
-        assert not await dispatcher.run(line, user=user, channel="C1", surface=surface)
+        assert not await runtime.dispatcher.run(line, user=user, channel="C1", surface=surface)
 
     system = runtime.system_surfaces.values()  # type: ignore[attr-defined]
     places = {
         "log records": debug_logs.text,
         "messages": "\n".join(s.texts() for s in [*surfaces, *system]),
-        "audit rows": await audit_text(dispatcher),
+        "audit rows": await audit_text(runtime),
         "exceptions": exception_texts(watched.raised),
     }
     # Not vacuous: every secret went out, and each command failed on the echoing answer.

@@ -21,46 +21,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from bot import messages
+from bot.approvals.cards import card_key, number_after
 from bot.approvals.policy import Policy, Requirement, over_ceiling, requirement_of, rules_of
 from bot.approvals.state import Approval, Approvals, Claim, Guard, Outcome, Status
+from bot.errors import logged_reference
+from bot.roles import Denied
 from bot.storage.audit import AuditLog, Entry
-from bot.surface import MessageRef, Surface, guarded
+from bot.surface import MessageRef, Surface, SurfaceWrapper, guarded
 from commands import grammar
-from commands.base import Args, Button, Command, CommandError, Evidence, Form, Reply, Role
+from commands.base import Args, Button, Command, CommandError, Evidence, Reply, Role
 from commands.secrets import redact
 
 log = logging.getLogger(__name__)
 
-CARD = "approval:"
 WITHDRAWN = "cancelled before the request was complete"
 CUT_OFF = "cancelled while it ran; it may or may not have happened"
 
 
-def card_key(approval_id: int) -> str:
-    """The outbox key of an approval's card: its post and every update go in order."""
-    return f"{CARD}{approval_id}"
-
-
 class Runner(Protocol):
-    """What the flow needs from whoever runs commands (the dispatcher)."""
-
-    @property
-    def commands(self) -> Sequence[Command[Any, Any]]: ...
-
-    def command(self, path: str) -> Command[Any, Any] | None: ...
-
-    def owner(self, command: Command[Any, Any]) -> str: ...
-
-    def disabled(self, command: Command[Any, Any]) -> str | None:
-        """Why the command's provider cannot run it now (switched off), or None."""
-        ...
+    """What the flow needs to run an approved command (the executor)."""
 
     async def execute(
         self,
@@ -79,7 +65,23 @@ class Runner(Protocol):
         """The provider read that shows whether an unknown write happened."""
         ...
 
-    async def role_of(self, user: str) -> Role | None: ...
+
+class Commands(Protocol):
+    """What the flow looks up about commands (the catalog)."""
+
+    commands: list[Command[Any, Any]]
+
+    def command(self, path: str) -> Command[Any, Any] | None: ...
+
+    def owner(self, command: Command[Any, Any]) -> str: ...
+
+    def disabled(self, command: Command[Any, Any]) -> str | None:
+        """Why the command's provider cannot run it now (switched off), or None."""
+        ...
+
+
+class RoleCheck(Protocol):
+    async def check(self, user_id: str, needed: Role) -> Denied | None: ...
 
 
 class Postponer(Protocol):
@@ -89,16 +91,16 @@ class Postponer(Protocol):
 
 
 class ApprovalFlow:
-    # Both are set by the runtime once they are built (after the dispatcher that owns the flow).
-    scheduler: Postponer | None = None
-    policy: Policy | None = None
-
     def __init__(
         self,
         *,
         approvals: Approvals,
         audit: AuditLog,
         runner: Runner,
+        commands: Commands,
+        roles: RoleCheck,
+        schedules: Postponer,
+        policy: Policy,
         system_surface: Callable[[str], Surface],
         tz: ZoneInfo,
         stale_after: timedelta,
@@ -106,6 +108,10 @@ class ApprovalFlow:
         self.approvals = approvals
         self.audit = audit
         self.runner = runner
+        self.commands = commands
+        self.roles = roles
+        self.schedules = schedules
+        self.policy = policy
         self.system_surface = system_surface
         self.tz = tz
         self.stale_after = stale_after
@@ -125,7 +131,7 @@ class ApprovalFlow:
         snooze_hours: int | None = None,
     ) -> Approval | None:
         surface = guarded(surface)
-        if (why := self.runner.disabled(command)) is not None:
+        if (why := self.commands.disabled(command)) is not None:
             await surface.private(why)
             return None
         # What is stored is what runs: the arguments as text, read back here through the same
@@ -155,7 +161,7 @@ class ApprovalFlow:
                         decision="refused",
                         outcome="over ceiling",
                         detail=refusal,
-                        provider=self.runner.owner(command),
+                        provider=self.commands.owner(command),
                     )
                 )
                 return None
@@ -200,7 +206,7 @@ class ApprovalFlow:
         approval = await self.approvals.create(
             command_line=line,
             command_path=command.path,
-            provider=self.runner.owner(command),
+            provider=self.commands.owner(command),
             args=stored,
             description=redact(description),
             requester=user,
@@ -222,6 +228,13 @@ class ApprovalFlow:
             await self.approvals.attach_message(approval.id, ref)
         return approval
 
+    async def show(self, reply: Reply, *, channel: str, origin: str, surface: Surface) -> None:
+        """A run's reply: put up for approval when it proposes a command, else posted."""
+        if reply.proposal is not None:
+            await self.propose(reply, channel=channel, origin=origin, surface=surface)
+        else:
+            await guarded(surface).send(reply)
+
     async def propose(self, reply: Reply, *, channel: str, origin: str, surface: Surface) -> None:
         """A reply that proposes a command (a reminder): an approval request any approver takes.
         A proposal that cannot be put up is shown as the reply it came in."""
@@ -230,7 +243,7 @@ class ApprovalFlow:
         slash, _, text = proposal.command.removeprefix("/").partition(" ")
         approval = None
         try:
-            parsed = grammar.parse(slash, text, self.runner.commands)
+            parsed = grammar.parse(slash, text, self.commands.commands)
             if not isinstance(parsed, grammar.Parsed):
                 raise grammar.GrammarError("it asks for help, not a command")
             args = grammar.validate(parsed.command, parsed.values)
@@ -255,8 +268,7 @@ class ApprovalFlow:
     async def approve(self, approval_id: int, *, user: str, surface: Surface) -> Reply:
         asked = await self.approvals.get(approval_id)
         if asked is not None and asked.status is Status.PENDING and asked.approver_role:
-            held = await self.runner.role_of(user)
-            if held is None or held < Role.ADMIN:
+            if await self.roles.check(user, Role.ADMIN) is not None:
                 raise CommandError(messages.needs_admin(asked))
         claim, row = await self.approvals.claim(approval_id, user, guard=self._guard(asked))
         if claim is Claim.WAITING and row is not None:
@@ -303,7 +315,7 @@ class ApprovalFlow:
     ) -> tuple[Outcome, str | None]:
         """Run a claimed request once. Whatever happens, an outcome comes back to finish it,
         with the audit decision still to record when the run did not record its own."""
-        command = self.runner.command(row.command_path)
+        command = self.commands.command(row.command_path)
         if command is None:
             summary = f"not run: /{row.command_path} no longer exists"
             return Outcome(Status.FAILED, summary), "not run"
@@ -321,10 +333,15 @@ class ApprovalFlow:
             outcome = await self.runner.execute(
                 command, args, user=approver, channel=row.channel, surface=target, approval=row
             )
+            if outcome.reply is not None and outcome.reply.proposal is not None:
+                # A reply that proposes a command is a request of its own, not a result to post.
+                await self.propose(
+                    outcome.reply, channel=row.channel, origin=approver, surface=target
+                )
+                outcome = replace(outcome, reply=None)
             return outcome, None
         except Exception:
-            reference = uuid.uuid4().hex[:8]
-            log.exception("approval #%s failed inside the bot (reference %s)", row.id, reference)
+            reference = logged_reference(log, f"approval #{row.id} failed inside the bot")
             if started and not command.idempotent:
                 summary = f"the bot failed while running it (reference {reference})"
                 return Outcome(Status.UNKNOWN, summary), "executed"
@@ -411,7 +428,7 @@ class ApprovalFlow:
             raise CommandError(f"There is no approval request #{approval_id}.")
         if row.status is not Status.UNKNOWN:
             raise CommandError(messages.nothing_to_check(row))
-        command = self.runner.command(row.command_path)
+        command = self.commands.command(row.command_path)
         if command is None:
             raise CommandError(f"/{row.command_path} no longer exists; check at the provider.")
         args = grammar.validate(command, row.args)
@@ -430,7 +447,7 @@ class ApprovalFlow:
         target = guarded(self._surface_for(surface, row.channel))
         await target.update(row.ref, messages.approval_resolved(row, self.tz), key=card_key(row.id))
         buttons: list[Button] = []
-        command = self.runner.command(row.command_path)
+        command = self.commands.command(row.command_path)
         if resolution == "not done" and command is not None:
             with contextlib.suppress(grammar.FieldErrors):
                 line = grammar.render(command, grammar.validate(command, row.args))
@@ -441,15 +458,15 @@ class ApprovalFlow:
         """When a reminder snoozed now is asked again (its schedule's extra run, or its next
         regular run when that comes first); None for a request no schedule made."""
         schedule = _schedule_of(approval)
-        if self.scheduler is None or schedule is None:
+        if schedule is None:
             return None
-        return await self.scheduler.asked_again(schedule, hours)
+        return await self.schedules.asked_again(schedule, hours)
 
     async def snooze(self, approval: Approval, hours: int) -> None:
         """A snoozed reminder asks again later: its schedule fires once more in `hours`."""
         schedule = _schedule_of(approval)
-        if self.scheduler is not None and schedule is not None:
-            await self.scheduler.postpone(schedule, hours)
+        if schedule is not None:
+            await self.schedules.postpone(schedule, hours)
 
     # --- the sweeper -----------------------------------------------------------------------
 
@@ -470,28 +487,13 @@ class ApprovalFlow:
 
     def _unknown_hint(self, row: Approval) -> Reply | None:
         """How to check a lost run by hand, when its command still exists and says."""
-        command = self.runner.command(row.command_path)
+        command = self.commands.command(row.command_path)
         if command is None or command.unknown_hint is None:
             return None
         try:
             return command.unknown_hint(grammar.validate(command, row.args))
         except grammar.FieldErrors:
             return None
-
-    # --- the outbox's questions ------------------------------------------------------------
-
-    async def card_posted(self, key: str, ref: MessageRef) -> None:
-        """The outbox posted a card late (Slack was failing): remember where it is."""
-        if (approval_id := _card_of(key)) is not None:
-            await self.approvals.attach_message(approval_id, ref)
-
-    async def card_ref(self, key: str) -> MessageRef | None:
-        """Where a card is, for cards posted before the outbox kept their keys."""
-        approval_id = _card_of(key)
-        if approval_id is None:
-            return None
-        row = await self.approvals.get(approval_id)
-        return row.ref if row else None
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -523,26 +525,16 @@ class ApprovalFlow:
         )
 
 
-def _card_of(key: str) -> int | None:
-    """The approval whose card an outbox key names (`card_key`), or None."""
-    return _number_after(CARD, key)
-
-
 def _schedule_of(approval: Approval) -> int | None:
     """The schedule whose reminder made a request (origin `schedule:<id>`), or None."""
-    return _number_after("schedule:", approval.origin)
+    return number_after("schedule:", approval.origin)
 
 
-def _number_after(prefix: str, text: str) -> int | None:
-    number = text.removeprefix(prefix)
-    return int(number) if text.startswith(prefix) and number.isdigit() else None
-
-
-class _Headed:
+class _Headed(SurfaceWrapper):
     """Prefixes the first message a surface sends with a reply's own text (reminders)."""
 
     def __init__(self, inner: Surface, head: Reply) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.head = head
 
     async def send(self, reply: Reply, *, key: str | None = None) -> MessageRef | None:
@@ -556,12 +548,3 @@ class _Headed:
             private=reply.private,
         )
         return await self.inner.send(merged, key=key)
-
-    async def private(self, text: str) -> None:
-        await self.inner.private(text)
-
-    async def update(self, ref: MessageRef | None, reply: Reply, *, key: str | None = None) -> None:
-        await self.inner.update(ref, reply, key=key)
-
-    async def open_form(self, command: Command[Any, Any], form: Form) -> bool:
-        return False

@@ -47,6 +47,7 @@ from prompt_toolkit.utils import get_cwidth
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
+from bot.catalog import Catalog
 from bot.config import Settings
 from bot.console.completion import CommandCompleter
 from bot.console.mrkdwn import Fragment, Names, fragments, table_fragments
@@ -224,6 +225,7 @@ class Console:
     def __init__(
         self,
         dispatcher: Dispatcher,
+        catalog: Catalog,
         *,
         user: str = CONSOLE_USER,
         channel: str = CONSOLE_CHANNEL,
@@ -233,6 +235,7 @@ class Console:
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.dispatcher = dispatcher
+        self.catalog = catalog
         self.user = user
         self.channel = channel
         self.files_dir = files_dir
@@ -366,7 +369,7 @@ class Console:
             "Usage: `:sandbox <provider> drop|stall <seconds>|fail <status>|ok`, e.g. "
             "`:sandbox voipcloud drop` to lose the provider's answers."
         )
-        runtime = self.dispatcher.runtime(words[0]) if words else None
+        runtime = self.catalog.runtime(words[0]) if words else None
         if runtime is None or runtime.sandbox is None or len(words) < 2:
             self.note(usage)
             return False
@@ -591,11 +594,11 @@ class Console:
 
     async def interact(self, history: Path | None = None) -> int:
         """Read and run commands until Ctrl-D or a second Ctrl-C; returns the exit code (0)."""
-        commands = self.dispatcher.commands
+        commands = self.catalog.commands
         stored: History = MaskedHistory(history, lambda: commands) if history else InMemoryHistory()
         self._session = PromptSession(
             history=stored,
-            completer=CommandCompleter(lambda: self.dispatcher.commands),
+            completer=CommandCompleter(lambda: self.catalog.commands),
             complete_while_typing=False,
             key_bindings=self._bindings(),
             style=STYLE,
@@ -665,9 +668,9 @@ class Console:
             ("", "as someone else, `:sandbox voipcloud drop` to lose a provider's answers.\n"),
             ("", "↑ and Ctrl-R search history; Ctrl-C cancels; Ctrl-D leaves.\n"),
         ]
-        for runtime in self.dispatcher.runtimes:
+        for runtime in self.catalog.runtimes:
             lines.append(("", f"  {runtime.provider.title}: {mode[runtime.mode]}\n"))
-        if any(r.mode == "sandbox" for r in self.dispatcher.runtimes):
+        if any(r.mode == "sandbox" for r in self.catalog.runtimes):
             lines.append(("", "  `/billing status` lists sample ids to try in the sandboxes.\n"))
         if open_roles:
             lines.append(
@@ -917,7 +920,7 @@ async def run_console(settings: Settings, args: argparse.Namespace) -> int:
     runtime = await open_runtime(
         settings, system_surface=system_surface, use_sandboxes=True, open_console=True
     )
-    sandboxes = {r.provider.name: r.sandbox for r in runtime.dispatcher.runtimes if r.sandbox}
+    sandboxes = {r.provider.name: r.sandbox for r in runtime.catalog.runtimes if r.sandbox}
     if sandboxes and files.sandboxes.exists() and database_existed:
         try:
             load_state(files.sandboxes, sandboxes)
@@ -936,6 +939,7 @@ async def run_console(settings: Settings, args: argparse.Namespace) -> int:
     terminal = is_terminal(sys.stdin) and is_terminal(sys.stdout)
     console = Console(
         runtime.dispatcher,
+        runtime.catalog,
         user=args.user,
         channel=channel,
         files_dir=Path(args.files),
@@ -948,10 +952,8 @@ async def run_console(settings: Settings, args: argparse.Namespace) -> int:
         save()
         if args.one is not None:
             return await console.run_one(args.one)
-        console.banner(
-            open_roles=runtime.dispatcher.roles.open_console, own_channel=own_channel, notes=notes
-        )
-        await runtime.dispatcher.flow.sweep()
+        console.banner(open_roles=runtime.roles.open_console, own_channel=own_channel, notes=notes)
+        await runtime.flow.sweep()
         runtime.start_scheduler()
         if not terminal:
             return await console.read_lines(sys.stdin)

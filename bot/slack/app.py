@@ -1,22 +1,21 @@
-"""The Bolt AsyncApp: one listener per slash command, one for buttons, one for modals.
+"""The Bolt AsyncApp and its Web API client: the listeners of `bot.slack.listeners` put
+together, behind the middleware that bounds what comes in.
 
-Every listener acknowledges first and then hands the request to the dispatcher in a task of its
-own (`after_ack`), so Slack gets its 200 within milliseconds whatever the providers or Slack's
-own Web API do, and a failure after the ack is handled in one place.
+Every listener acknowledges first and then hands the request in (`Intake`, the dispatcher) in a
+task of its own, so Slack gets its 200 within milliseconds whatever the providers or Slack's own
+Web API do, and a failure after the ack is handled in one place (`AfterAck`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import gc
-import json
 import logging
 import re
-import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -25,15 +24,11 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import messages
 from bot.config import Settings
-from bot.dispatch import Dispatcher
 from bot.ops.metrics import Metrics
-from bot.slack.blocks import ACTION_PREFIX, form_values
-from bot.slack.home import build_home
+from bot.slack.blocks import ACTION_PREFIX
+from bot.slack.listeners import ButtonClick, FormSubmitted, HomeOpened, SlashCommand
 from bot.slack.outbox import Outbox
-from bot.slack.surface import SlackSurface
-from bot.surface import guarded
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +74,27 @@ def group_lookup(client: AsyncWebClient) -> Any:
     return members
 
 
-def build_app(settings: Settings, dispatcher: Dispatcher, outbox: Outbox) -> AsyncApp:
-    client = outbox.client
+@dataclass(frozen=True)
+class Listeners:
+    command: SlashCommand
+    button: ButtonClick
+    form: FormSubmitted
+    home: HomeOpened
+
+
+def build_app(
+    *,
+    settings: Settings,
+    outbox: Outbox,
+    slashes: Sequence[str],
+    listeners: Listeners,
+    middleware: Sequence[Callable[..., Awaitable[Any]]] = (),
+) -> AsyncApp:
+    """The Bolt app: `middleware` first (before any listener reads text), then one listener for
+    every slash command, one for buttons, one for modals and one for the App Home."""
     signing = settings.slack_signing_secret
     app = AsyncApp(
-        client=client,
+        client=outbox.client,
         signing_secret=signing.get_secret_value() if signing else None,
         request_verification_enabled=signing is not None,
         # Every listener acknowledges and hands its work to `after_ack` itself, so Bolt may run
@@ -92,93 +103,18 @@ def build_app(settings: Settings, dispatcher: Dispatcher, outbox: Outbox) -> Asy
         process_before_response=True,
         raise_error_for_unhandled_request=False,
     )
-    running: set[asyncio.Task[None]] = set()
-
-    def after_ack(work: Awaitable[Any], surface: SlackSurface | None) -> None:
-        """Run `work` once Slack has its 200. Whatever it raises is handled here, in one
-        place: logged with a reference, and the user told in one sentence."""
-
-        async def run() -> None:
-            try:
-                await work
-            except Exception:
-                reference = uuid.uuid4().hex[:8]
-                log.exception("a Slack request failed after its ack (reference %s)", reference)
-                if surface is not None:
-                    await guarded(surface).private(messages.failed_after_ack(reference))
-
-        task = asyncio.create_task(run())
-        running.add(task)
-        task.add_done_callback(running.discard)
-
-    def surface_of(body: dict[str, Any], channel: str, user: str) -> SlackSurface:
-        return SlackSurface(
-            outbox,
-            channel=channel,
-            user=user,
-            response_url=body.get("response_url"),
-            trigger_id=body.get("trigger_id"),
-        )
-
-    async def on_command(ack: AsyncAck, body: dict[str, Any]) -> None:
-        await ack()
-        channel, user = str(body.get("channel_id", "")), str(body.get("user_id", ""))
-        surface = surface_of(body, channel, user)
-        line = f"{body.get('command', '')} {body.get('text') or ''}"
-        after_ack(dispatcher.run(line, user=user, channel=channel, surface=surface), surface)
-
+    for step in middleware:
+        app.use(step)
     # One listener for every slash command: Bolt tries listeners in turn, each match building
     # its arguments afresh, so one pattern beats a listener per command.
-    slashes = "|".join(re.escape(slash) for slash in dispatcher.slashes)
-    app.command(re.compile(f"^/(?:{slashes})$"))(on_command)
-
-    @app.action(re.compile(f"^{re.escape(ACTION_PREFIX)}"))
-    async def on_button(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
-        await ack()
-        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
-            "channel_id", ""
-        )
-        user = str((body.get("user") or {}).get("id", ""))
-        surface = surface_of(body, channel, user)
-        value = str(action.get("value", ""))
-        after_ack(dispatcher.run(value, user=user, channel=channel, surface=surface), surface)
-
-    @app.view("form")
-    async def on_form(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
-        try:
-            meta = json.loads(view.get("private_metadata") or "{}")
-            path, channel = str(meta.get("path", "")), str(meta.get("channel", ""))
-            user = str(body["user"]["id"])
-            values = form_values(view["state"]["values"])
-            command, errors = await dispatcher.check_form(path, values, user=user, channel=channel)
-        except Exception:
-            # The modal must still close or show errors; the failure is logged with a reference.
-            reference = uuid.uuid4().hex[:8]
-            log.exception("a form could not be checked (reference %s)", reference)
-            await ack(response_action="errors", errors={"_": messages.failed_after_ack(reference)})
-            return
-        if errors or command is None:
-            await ack(response_action="errors", errors=errors)
-            return
-        await ack()
-        surface = SlackSurface(outbox, channel=channel, user=user)
-        work = dispatcher.run_values(command, values, user=user, channel=channel, surface=surface)
-        after_ack(work, surface)
-
-    @app.event("app_home_opened")
-    async def on_home(ack: AsyncAck, event: dict[str, Any]) -> None:
-        await ack()
-        if event.get("tab", "home") != "home":
-            return
-        user = str(event["user"])
-
-        async def publish() -> None:
-            await client.views_publish(user_id=user, view=await build_home(dispatcher, user))
-
-        after_ack(publish(), None)
-
-    @app.error
-    async def on_error(error: Exception, body: dict[str, Any]) -> None:
-        log.error("unhandled %s while handling a Slack request", type(error).__name__)
-
+    pattern = "|".join(re.escape(slash) for slash in slashes)
+    app.command(re.compile(f"^/(?:{pattern})$"))(listeners.command)
+    app.action(re.compile(f"^{re.escape(ACTION_PREFIX)}"))(listeners.button)
+    app.view("form")(listeners.form)
+    app.event("app_home_opened")(listeners.home)
+    app.error(on_error)
     return app
+
+
+async def on_error(error: Exception, body: dict[str, Any]) -> None:
+    log.error("unhandled %s while handling a Slack request", type(error).__name__)

@@ -1,23 +1,21 @@
 """The App Home tab: what the viewing user can act on, what is scheduled, what they ran.
 
-`home_view` is a pure builder (tested without Slack); `publish_home` gathers its inputs.
+`home_view` is a pure builder (tested without Slack); `bot.slack.listeners.HomeOpened` gathers
+its inputs and publishes it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.approvals.state import Approval
 from bot.messages import when
-from bot.schedules.engine import Schedule
+from bot.schedules.store import Schedule
 from bot.slack.blocks import ACTION_PREFIX
 from commands.base import Role
 from commands.secrets import redact
-
-if TYPE_CHECKING:
-    from bot.dispatch import Dispatcher
 
 MAX_HOME_BLOCKS = 100
 SHOWN = 10
@@ -119,16 +117,3 @@ def _button(label: str, command: str, index: int, style: str) -> dict[str, Any]:
         "value": command,
         "style": style,
     }
-
-
-async def build_home(dispatcher: Dispatcher, user: str) -> dict[str, Any]:
-    scheduler = dispatcher.scheduler
-    return home_view(
-        user=user,
-        role=await dispatcher.roles.role_of(user),
-        approvals=await dispatcher.approvals.open(),
-        schedules=await scheduler.all() if scheduler else [],
-        recent=await dispatcher.audit.recent(SHOWN, user=user),
-        tz=dispatcher.settings.tz,
-        unknown=await dispatcher.approvals.unresolved(),
-    )

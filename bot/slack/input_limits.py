@@ -5,8 +5,8 @@ and typed command text.
 and counting while it streams, for chunked or lying bodies); `malformed` says why Bolt could not
 read a body (bytes that are not UTF-8, a `payload` or JSON body that is not an object, a
 timestamp that is not a number), so such requests get a 400 instead of a traceback;
-`text_refusal` is the one sentence for command text over Slack's limit, checked before the text
-is split into words (splitting a megabyte of quoted words takes seconds of the event loop).
+`commands.grammar.text_refusal` is the one sentence for command text over Slack's limit, checked
+before the text is split into words (splitting a megabyte of quoted words takes seconds).
 `refuse_long_command_text` applies it to slash commands as a Bolt middleware.
 """
 
@@ -22,17 +22,13 @@ from slack_bolt.request.internals import parse_body
 from slack_bolt.response import BoltResponse
 from starlette.requests import Request
 
+from commands.grammar import text_refusal
+
 log = logging.getLogger(__name__)
 
 # Slack's own requests are a few kilobytes (a modal submission with every field filled is the
 # largest); 1 MB is generous and still small enough to hold while checking a signature.
 MAX_BODY_BYTES = 1_000_000
-
-# Slack's slash-command documentation (https://api.slack.com/interactivity/slash-commands) names
-# no maximum length for `text`, and none could be found elsewhere in its documents: 4,000
-# characters is a chosen limit (Slack's advice for message text, chat.postMessage "Truncating
-# content"), far above any command line this bot takes.
-MAX_COMMAND_TEXT = 4_000
 
 # Slack sends Unix seconds; anything but a few ASCII digits makes slack_sdk's signature check
 # (`int(timestamp)`) raise instead of answering False.
@@ -77,16 +73,6 @@ def malformed(headers: Mapping[str, str], body: bytes) -> str | None:
     if not isinstance(parsed, dict):
         return f"the body or its payload is JSON {type(parsed).__name__}, not an object"
     return None
-
-
-def text_refusal(text: str) -> str | None:
-    """The sentence refusing command text longer than Slack sends, or None when it fits."""
-    if len(text) <= MAX_COMMAND_TEXT:
-        return None
-    return (
-        f"That command is too long: Slack sends at most {MAX_COMMAND_TEXT:,} characters after "
-        f"the command name, and this one has {len(text):,}."
-    )
 
 
 async def refuse_long_command_text(

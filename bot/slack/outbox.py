@@ -26,10 +26,10 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import httpx
@@ -73,8 +73,27 @@ TRANSIENT_ERRORS = {
 RESPONSE_URL_USES = 5
 RESPONSE_URL_LIFETIME = timedelta(minutes=30)
 
-Posted = Callable[[str, MessageRef], Awaitable[None]]
-Locate = Callable[[str], Awaitable[MessageRef | None]]
+
+class Places(Protocol):
+    """Where a keyed message is remembered besides the outbox (an approval card on its row)."""
+
+    async def posted(self, key: str, ref: MessageRef) -> None:
+        """The message `key` names landed at `ref` (it may have been posted late)."""
+        ...
+
+    async def locate(self, key: str) -> MessageRef | None:
+        """Where the message `key` names is, for messages posted before the outbox kept keys."""
+        ...
+
+
+class NoPlaces:
+    """Nothing is remembered elsewhere."""
+
+    async def posted(self, key: str, ref: MessageRef) -> None:
+        return None
+
+    async def locate(self, key: str) -> MessageRef | None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -149,6 +168,7 @@ class Outbox:
         engine: AsyncEngine,
         client: AsyncWebClient,
         *,
+        places: Places | None = None,
         http: httpx.AsyncClient | None = None,
         clock: Callable[[], datetime] = utcnow,
         max_attempts: int = 12,
@@ -171,8 +191,7 @@ class Outbox:
         self.clock = clock
         self.max_attempts = max_attempts
         self.lease = lease
-        self.on_posted: Posted | None = None
-        self.locate: Locate | None = None
+        self.places = places or NoPlaces()
         self._wake = asyncio.Event()
 
     # --- what surfaces hand in -------------------------------------------------------------
@@ -293,9 +312,9 @@ class Outbox:
             await self._failed(row, exc)
             return None
         await self._finish(row, DONE, ref)
-        if row.method == POST and row.key and ref is not None and self.on_posted is not None:
+        if row.method == POST and row.key and ref is not None:
             try:
-                await self.on_posted(row.key, ref)
+                await self.places.posted(row.key, ref)
             except Exception:
                 log.exception("recording where %s landed failed", row.key)
         if row.key:
@@ -547,7 +566,7 @@ class Outbox:
             found = (await conn.execute(query)).first()
         if found is not None:
             return str(found[0]) if found[0] else None
-        if self.locate is not None and (ref := await self.locate(key)) is not None:
+        if (ref := await self.places.locate(key)) is not None:
             return ref.ts
         return None
 

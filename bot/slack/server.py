@@ -30,8 +30,8 @@ from starlette.routing import Route
 from bot.config import Settings
 from bot.ops.health import database_problem
 from bot.ops.metrics import Metrics, endpoint
-from bot.runtime import Runtime, open_runtime
-from bot.slack.app import build_app, group_lookup, settle_heap, web_client
+from bot.runtime import Runtime, open_runtime, slack_app
+from bot.slack.app import group_lookup, settle_heap, web_client
 from bot.slack.input_limits import (
     MAX_BODY_BYTES,
     BodyTooLarge,
@@ -109,14 +109,10 @@ def build_web(
             **options,  # type: ignore[arg-type]
         )
         state["runtime"] = runtime
-        assert runtime.outbox is not None
-        state["handler"] = AsyncSlackRequestHandler(
-            build_app(settings, runtime.dispatcher, runtime.outbox)
-        )
+        # The text limit comes first, before any listener parses text.
+        bolt = slack_app(runtime, middleware=[refuse_long_command_text])
+        state["handler"] = AsyncSlackRequestHandler(bolt)
         runtime.start_deliveries()
-        handler = state["handler"]
-        assert isinstance(handler, AsyncSlackRequestHandler)
-        handler.app.use(refuse_long_command_text)  # before the listeners parse any text
         runtime.start_sweeper(sweep_every)
         runtime.start_scheduler()
         if freeze_heap:

@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -58,12 +58,26 @@ Listener = Callable[[Entry, int | None], None]
 
 
 class AuditLog:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, listeners: Sequence[Listener] = ()) -> None:
         self.engine = engine
-        self.listeners: list[Listener] = []
+        self.listeners = tuple(listeners)
 
-    def listen(self, listener: Listener) -> None:
-        self.listeners.append(listener)
+    async def invalid(
+        self, name: str, args: dict[str, str], user: str, channel: str, detail: str
+    ) -> None:
+        """Input that was refused before anything ran (`name` is the command, `/slash …`)."""
+        await self.record(
+            Entry(
+                user_id=user,
+                channel=channel,
+                command=name,
+                args=args,
+                decision="invalid",
+                outcome="rejected input",
+                detail=detail,
+                provider=name.removeprefix("/").split(" ")[0],
+            )
+        )
 
     async def record(self, entry: Entry, *, at: datetime | None = None) -> None:
         row = {

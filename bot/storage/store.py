@@ -261,24 +261,30 @@ STORED_PREFIX = "stored:"
 MAX_BUTTON_VALUE = 2000
 
 
-async def store_command(engine: AsyncEngine, command: str) -> str:
-    """A short stand-in for a button command longer than Slack lets a button carry."""
-    async with engine.begin() as conn:
-        result = await conn.execute(
-            stored_commands.insert().values(command=command, created_at=utcnow())
-        )
-    key = result.inserted_primary_key[0] if result.inserted_primary_key else None
-    return f"{STORED_PREFIX}{key}"
+class StoredCommands:
+    """Button commands longer than Slack lets a button carry (2,000 characters) are kept here,
+    and the button carries `stored:<id>` instead."""
 
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
 
-async def load_command(engine: AsyncEngine, reference: str) -> str | None:
-    key = reference.removeprefix(STORED_PREFIX)
-    if not key.isdigit():
-        return None
-    async with engine.connect() as conn:
-        found = (
-            await conn.execute(
-                sa.select(stored_commands.c.command).where(stored_commands.c.id == int(key))
+    async def store(self, command: str) -> str:
+        """A short stand-in for `command`."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                stored_commands.insert().values(command=command, created_at=utcnow())
             )
-        ).scalar()
-    return str(found) if found is not None else None
+        key = result.inserted_primary_key[0] if result.inserted_primary_key else None
+        return f"{STORED_PREFIX}{key}"
+
+    async def load(self, reference: str) -> str | None:
+        key = reference.removeprefix(STORED_PREFIX)
+        if not key.isdigit():
+            return None
+        async with self.engine.connect() as conn:
+            found = (
+                await conn.execute(
+                    sa.select(stored_commands.c.command).where(stored_commands.c.id == int(key))
+                )
+            ).scalar()
+        return str(found) if found is not None else None

@@ -23,7 +23,6 @@ from pydantic import Field, SecretStr
 
 from bot.approvals.state import Status
 from bot.config import Settings
-from bot.dispatch import Dispatcher
 from bot.runtime import Runtime, open_providers, open_runtime
 from bot.storage import store
 from bot.storage.store import approvals, audit, utcnow
@@ -51,19 +50,19 @@ def card_text(reply: Reply) -> str:
     return "\n".join([reply.text, *reply.sections, *(f"{k} {v}" for k, v in reply.fields)])
 
 
-async def rows_of(dispatcher: Dispatcher, table: sa.Table) -> list[dict[str, Any]]:
-    async with dispatcher.engine.connect() as conn:
+async def rows_of(runtime: Runtime, table: sa.Table) -> list[dict[str, Any]]:
+    async with runtime.engine.connect() as conn:
         result = await conn.execute(sa.select(table).order_by(table.c.id))
         return [dict(r) for r in result.mappings()]
 
 
 async def test_free_text_that_looks_like_an_option_moves_what_the_card_shows(
-    dispatcher: Dispatcher,
+    runtime: Runtime,
 ) -> None:
-    sandbox = sandbox_of(dispatcher, "voipcloud")
+    sandbox = sandbox_of(runtime, "voipcloud")
     before = sandbox.customers["10023"].ledger.balance()
     requester = RecordingSurface(user="U1")
-    assert await dispatcher.run(MOVE, user="U1", channel="C1", surface=requester)
+    assert await runtime.dispatcher.run(MOVE, user="U1", channel="C1", surface=requester)
     [card] = requester.sent
     shown = card_text(card)
     assert "partner → customer 10023: 5.00" in shown
@@ -72,7 +71,9 @@ async def test_free_text_that_looks_like_an_option_moves_what_the_card_shows(
     assert [r for r in sandbox.control.requests if r.method == "PUT"] == []
 
     approver = RecordingSurface(user="U2")
-    assert await dispatcher.run("/billing approve 1", user="U2", channel="C1", surface=approver)
+    assert await runtime.dispatcher.run(
+        "/billing approve 1", user="U2", channel="C1", surface=approver
+    )
 
     [put] = [r for r in sandbox.control.requests if r.method == "PUT"]
     sent = form_of(put)
@@ -80,7 +81,7 @@ async def test_free_text_that_looks_like_an_option_moves_what_the_card_shows(
     assert sent["amount"] == "5.00"
     assert sent["description"] == "amount=5000"
     assert sandbox.customers["10023"].ledger.balance() - before == 5
-    [row] = await rows_of(dispatcher, approvals)
+    [row] = await rows_of(runtime, approvals)
     assert row["status"] == "done"
     assert json.loads(row["args"]) == {
         "account": "10023",
@@ -98,15 +99,15 @@ async def test_free_text_that_looks_like_an_option_moves_what_the_card_shows(
     ],
 )
 async def test_move_funds_through_approval_sends_exactly_the_approved_values(
-    dispatcher: Dispatcher, typed: str, account: str, amount: str, description: str | None
+    runtime: Runtime, typed: str, account: str, amount: str, description: str | None
 ) -> None:
-    sandbox = sandbox_of(dispatcher, "voipcloud")
+    sandbox = sandbox_of(runtime, "voipcloud")
     requester = RecordingSurface(user="U1")
-    assert await dispatcher.run(
+    assert await runtime.dispatcher.run(
         f"/voipcloud move-funds {typed}", user="U1", channel="C1", surface=requester
     )
     [card] = requester.sent
-    [row] = await rows_of(dispatcher, approvals)
+    [row] = await rows_of(runtime, approvals)
     stored = json.loads(row["args"])
     assert stored["account"] == account and stored["amount"] == amount
     # The card is drawn from the stored values: what it says is what is sent.
@@ -114,7 +115,9 @@ async def test_move_funds_through_approval_sends_exactly_the_approved_values(
     assert f"Description: {stored['description']}" in card_text(card)
 
     approver = RecordingSurface(user="U3")
-    assert await dispatcher.run("/billing approve 1", user="U3", channel="C1", surface=approver)
+    assert await runtime.dispatcher.run(
+        "/billing approve 1", user="U3", channel="C1", surface=approver
+    )
     [put] = [r for r in sandbox.control.requests if r.method == "PUT"]
     sent = form_of(put)
     assert sent["account_number"] == account
@@ -125,50 +128,52 @@ async def test_move_funds_through_approval_sends_exactly_the_approved_values(
 
 
 async def test_smsc_invoice_create_through_approval_sends_the_shown_user_and_sum(
-    dispatcher: Dispatcher,
+    runtime: Runtime,
 ) -> None:
-    sandbox = sandbox_of(dispatcher, "smsc")
+    sandbox = sandbox_of(runtime, "smsc")
     user = next(iter(sandbox.sub_clients.values()))
     requester = RecordingSurface(user="U1")
     line = f'/smsc invoice create {user} 1500.50 service="sum=99999 user=other"'
-    assert await dispatcher.run(line, user="U1", channel="C1", surface=requester)
+    assert await runtime.dispatcher.run(line, user="U1", channel="C1", surface=requester)
     [card] = requester.sent
     assert "1500.50" in card_text(card) and "99999.00" not in card_text(card)
     assert sandbox.control.requests == []
 
     approver = RecordingSurface(user="U2")
-    assert await dispatcher.run("/billing approve 1", user="U2", channel="C1", surface=approver)
+    assert await runtime.dispatcher.run(
+        "/billing approve 1", user="U2", channel="C1", surface=approver
+    )
     [create] = [r for r in sandbox.control.requests if "sum" in r.query or b"sum=" in r.body]
     params = create.query or {k: v[0] for k, v in parse_qs(create.body.decode()).items()}
     assert params["user"] == user
     assert params["sum"] == "1500.50"
     assert params["service"] == "sum=99999 user=other"
-    [row] = await rows_of(dispatcher, approvals)
+    [row] = await rows_of(runtime, approvals)
     assert row["status"] == "done"
 
 
 async def test_a_stored_request_that_no_longer_validates_fails_with_nothing_sent(
-    dispatcher: Dispatcher,
+    runtime: Runtime,
 ) -> None:
-    sandbox = sandbox_of(dispatcher, "voipcloud")
+    sandbox = sandbox_of(runtime, "voipcloud")
     requester = RecordingSurface(user="U1")
-    assert await dispatcher.run(
+    assert await runtime.dispatcher.run(
         "/voipcloud move-funds 10023 5.00 top-up", user="U1", channel="C1", surface=requester
     )
     bad = {"account": "10023", "amount": "five", "description": "top-up"}
-    async with dispatcher.engine.begin() as conn:
+    async with runtime.engine.begin() as conn:
         await conn.execute(approvals.update().values(args=json.dumps(bad)))
 
     approver = RecordingSurface(user="U2")
-    await dispatcher.run("/billing approve 1", user="U2", channel="C1", surface=approver)
+    await runtime.dispatcher.run("/billing approve 1", user="U2", channel="C1", surface=approver)
 
     assert [r for r in sandbox.control.requests if r.method == "PUT"] == []
-    [row] = await rows_of(dispatcher, approvals)
+    [row] = await rows_of(runtime, approvals)
     assert row["status"] == "failed"
     assert "no longer validate" in row["outcome"]
     final = approver.updates[-1][1] if approver.updates else requester.updates[-1][1]
     assert "failed" in final.text and "no longer validate" in card_text(final)
-    decisions = [(r["decision"], r["outcome"]) for r in await rows_of(dispatcher, audit)]
+    decisions = [(r["decision"], r["outcome"]) for r in await rows_of(runtime, audit)]
     assert ("not run", "failed") in decisions
 
 
@@ -214,7 +219,7 @@ async def test_a_request_whose_arguments_cannot_be_stored_exactly_is_refused(
             "`/vault rotate` cannot be put up for approval: its arguments cannot be stored "
             "exactly as given. Nothing was requested."
         ]
-        assert await rows_of(runtime.dispatcher, approvals) == []
+        assert await rows_of(runtime, approvals) == []
     finally:
         await runtime.close()
 
@@ -226,7 +231,7 @@ async def _check(client: object) -> str:
 async def _runtime_with(
     make_settings: Callable[..., Settings], database_url: str, provider: Provider[Any, Any]
 ) -> Runtime:
-    from bot.dispatch import ProviderRuntime
+    from bot.catalog import ProviderRuntime
 
     if not database_url.startswith("sqlite"):
         await store.upgrade(database_url)
@@ -280,14 +285,15 @@ async def test_a_request_stored_before_the_migration_runs_what_its_card_showed(
         runtimes=open_providers(use_sandboxes=True),
     )
     try:
-        dispatcher = runtime.dispatcher
-        sandbox = sandbox_of(dispatcher, "voipcloud")
+        sandbox = sandbox_of(runtime, "voipcloud")
         approver = RecordingSurface(user="U2")
-        assert await dispatcher.run("/billing approve 1", user="U2", channel="C1", surface=approver)
+        assert await runtime.dispatcher.run(
+            "/billing approve 1", user="U2", channel="C1", surface=approver
+        )
         [put] = [r for r in sandbox.control.requests if r.method == "PUT"]
         sent = form_of(put)
         assert (sent["amount"], sent["description"]) == ("5.00", "amount=5000")
-        [row] = await rows_of(dispatcher, approvals)
+        [row] = await rows_of(runtime, approvals)
         assert row["status"] == Status.DONE.value
     finally:
         await runtime.close()

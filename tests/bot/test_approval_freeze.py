@@ -49,7 +49,7 @@ async def clock_and_runtime(
         return surfaces.setdefault(channel, RecordingSurface(channel=channel, user=""))
 
     runtime = await open_runtime(
-        make_settings(approval_ttl_hours=24),
+        make_settings(approval_ttl_hours=24, billing_channel="C0BILLING"),
         system_surface=system_surface,
         runtimes=open_providers(use_sandboxes=True),
         working_after=5.0,
@@ -62,12 +62,12 @@ async def clock_and_runtime(
 
 
 def activeplatform(runtime: Runtime) -> ActivePlatformSandbox:
-    sandbox: ActivePlatformSandbox = sandbox_of(runtime.dispatcher, "activeplatform")
+    sandbox: ActivePlatformSandbox = sandbox_of(runtime, "activeplatform")
     return sandbox
 
 
 async def stored_requests(runtime: Runtime) -> list[dict[str, Any]]:
-    async with runtime.dispatcher.engine.connect() as conn:
+    async with runtime.engine.connect() as conn:
         rows = (await conn.execute(sa.select(approvals))).mappings().all()
     return [dict(r) for r in rows]
 
@@ -76,12 +76,11 @@ async def test_last_month_requested_on_30_november_notifies_october_after_midnig
     clock_and_runtime: tuple[Clock, Runtime],
 ) -> None:
     clock, runtime = clock_and_runtime
-    dispatcher = runtime.dispatcher
     sandbox = activeplatform(runtime)
     listed = [a.id for a in sandbox.accounts["1"]]
 
     requester = RecordingSurface(user="U1")
-    assert await dispatcher.run(
+    assert await runtime.dispatcher.run(
         "/activeplatform notify-closing last-month", user="U1", channel="C1", surface=requester
     )
     # Only reads so far: the accounts were listed (every page) to fix the list.
@@ -110,7 +109,9 @@ async def test_last_month_requested_on_30_november_notifies_october_after_midnig
 
     clock.now = REQUESTED + timedelta(hours=1, minutes=30)  # 1 December, 00:30
     approver = RecordingSurface(user="U2")
-    assert await dispatcher.run("/billing approve 1", user="U2", channel="C1", surface=approver)
+    assert await runtime.dispatcher.run(
+        "/billing approve 1", user="U2", channel="C1", surface=approver
+    )
     assert approver.updates[-1][1].text.startswith("✅ #1 *done*")
 
     assert sandbox.notifications, "the approved request ran"
@@ -175,7 +176,7 @@ async def test_no_reseller_given_and_none_configured_is_refused_before_any_call(
     clock_and_runtime: tuple[Clock, Runtime],
 ) -> None:
     _, runtime = clock_and_runtime
-    provider = runtime.dispatcher.runtime("activeplatform")
+    provider = runtime.catalog.runtime("activeplatform")
     assert provider is not None and provider.client is not None
     provider.client.default_reseller = None
     surface = RecordingSurface(user="U1")
@@ -210,7 +211,7 @@ async def test_a_failed_listing_puts_nothing_up_for_approval(
     assert surface.sent == []
     assert {r.method for r in sandbox.control.requests} == {"GET"}
     assert await stored_requests(runtime) == []
-    async with runtime.dispatcher.engine.connect() as conn:
+    async with runtime.engine.connect() as conn:
         decisions = (await conn.execute(sa.select(audit.c.decision))).scalars().all()
     assert decisions == ["not requested"]
 
@@ -219,8 +220,6 @@ async def test_the_closing_reminder_proposes_concrete_values_and_they_run(
     clock_and_runtime: tuple[Clock, Runtime],
 ) -> None:
     clock, runtime = clock_and_runtime
-    dispatcher = runtime.dispatcher
-    dispatcher.settings = dispatcher.settings.model_copy(update={"billing_channel": "C0BILLING"})
     sandbox = activeplatform(runtime)
     listed = [a.id for a in sandbox.accounts["2"]]
     admin = RecordingSurface(user="U0ADMIN", channel="C0BILLING")
@@ -228,8 +227,10 @@ async def test_the_closing_reminder_proposes_concrete_values_and_they_run(
         '/billing schedule add closing-reminder "0 9 1 * *" reseller=2',
         "/billing schedule run 1",
     ):
-        assert await dispatcher.run(line, user="U0ADMIN", channel="C0BILLING", surface=admin)
-    card = dispatcher.system_surface("C0BILLING").sent[-1]  # type: ignore[attr-defined]
+        assert await runtime.dispatcher.run(
+            line, user="U0ADMIN", channel="C0BILLING", surface=admin
+        )
+    card = runtime.system_surface("C0BILLING").sent[-1]  # type: ignore[attr-defined]
     assert card.text == f"Closing documents for October 2026: {len(listed)} accounts of reseller 2"
     shown = "\n".join(card.sections)
     assert "*2026-10* (2026-10-01..2026-10-31)" in shown
@@ -239,7 +240,7 @@ async def test_the_closing_reminder_proposes_concrete_values_and_they_run(
 
     clock.now = REQUESTED + timedelta(hours=2)  # 1 December, within the 24 h TTL
     approver = RecordingSurface(user="U2", channel="C0BILLING")
-    assert await dispatcher.run(
+    assert await runtime.dispatcher.run(
         "/billing approve 1", user="U2", channel="C0BILLING", surface=approver
     )
     assert [i for n in sandbox.notifications for i in n.account_ids] == listed
@@ -247,7 +248,7 @@ async def test_the_closing_reminder_proposes_concrete_values_and_they_run(
         (date(2026, 10, 1), date(2026, 10, 31))
     }
     # The story of the request, in order, each row by whoever made that step.
-    async with dispatcher.engine.connect() as conn:
+    async with runtime.engine.connect() as conn:
         story = (
             await conn.execute(
                 sa.select(audit.c.user_id, audit.c.decision)

@@ -34,7 +34,12 @@ def console_for(
 ) -> tuple[Console, io.StringIO]:
     out = io.StringIO()
     console = Console(
-        runtime.dispatcher, user=user, channel=channel, files_dir=tmp_path / "files", out=out
+        runtime.dispatcher,
+        runtime.catalog,
+        user=user,
+        channel=channel,
+        files_dir=tmp_path / "files",
+        out=out,
     )
     return console, out
 
@@ -85,7 +90,7 @@ async def test_bad_input_and_unknown_lines_fail(runtime: Runtime, tmp_path: Path
     assert "Type a slash command such as /billing help, or a button number." in out.getvalue()
     assert not await console.handle("9")
     assert "There is no button [9]." in out.getvalue()
-    assert sandbox_of(runtime.dispatcher, "smsc").control.requests == []
+    assert sandbox_of(runtime, "smsc").control.requests == []
 
 
 async def test_as_takes_only_a_slack_user_id(runtime: Runtime, tmp_path: Path) -> None:
@@ -176,7 +181,7 @@ async def test_cancelling_a_command_stops_the_work_it_started(
     runtime: Runtime, tmp_path: Path
 ) -> None:
     console, out = console_for(runtime, tmp_path)
-    runtime_ix = runtime.dispatcher.runtime("invoicexpress")
+    runtime_ix = runtime.catalog.runtime("invoicexpress")
     assert runtime_ix is not None
     reached, unwound = stop_in(runtime_ix.client, "sequences")
 
@@ -195,20 +200,20 @@ async def test_a_request_cancelled_before_it_was_shown_is_withdrawn(
     runtime: Runtime, tmp_path: Path
 ) -> None:
     console, out = console_for(runtime, tmp_path)
-    reached, _ = stop_in(runtime.dispatcher.approvals, "create")
+    reached, _ = stop_in(runtime.approvals, "create")
 
     task = console.start("/invoicexpress sequence create 2027")
     await reached.wait()  # the request is in the database, its card not shown yet
     console.cancel()
     assert await task is None
 
-    assert await runtime.dispatcher.approvals.open() == []
-    row = await runtime.dispatcher.approvals.get(1)
+    assert await runtime.approvals.open() == []
+    row = await runtime.approvals.get(1)
     assert row is not None and row.status is Status.REJECTED
     assert row.reason == "cancelled before the request was complete"
     assert "Approval request #1 withdrawn: the command was cancelled." in out.getvalue()
     assert "Approve" not in out.getvalue()
-    audit = await runtime.dispatcher.audit.recent(5)
+    audit = await runtime.audit.recent(5)
     assert audit[0]["decision"] == "withdrawn" and audit[0]["outcome"] == "not run"
 
 
@@ -217,7 +222,7 @@ async def test_an_approval_cancelled_while_it_runs_ends_unknown_and_is_not_rerun
 ) -> None:
     console, out = console_for(runtime, tmp_path)
     assert await console.handle("/invoicexpress sequence create 2027")
-    runtime_ix = runtime.dispatcher.runtime("invoicexpress")
+    runtime_ix = runtime.catalog.runtime("invoicexpress")
     assert runtime_ix is not None
     reached, _ = stop_in(runtime_ix.client, "create_sequence")
     assert await console.handle(":as U2")
@@ -227,7 +232,7 @@ async def test_an_approval_cancelled_while_it_runs_ends_unknown_and_is_not_rerun
     console.cancel()
     assert await task is None
 
-    row = await runtime.dispatcher.approvals.get(1)
+    row = await runtime.approvals.get(1)
     assert row is not None and row.status is Status.UNKNOWN
     assert "Approval #1 was cancelled while it ran, so its outcome is unknown" in out.getvalue()
     assert not await console.handle("1")
@@ -238,7 +243,7 @@ async def test_an_approval_cancelled_while_it_runs_ends_unknown_and_is_not_rerun
 
 
 def completions(runtime: Runtime, text: str) -> list[str]:
-    completer = CommandCompleter(lambda: runtime.dispatcher.commands)
+    completer = CommandCompleter(lambda: runtime.catalog.commands)
     found = completer.get_completions(Document(text), CompleteEvent(completion_requested=True))
     return [text[: len(text) + c.start_position] + c.text for c in found]
 
@@ -281,7 +286,7 @@ def test_console_files_are_named_after_the_database(tmp_path: Path) -> None:
 
 async def test_the_history_file_keeps_no_typed_secret(runtime: Runtime, tmp_path: Path) -> None:
     path = tmp_path / "billing-bot.history"
-    history = MaskedHistory(path, lambda: runtime.dispatcher.commands)
+    history = MaskedHistory(path, lambda: runtime.catalog.commands)
     history.append_string(
         "/invoicexpress at-communication subuser=123456789/3 password='hunter 2' "
         "communication_type=auto"

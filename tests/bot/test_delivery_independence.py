@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bot.dispatch import Dispatcher
+from bot.runtime import Runtime
 from bot.slack.outbox import backoff, classify
 from bot.storage.store import approvals, audit
 from bot.surface import MessageRef
@@ -47,8 +47,8 @@ class Broken(RecordingSurface):
             raise RuntimeError("chat.update answered 429")
 
 
-async def rows(dispatcher: Dispatcher, table: sa.Table) -> list[dict[str, Any]]:
-    async with dispatcher.engine.connect() as conn:
+async def rows(runtime: Runtime, table: sa.Table) -> list[dict[str, Any]]:
+    async with runtime.engine.connect() as conn:
         return [dict(r) for r in (await conn.execute(sa.select(table))).mappings()]
 
 
@@ -56,20 +56,20 @@ async def rows(dispatcher: Dispatcher, table: sa.Table) -> list[dict[str, Any]]:
     "failing", [("send",), ("update",), ("private",), ("send", "update", "private")]
 )
 async def test_an_approved_move_runs_once_and_is_audited_whatever_the_surface_does(
-    dispatcher: Dispatcher, failing: tuple[str, ...]
+    runtime: Runtime, failing: tuple[str, ...]
 ) -> None:
-    sandbox = sandbox_of(dispatcher, "voipcloud")
+    sandbox = sandbox_of(runtime, "voipcloud")
     requester = RecordingSurface(user="U1")
-    assert await dispatcher.run(
+    assert await runtime.dispatcher.run(
         "/voipcloud move-funds 10023 8.00 x", user="U1", channel="C1", surface=requester
     )
     approver = Broken(*failing, user="U2")
-    await dispatcher.run("/billing approve 1", user="U2", channel="C1", surface=approver)
+    await runtime.dispatcher.run("/billing approve 1", user="U2", channel="C1", surface=approver)
 
     assert len([r for r in sandbox.control.requests if r.method == "PUT"]) == 1
-    [row] = await rows(dispatcher, approvals)
+    [row] = await rows(runtime, approvals)
     assert row["status"] == "done"  # not executing, not unknown
-    story = [(r["user_id"], r["decision"], r["outcome"]) for r in await rows(dispatcher, audit)]
+    story = [(r["user_id"], r["decision"], r["outcome"]) for r in await rows(runtime, audit)]
     for step in [("U1", "requested", "pending"), ("U2", "approved", "executing")]:
         assert step in story
     assert ("U2", "executed", "done") in story
@@ -79,36 +79,38 @@ async def test_an_approved_move_runs_once_and_is_audited_whatever_the_surface_do
 
 
 async def test_a_failing_working_note_does_not_turn_a_result_into_unknown(
-    dispatcher: Dispatcher,
+    runtime: Runtime,
 ) -> None:
     """The "⏳ Working…" note fails while the provider is slow; the answer still counts."""
-    sandbox = sandbox_of(dispatcher, "voipcloud")
-    dispatcher.working_after = 0.0  # the note goes out at once
+    sandbox = sandbox_of(runtime, "voipcloud")
+    runtime.executor.working_after = 0.0  # the note goes out at once
     requester = RecordingSurface(user="U1")
-    await dispatcher.run(
+    await runtime.dispatcher.run(
         "/voipcloud move-funds 10023 8.00 x", user="U1", channel="C1", surface=requester
     )
     sandbox.control.hold()
     approver = Broken("private", user="U2")
     click = asyncio.ensure_future(
-        dispatcher.run("/billing approve 1", user="U2", channel="C1", surface=approver)
+        runtime.dispatcher.run("/billing approve 1", user="U2", channel="C1", surface=approver)
     )
     await sandbox.control.wait_held()
     sandbox.control.release()
     await click
 
-    [row] = await rows(dispatcher, approvals)
+    [row] = await rows(runtime, approvals)
     assert row["status"] == "done"
     assert any("Working on" in text for text in approver.privates)
     assert any(r.text.startswith("Funds moved") for r in approver.sent)
 
 
 async def test_a_read_is_audited_even_when_its_reply_cannot_be_shown(
-    dispatcher: Dispatcher,
+    runtime: Runtime,
 ) -> None:
     surface = Broken("send", user="U0VIEWER")
-    await dispatcher.run("/voipcloud balance 10023", user="U0VIEWER", channel="C1", surface=surface)
-    story = [(r["command"], r["decision"], r["outcome"]) for r in await rows(dispatcher, audit)]
+    await runtime.dispatcher.run(
+        "/voipcloud balance 10023", user="U0VIEWER", channel="C1", surface=surface
+    )
+    story = [(r["command"], r["decision"], r["outcome"]) for r in await rows(runtime, audit)]
     assert ("/voipcloud balance", "ran", "done") in story
 
 

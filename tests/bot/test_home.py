@@ -8,7 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.approvals.state import Approval, Status
-from bot.schedules.engine import Schedule
+from bot.schedules.store import Schedule
 from bot.slack.home import MAX_HOME_BLOCKS, home_view
 from commands.base import Role
 

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from bot.billing import billing_provider
-from bot.dispatch import Dispatcher
+from bot.runtime import Runtime
 from bot.storage.store import approvals, schedules
 from commands import grammar
 from commands.base import Command
@@ -62,13 +62,13 @@ def refused_by_the_grammar(command: Command[Any, Any], text: str) -> bool:
     return False
 
 
-async def count(dispatcher: Dispatcher, table: sa.Table) -> int:
-    async with dispatcher.engine.connect() as conn:
+async def count(runtime: Runtime, table: sa.Table) -> int:
+    async with runtime.engine.connect() as conn:
         return int((await conn.execute(sa.select(sa.func.count()).select_from(table))).scalar_one())
 
 
-def provider_calls(dispatcher: Dispatcher) -> int:
-    return sum(len(sandbox_of(dispatcher, p.name).control.requests) for p in PROVIDERS)
+def provider_calls(runtime: Runtime) -> int:
+    return sum(len(sandbox_of(runtime, p.name).control.requests) for p in PROVIDERS)
 
 
 @settings(
@@ -78,24 +78,24 @@ def provider_calls(dispatcher: Dispatcher) -> int:
 )
 @given(case=malformed())
 async def test_malformed_text_runs_nothing(
-    dispatcher: Dispatcher, case: tuple[Command[Any, Any], str]
+    runtime: Runtime, case: tuple[Command[Any, Any], str]
 ) -> None:
     command, text = case
     assume(refused_by_the_grammar(command, text))
     surface = RecordingSurface(user=ADMIN)
 
-    ran = await dispatcher.run(
+    ran = await runtime.dispatcher.run(
         f"/{command.slash} {text}", user=ADMIN, channel="C1", surface=surface
     )
 
     assert ran is False
     assert len(surface.privates) == 1 and surface.privates[0].strip()
     assert surface.sent == [] and surface.updates == []
-    assert provider_calls(dispatcher) == 0
-    assert await count(dispatcher, approvals) == 0
-    assert await count(dispatcher, schedules) == 0
+    assert provider_calls(runtime) == 0
+    assert await count(runtime, approvals) == 0
+    assert await count(runtime, schedules) == 0
 
 
-def test_every_declared_command_is_covered(dispatcher: Dispatcher) -> None:
+def test_every_declared_command_is_covered(runtime: Runtime) -> None:
     declared = {c.path for c in COMMANDS}
-    assert declared == {c.path for c in dispatcher.commands}
+    assert declared == {c.path for c in runtime.catalog.commands}

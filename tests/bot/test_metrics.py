@@ -15,7 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot.ops.logs import JsonFormatter
 from bot.ops.metrics import Metrics, serve_metrics
 from bot.runtime import Runtime
-from bot.schedules.engine import Schedule, Scheduler
+from bot.schedules.engine import Scheduler
+from bot.schedules.store import Schedule, ScheduleStore
 from bot.storage.audit import AuditLog, Entry
 from commands.invoicexpress.sandbox import SANDBOX_API_KEY
 from commands.voipcloud.budget import RateBudget, RateLimit
@@ -51,7 +52,7 @@ async def run(runtime: Runtime, line: str, user: str) -> RecordingSurface:
 
 
 async def test_commands_are_counted_by_provider_command_and_outcome(runtime: Runtime) -> None:
-    sandbox = sandbox_of(runtime.dispatcher, "invoicexpress")
+    sandbox = sandbox_of(runtime, "invoicexpress")
     await run(runtime, "/invoicexpress sequences", "U0VIEWER")
     await run(runtime, "/invoicexpress sequences", "U0VIEWER")
     await run(runtime, "/invoicexpress sequence set-current 1", "U0VIEWER")  # needs operator
@@ -84,7 +85,7 @@ async def test_commands_are_counted_by_provider_command_and_outcome(runtime: Run
 
 
 async def test_provider_requests_are_timed_by_provider_and_status(runtime: Runtime) -> None:
-    sandbox = sandbox_of(runtime.dispatcher, "invoicexpress")
+    sandbox = sandbox_of(runtime, "invoicexpress")
     await run(runtime, "/invoicexpress sequences", "U0VIEWER")
     await run(runtime, "/invoicexpress sequence 999999", "U0VIEWER")
     await run(runtime, "/invoicexpress sequence create 2045", "U1")
@@ -126,9 +127,7 @@ async def test_queue_length_and_budget_left_are_read_at_scrape_time(runtime: Run
 
 
 async def test_schedule_runs_are_counted_by_kind_and_result(runtime: Runtime) -> None:
-    scheduler = runtime.dispatcher.scheduler
-    assert scheduler is not None
-    await scheduler.add(
+    await runtime.schedules.add(
         kind="closing-reminder",
         cron="0 9 1 * *",
         args={"accounts": "all", "reseller": "2"},
@@ -157,15 +156,14 @@ async def test_a_schedule_run_that_breaks_is_audited_and_counted(database_url: s
     engine = store.make_engine(database_url)
     metrics = Metrics()
     metrics.know(commands=(), providers=("billing",), kinds=("closing-reminder",))
-    audit = AuditLog(engine)
-    audit.listen(metrics.on_audit)
+    audit = AuditLog(engine, listeners=[metrics.on_audit])
 
     async def broken(schedule: Schedule, due: datetime | None) -> None:
         raise RuntimeError("boom")
 
-    scheduler = Scheduler(engine, tz=ZoneInfo("UTC"), run=broken, audit=audit)
+    scheduler = Scheduler(ScheduleStore(engine, tz=ZoneInfo("UTC")), run=broken, audit=audit)
     try:
-        schedule = await scheduler.add(
+        schedule = await scheduler.store.add(
             kind="closing-reminder", cron="0 9 1 * *", args={}, channel="C1", created_by="U0ADMIN"
         )
         assert schedule.next_run_at is not None
@@ -239,7 +237,7 @@ async def test_each_command_is_one_info_line_with_its_fields(
     caplog.set_level(logging.INFO, logger="bot.commands")
     await run(runtime, "/invoicexpress sequences", "U0VIEWER")
     [record] = command_records(caplog)
-    rows = await runtime.dispatcher.audit.recent(1)
+    rows = await runtime.audit.recent(1)
     audit_id = rows[0]["id"]
     assert record.levelno == logging.INFO
     message = record.getMessage()
@@ -264,7 +262,7 @@ async def test_a_failure_line_says_why_with_secrets_masked(
     runtime: Runtime, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="bot.commands")
-    sandbox = sandbox_of(runtime.dispatcher, "invoicexpress")
+    sandbox = sandbox_of(runtime, "invoicexpress")
     sandbox.control.echo_secrets = True  # the error quotes the API key the request carried
     await run(runtime, "/invoicexpress sequences", "U0VIEWER")
     [record] = command_records(caplog)
@@ -295,14 +293,12 @@ async def test_a_listener_that_breaks_loses_no_audit_row(
 
     await store.upgrade(database_url)
     engine = store.make_engine(database_url)
-    audit = AuditLog(engine)
     seen: list[int | None] = []
 
     def broken(entry: Entry, audit_id: int | None) -> None:
         raise RuntimeError("listener bug")
 
-    audit.listen(broken)
-    audit.listen(lambda entry, audit_id: seen.append(audit_id))
+    audit = AuditLog(engine, listeners=[broken, lambda entry, audit_id: seen.append(audit_id)])
     entry = Entry(user_id="U1", channel="C1", command="/x", args={}, decision="ran", outcome="done")
     try:
         await audit.record(entry)

@@ -19,7 +19,6 @@ import sqlalchemy as sa
 
 from bot.approvals.policy import PolicyError, load
 from bot.config import Settings
-from bot.dispatch import Dispatcher
 from bot.messages import when
 from bot.runtime import ConfigError, Runtime, open_providers, open_runtime
 from bot.storage import store
@@ -85,29 +84,29 @@ def open_with_policy(
     return open_
 
 
-async def rows(dispatcher: Dispatcher, table: sa.Table) -> list[dict[str, Any]]:
-    async with dispatcher.engine.connect() as conn:
+async def rows(runtime: Runtime, table: sa.Table) -> list[dict[str, Any]]:
+    async with runtime.engine.connect() as conn:
         query = sa.select(table).order_by(*table.primary_key.columns)
         return [dict(r) for r in (await conn.execute(query)).mappings()]
 
 
-def puts(dispatcher: Dispatcher) -> int:
-    sandbox = sandbox_of(dispatcher, "voipcloud")
+def puts(runtime: Runtime) -> int:
+    sandbox = sandbox_of(runtime, "voipcloud")
     return len([r for r in sandbox.control.requests if r.method == "PUT"])
 
 
 async def request(
-    dispatcher: Dispatcher, amount: str, account: str = "10023", user: str = "U1"
+    runtime: Runtime, amount: str, account: str = "10023", user: str = "U1"
 ) -> RecordingSurface:
     surface = RecordingSurface(user=user)
     line = f"/voipcloud move-funds {account} {amount} top-up"
-    await dispatcher.run(line, user=user, channel="C1", surface=surface)
+    await runtime.dispatcher.run(line, user=user, channel="C1", surface=surface)
     return surface
 
 
-async def approve(dispatcher: Dispatcher, approval_id: int, user: str) -> RecordingSurface:
+async def approve(runtime: Runtime, approval_id: int, user: str) -> RecordingSurface:
     surface = RecordingSurface(user=user)
-    await dispatcher.run(
+    await runtime.dispatcher.run(
         f"/billing approve {approval_id}", user=user, channel="C1", surface=surface
     )
     return surface
@@ -213,7 +212,7 @@ async def test_policy_is_shown_with_billing_policy(open_with_policy: Any) -> Non
 async def test_a_small_move_needs_one_approver_as_before(open_with_policy: Any) -> None:
     runtime = await open_with_policy(README_POLICY)
     try:
-        d = runtime.dispatcher
+        d = runtime
         requester = await request(d, "100.00")
         fields = dict(requester.sent[0].fields)
         assert fields["Rule"] == "customer-daily-ceiling"  # it counts every move
@@ -228,7 +227,7 @@ async def test_a_small_move_needs_one_approver_as_before(open_with_policy: Any) 
 async def test_a_move_over_500_needs_an_admin(open_with_policy: Any) -> None:
     runtime = await open_with_policy(README_POLICY)
     try:
-        d = runtime.dispatcher
+        d = runtime
         requester = await request(d, "600.00")
         fields = dict(requester.sent[0].fields)
         assert fields["Rule"] == "big-move-needs-admin, customer-daily-ceiling"
@@ -254,7 +253,7 @@ async def test_a_move_over_5000_needs_two_admins_each_deciding_once(
         README_POLICY, billing_admins="U0ADMIN,U8ADMIN,U9ADMIN", billing_timezone="Asia/Tokyo"
     )
     try:
-        d = runtime.dispatcher
+        d = runtime
         requester = await request(d, "5000.01", user="U0ADMIN")
         assert dict(requester.sent[0].fields)["Rule"] == (
             "big-move-needs-admin, huge-move-needs-two, customer-daily-ceiling"
@@ -300,7 +299,7 @@ async def test_a_move_over_5000_needs_two_admins_each_deciding_once(
 async def test_two_approvals_clicked_at_once_run_exactly_once(open_with_policy: Any) -> None:
     runtime = await open_with_policy(TWO_APPROVALS)
     try:
-        d = runtime.dispatcher
+        d = runtime
         await request(d, "8.00")
         clicks = [approve(d, 1, user) for user in ("U2", "U3", "U0ADMIN", "U2", "U3")]
         await asyncio.gather(*clicks)
@@ -319,7 +318,7 @@ async def test_a_ceiling_refuses_at_request_with_the_rule_and_the_room_left(
 ) -> None:
     runtime = await open_with_policy(SMALL_CEILING, ".toml")
     try:
-        d = runtime.dispatcher
+        d = runtime
         await request(d, "60.00")
         await approve(d, 1, "U2")
         refused = await request(d, "50.00")
@@ -353,7 +352,7 @@ async def test_a_ceiling_is_checked_again_when_the_last_approval_comes(
 ) -> None:
     runtime = await open_with_policy(SMALL_CEILING, ".toml", billing_timezone="Asia/Tokyo")
     try:
-        d = runtime.dispatcher
+        d = runtime
         await request(d, "60.00")
         await request(d, "60.00")  # both fit when asked: nothing has moved yet
         await approve(d, 1, "U2")
@@ -386,7 +385,7 @@ async def test_a_ceiling_s_day_is_the_billing_team_s_day(open_with_policy: Any) 
         SMALL_CEILING, ".toml", clock=clock, billing_timezone="Asia/Tokyo"
     )
     try:
-        d = runtime.dispatcher
+        d = runtime
         await request(d, "60.00")
         await approve(d, 1, "U2")
         clock.advance(hours=2)  # 01:00 JST on the 7th: a new day for the ceiling
@@ -407,15 +406,13 @@ async def test_a_ceiling_holds_across_two_replicas(
         pytest.skip("SQLite is one process; replicas share PostgreSQL")
     first = await open_with_policy(SMALL_CEILING, ".toml")
     second = await open_with_policy(SMALL_CEILING, ".toml")
-    second.dispatcher.approvals.runner = "other-host:1:replica"
+    second.approvals.runner = "other-host:1:replica"
     try:
-        await request(first.dispatcher, "60.00")
-        await request(second.dispatcher, "60.00")
-        await asyncio.gather(
-            approve(first.dispatcher, 1, "U2"), approve(second.dispatcher, 2, "U3")
-        )
-        statuses = sorted(r["status"] for r in await rows(first.dispatcher, approvals))
-        moved = puts(first.dispatcher) + puts(second.dispatcher)
+        await request(first, "60.00")
+        await request(second, "60.00")
+        await asyncio.gather(approve(first, 1, "U2"), approve(second, 2, "U3"))
+        statuses = sorted(r["status"] for r in await rows(first, approvals))
+        moved = puts(first) + puts(second)
     finally:
         await first.close()
         await second.close()

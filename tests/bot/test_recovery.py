@@ -33,12 +33,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.approvals.cards import Cards
+from bot.approvals.flow import ApprovalFlow, Postponer
 from bot.approvals.state import Approvals, Claim, Status
+from bot.catalog import ProviderRuntime
 from bot.config import Settings
-from bot.dispatch import Dispatcher, ProviderRuntime
+from bot.dispatch import Dispatcher
+from bot.executor import Executor
 from bot.runtime import Runtime, open_runtime
 from bot.storage import store
-from bot.storage.store import ReportHistory, approvals, audit
+from bot.storage.store import ReportHistory, StoredCommands, approvals, audit
 from bot.surface import MessageRef
 from commands.base import (
     Args,
@@ -47,6 +51,7 @@ from commands.base import (
     CommandError,
     Context,
     Evidence,
+    NoArgs,
     Proposal,
     Provider,
     Reply,
@@ -176,17 +181,17 @@ class Bot:
 
     async def run(self, line: str, user: str) -> tuple[bool, RecordingSurface]:
         surface = RecordingSurface(user=user)
-        done = await self.dispatcher.run(line, user=user, channel="C1", surface=surface)
+        done = await self.runtime.dispatcher.run(line, user=user, channel="C1", surface=surface)
         return done, surface
 
     def replica(self, runner: str) -> Approvals:
         """The state machine as seen by another process sharing the database."""
         return Approvals(
-            self.dispatcher.engine, ttl=timedelta(hours=24), runner=runner, clock=self.clock
+            self.runtime.engine, ttl=timedelta(hours=24), runner=runner, clock=self.clock
         )
 
     async def row(self, approval_id: int = 1) -> dict[str, Any]:
-        async with self.dispatcher.engine.connect() as conn:
+        async with self.runtime.engine.connect() as conn:
             found = (
                 (await conn.execute(sa.select(approvals).where(approvals.c.id == approval_id)))
                 .mappings()
@@ -198,7 +203,7 @@ class Bot:
         return str((await self.row(approval_id))["status"])
 
     async def audit(self) -> list[dict[str, Any]]:
-        async with self.dispatcher.engine.connect() as conn:
+        async with self.runtime.engine.connect() as conn:
             rows = (await conn.execute(sa.select(audit).order_by(audit.c.id))).mappings().all()
         return [dict(r) for r in rows]
 
@@ -242,7 +247,7 @@ async def approve_in_flight(bot: Bot) -> asyncio.Future[bool]:
     requested, _ = await bot.run("/drill move r1", "U1")
     assert requested
     running = asyncio.ensure_future(
-        bot.dispatcher.run(
+        bot.runtime.dispatcher.run(
             "/billing approve 1", user="U2", channel="C1", surface=RecordingSurface(user="U2")
         )
     )
@@ -323,9 +328,9 @@ async def test_finish_only_settles_a_run_that_is_executing(bot: Bot) -> None:
 async def test_the_sweeper_leaves_this_process_s_own_live_run_alone(bot: Bot) -> None:
     running = await approve_in_flight(bot)
     bot.clock.advance(hours=1)  # far past any staleness: only "it is ours" protects it
-    await bot.dispatcher.flow.sweep()
+    await bot.runtime.flow.sweep()
     assert await bot.status() == "executing"
-    assert bot.dispatcher.system_surface("C1").updates == []  # type: ignore[attr-defined]
+    assert bot.runtime.system_surface("C1").updates == []  # type: ignore[attr-defined]
 
     bot.client.release.set()
     assert await running
@@ -413,7 +418,7 @@ async def test_a_live_process_on_this_host_with_a_fresh_heartbeat_is_not_gone(
 async def test_a_runner_without_a_heartbeat_is_gone(bot: Bot) -> None:
     await bot.run("/drill move r1", "U1")
     await bot.replica("host-a:101:aaaa").claim(1, "U2")
-    async with bot.dispatcher.engine.begin() as conn:
+    async with bot.runtime.engine.begin() as conn:
         await conn.execute(approvals.update().values(heartbeat_at=None))
     assert [a.id for a in await bot.replica("host-b:1:b").orphaned(stale_after=STALE)] == [1]
 
@@ -441,7 +446,7 @@ async def test_a_heartbeat_keeps_a_run_fresh_and_only_its_runner_beats(bot: Bot)
 
 
 async def test_a_run_in_flight_keeps_beating(bot: Bot) -> None:
-    bot.dispatcher.heartbeat_every = 0.01
+    bot.runtime.executor.heartbeat_every = 0.01
     running = await approve_in_flight(bot)
     claimed = await bot.row()
     assert claimed["heartbeat_at"] == START
@@ -567,7 +572,7 @@ async def test_an_id_that_does_not_exist_runs_nothing(bot: Bot, line: str) -> No
     last = (await bot.audit())[-1]
     assert last["user_id"] == "U2" and last["command"] == line.split(" 999")[0]
     assert (last["outcome"], last["detail"]) == ("failed", "There is no approval request #999.")
-    async with bot.dispatcher.engine.connect() as conn:
+    async with bot.runtime.engine.connect() as conn:
         count = (await conn.execute(sa.select(sa.func.count()).select_from(approvals))).scalar()
     assert count == 1
 
@@ -603,7 +608,7 @@ async def test_open_lists_open_requests_oldest_first_fifty_at_most(bot: Bot) -> 
     await bot.run("/billing approve 1", "U2")
     await bot.run("/billing reject 2", "U2")
     listed = bot.replica("host-b:1:b")
-    await move_on_disk(bot.dispatcher.engine, 10)
+    await move_on_disk(bot.runtime.engine, 10)
     assert [a.id for a in await listed.open()] == list(range(3, 53))
     assert [a.id for a in await listed.open(limit=2)] == [3, 4]
     bot.clock.advance(hours=24)  # exactly the TTL: none is open any more
@@ -657,11 +662,11 @@ async def test_each_step_touches_only_its_own_request(bot: Bot) -> None:
 
 async def test_a_card_posted_elsewhere_is_updated_where_it_is(bot: Bot) -> None:
     billing = RecordingSurface(channel="C0BILL", user="U1")
-    await bot.dispatcher.run("/drill move r1", user="U1", channel="C1", surface=billing)
+    await bot.runtime.dispatcher.run("/drill move r1", user="U1", channel="C1", surface=billing)
     row = await bot.row()
     assert (row["channel"], row["message_ts"]) == ("C0BILL", "1.0001")
     await bot.run("/billing approve 1", "U2")
-    system = bot.dispatcher.system_surface("C0BILL")
+    system = bot.runtime.system_surface("C0BILL")
     assert [ref for ref, _ in system.updates][-1] == MessageRef("C0BILL", "1.0001")  # type: ignore[attr-defined]
 
 
@@ -675,7 +680,7 @@ async def test_a_row_still_reads_for_a_replica_older_than_stored_arguments(bot: 
 
 async def test_a_request_written_by_an_older_replica_runs_what_its_card_showed(bot: Bot) -> None:
     await bot.run("/drill move r1", "U1")
-    async with bot.dispatcher.engine.begin() as conn:
+    async with bot.runtime.engine.begin() as conn:
         await conn.execute(approvals.update().values(args=None))  # it knows only the preview
     assert (await bot.run("/billing approve 1", "U2"))[0]
     assert bot.client.calls == ["r1"]
@@ -699,7 +704,7 @@ async def test_expiry_takes_only_requests_past_their_time(bot: Bot) -> None:
 async def test_a_decision_landing_during_expiry_stands(bot: Bot) -> None:
     await bot.run("/drill move r1", "U1")
     bot.clock.advance(hours=25)
-    engine = bot.dispatcher.engine
+    engine = bot.runtime.engine
     withdrawn = "UPDATE approvals SET status = 'rejected', reason = 'withdrawn' WHERE id = 1"
     with just_before_update(engine, "expired", withdrawn) as raced:
         assert await bot.replica("host-b:1:b").expire_due() == []
@@ -711,7 +716,7 @@ async def test_an_answer_landing_during_a_sweep_stands(bot: Bot) -> None:
     await bot.run("/drill move r1", "U1")
     await bot.replica("host-a:101:aaaa").claim(1, "U2")
     bot.clock.advance(minutes=10)
-    engine = bot.dispatcher.engine
+    engine = bot.runtime.engine
     answered = "UPDATE approvals SET status = 'done', outcome = 'answered' WHERE id = 1"
     with just_before_update(engine, "unknown", answered) as raced:
         assert await bot.replica("host-b:202:bbbb").orphaned(stale_after=STALE) == []
@@ -743,7 +748,7 @@ def trip_over_proposals(bot: Bot, monkeypatch: pytest.MonkeyPatch) -> None:
     async def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("the bot tripped over the proposal")
 
-    monkeypatch.setattr(bot.dispatcher.flow, "propose", broken)
+    monkeypatch.setattr(bot.runtime.flow, "propose", broken)
 
 
 def logged_reference(caplog: pytest.LogCaptureFixture) -> str:
@@ -831,7 +836,7 @@ TOKYO_EXPIRY = "2030-01-07 18:00 JST"  # START + 24 h, shown in BILLING_TIMEZONE
 
 
 def system(bot: Bot) -> RecordingSurface:
-    surface = bot.dispatcher.system_surface("C1")
+    surface = bot.runtime.system_surface("C1")
     assert isinstance(surface, RecordingSurface)
     return surface
 
@@ -849,7 +854,7 @@ async def test_the_sweeper_settles_and_shows_what_it_did(bot: Bot) -> None:
     await bot.run("/drill move r2", "U1")
     await bot.replica("host-a:101:aaaa").claim(2, "U2")
     bot.clock.advance(hours=24)  # #1 is due; #2's runner has been quiet for a day
-    await bot.dispatcher.flow.sweep()
+    await bot.runtime.flow.sweep()
 
     shown = system(bot)
     assert [ref for ref, _ in shown.updates] == [MessageRef("C1", "1.0001")] * 2
@@ -872,10 +877,10 @@ async def test_a_lost_run_whose_request_no_longer_reads_is_still_settled(
     runner = bot.replica("host-a:101:aaaa")
     await runner.claim(1, "U2")
     await runner.claim(2, "U2")
-    async with bot.dispatcher.engine.begin() as conn:
+    async with bot.runtime.engine.begin() as conn:
         await conn.execute(approvals.update().where(approvals.c.id == 1).values(args="{}"))
     bot.clock.advance(minutes=10)
-    await bot.dispatcher.flow.sweep()  # #1's arguments no longer validate: no hint, still settled
+    await bot.runtime.flow.sweep()  # #1's arguments no longer validate: no hint, still settled
     assert [await bot.status(n) for n in (1, 2)] == ["unknown", "unknown"]
     first = system(bot).updates[0][1]
     assert "/drill look" not in " ".join(b.command for b in first.buttons)
@@ -892,7 +897,7 @@ async def test_a_lost_run_whose_request_no_longer_reads_is_still_settled(
         clock=bot.clock,
     )
     try:
-        await later.dispatcher.flow.sweep()
+        await later.flow.sweep()
     finally:
         await later.close()
     assert await bot.status(3) == "unknown"
@@ -995,7 +1000,7 @@ async def test_an_approved_run_tells_the_handler_where_and_for_whom(bot: Bot) ->
     assert str(ctx.tz) == "Asia/Tokyo" and ctx.now() == START
     assert "sending r1" in approver.privates  # what the handler says on the way
     await ctx.history.record("drill", {"moved": 1})  # kept in the store, not in memory
-    kept = ReportHistory(bot.dispatcher.engine)
+    kept = ReportHistory(bot.runtime.engine)
     assert [data for _, data in await kept.recent("drill", 5)] == [{"moved": 1}]
 
 
@@ -1005,16 +1010,16 @@ async def test_an_approved_run_tells_the_handler_where_and_for_whom(bot: Bot) ->
 async def test_a_card_posted_late_is_found_by_its_key_and_only_by_it(bot: Bot) -> None:
     await bot.run("/drill move r1", "U1")
     await bot.run("/drill move r2", "U1")
-    flow = bot.dispatcher.flow
+    cards = Cards(bot.runtime.approvals)
     late = MessageRef("C9", "77.0001")
     for wrong in ("approval:x", "approval:", "schedule:2", "2", "approval:2:1"):
-        await flow.card_posted(wrong, late)
-        assert await flow.card_ref(wrong) is None
-    assert await flow.card_ref("approval:2") == MessageRef("C1", "1.0001")  # untouched
-    await flow.card_posted("approval:2", late)
-    assert await flow.card_ref("approval:2") == late
-    assert await flow.card_ref("approval:1") == MessageRef("C1", "1.0001")
-    assert await flow.card_ref("approval:99") is None  # no such request
+        await cards.posted(wrong, late)
+        assert await cards.locate(wrong) is None
+    assert await cards.locate("approval:2") == MessageRef("C1", "1.0001")  # untouched
+    await cards.posted("approval:2", late)
+    assert await cards.locate("approval:2") == late
+    assert await cards.locate("approval:1") == MessageRef("C1", "1.0001")
+    assert await cards.locate("approval:99") is None  # no such request
 
 
 @dataclass
@@ -1032,11 +1037,27 @@ class Postponed:
         return self.again
 
 
+def flow_with(runtime: Runtime, schedules: Postponer) -> ApprovalFlow:
+    """The runtime's approval flow, asking `schedules` about snoozed reminders."""
+    return ApprovalFlow(
+        approvals=runtime.approvals,
+        audit=runtime.audit,
+        runner=runtime.executor,
+        commands=runtime.catalog,
+        roles=runtime.roles,
+        schedules=schedules,
+        policy=runtime.policy,
+        system_surface=runtime.system_surface,
+        tz=runtime.settings.tz,
+        stale_after=STALE,
+    )
+
+
 async def test_a_snoozed_reminder_postpones_only_its_own_schedule(bot: Bot) -> None:
-    flow = bot.dispatcher.flow
-    flow.scheduler = scheduler = Postponed()
+    scheduler = Postponed()
+    flow = flow_with(bot.runtime, scheduler)
     await bot.run("/drill move r1", "U1")
-    await bot.dispatcher.flow.request(
+    await flow.request(
         DRILL.commands[0],
         Ref(ref="r2"),
         user="U1",
@@ -1056,9 +1077,11 @@ async def test_a_snoozed_reminder_postpones_only_its_own_schedule(bot: Bot) -> N
         assert await flow.asked_again(odd, 4) is None
         await flow.snooze(odd, 4)
     assert scheduler.calls == [("asked_again", 12, 4), ("postpone", 12, 4)]
-    flow.scheduler = None  # no scheduler (the console without one): nothing to ask
-    assert await flow.asked_again(reminded, 4) is None
-    await flow.snooze(reminded, 4)
+    # The real store: a schedule that is gone (or never was) has nothing to ask again.
+    stored = flow_with(bot.runtime, bot.runtime.schedules)
+    assert await stored.asked_again(reminded, 4) is None
+    await stored.snooze(reminded, 4)
+    assert await bot.runtime.schedules.all() == []
 
 
 # --- a command run at once: what the person who typed it is told -------------------------------
@@ -1131,7 +1154,7 @@ async def test_a_crash_in_a_direct_run_names_its_reference(
     done, surface = await bot.run(line, "U1")
     assert not done
     said = surface.privates[-1]
-    [record] = [r for r in caplog.records if r.name == "bot.dispatch"]
+    [record] = [r for r in caplog.records if r.name == "bot.executor"]
     reference = re.fullmatch(
         rf"command {line[:-3]} failed \(reference ([0-9a-f]{{8}})\)", record.getMessage()
     )
@@ -1157,7 +1180,7 @@ async def test_a_direct_run_that_succeeds_shows_its_reply_and_progress(bot: Bot)
 async def test_a_slow_direct_run_says_it_is_working_and_an_approved_one_does_not(
     bot: Bot,
 ) -> None:
-    bot.dispatcher.working_after = 0.0
+    bot.runtime.executor.working_after = 0.0
     bot.client.hold = True
     running = asyncio.ensure_future(bot.run("/drill send r1", "U1"))
     await asyncio.wait_for(bot.client.entered.wait(), timeout=30)
@@ -1247,7 +1270,7 @@ async def test_settling_as_done_offers_nothing_more(bot: Bot) -> None:
 async def test_settling_from_another_channel_updates_the_card_where_it_is(bot: Bot) -> None:
     await lost(bot)
     elsewhere = RecordingSurface(channel="C2", user="U3")
-    await bot.dispatcher.run(
+    await bot.runtime.dispatcher.run(
         '/billing resolve 1 done reason="there"', user="U3", channel="C2", surface=elsewhere
     )
     assert not [c for _, c in elsewhere.updates if "settled" in c.text]
@@ -1257,7 +1280,7 @@ async def test_settling_from_another_channel_updates_the_card_where_it_is(bot: B
 
 async def test_a_not_done_whose_arguments_no_longer_read_offers_no_request(bot: Bot) -> None:
     await lost(bot)
-    async with bot.dispatcher.engine.begin() as conn:
+    async with bot.runtime.engine.begin() as conn:
         await conn.execute(approvals.update().where(approvals.c.id == 1).values(args="{}"))
     done, surface = await bot.run('/billing resolve 1 not-done reason="not there"', "U3")
     assert done and surface.sent[-1].buttons == []
@@ -1286,7 +1309,7 @@ class Bare:
 async def test_a_surface_without_a_channel_leaves_the_card_to_its_channel(bot: Bot) -> None:
     await bot.run("/drill move r1", "U1")
     bare = Bare()
-    await bot.dispatcher.flow.reject(1, user="U2", reason="no", surface=bare)
+    await bot.runtime.flow.reject(1, user="U2", reason="no", surface=bare)
     assert bare.updates == []
     assert "rejected" in system(bot).updates[-1][1].text
 
@@ -1317,17 +1340,41 @@ async def test_a_failed_approved_run_tells_the_approver_once(bot: Bot) -> None:
     assert None not in approver.sent
 
 
-async def test_a_switched_off_provider_runs_nothing_and_says_so(bot: Bot) -> None:
-    bot.dispatcher.runtimes = [ProviderRuntime(DRILL, "disabled")]
-    bot.dispatcher.__post_init__()
-    done, surface = await bot.run("/drill send r1", "U1")
+async def test_a_switched_off_provider_runs_nothing_and_says_so(
+    bot: Bot, make_settings: Callable[..., Settings]
+) -> None:
+    off = await open_runtime(
+        make_settings(),
+        system_surface=lambda c: RecordingSurface(channel=c, user=""),
+        runtimes=[ProviderRuntime(DRILL, "disabled")],
+        clock=bot.clock,
+    )
+    try:
+        surface = RecordingSurface(user="U1")
+        done = await off.dispatcher.run("/drill send r1", user="U1", channel="C1", surface=surface)
+    finally:
+        await off.close()
     assert not done and bot.client.calls == []
     assert surface.privates[-1].startswith("Drill is not configured here")
 
 
 async def test_billing_commands_without_their_client_say_so(bot: Bot) -> None:
-    bot.dispatcher.billing_client = None
-    done, surface = await bot.run("/billing approvals", "U2")
+    runtime = bot.runtime
+    executor = Executor(
+        catalog=runtime.catalog,
+        audit=runtime.audit,
+        approvals=runtime.approvals,
+        stored=StoredCommands(runtime.engine),
+        history=ReportHistory(runtime.engine),
+        billing_client=lambda surface: None,
+        tz=runtime.settings.tz,
+        clock=bot.clock,
+    )
+    command = runtime.catalog.command("billing approvals")
+    assert command is not None
+    surface = RecordingSurface(user="U2")
+    outcome = await executor.execute(command, NoArgs(), user="U2", channel="C1", surface=surface)
+    done = outcome.status is Status.DONE
     assert not done and surface.privates[-1] == "That provider is switched off."
     last = (await bot.audit())[-1]
     assert (last["outcome"], last["detail"]) == ("failed", "provider not configured")
@@ -1351,14 +1398,14 @@ async def test_a_proposal_that_cannot_be_read_is_shown_as_the_reply_it_came_in(
     [record] = [r for r in caplog.records if r.name == "bot.approvals.flow"]
     assert record.getMessage().startswith(f"cannot propose {proposed}: {why}")
     assert await last_audit(bot) == ("ran", "done", "moved r1", None)
-    assert await bot.dispatcher.approvals.open() == []
+    assert await bot.runtime.approvals.open() == []
 
 
 async def test_a_proposal_that_cannot_be_put_up_is_shown_as_it_is(
     bot: Bot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bot.client.propose = Proposal(command="/drill move r2")
-    monkeypatch.setattr(bot.dispatcher, "disabled", lambda command: "Drill moves are off.")
+    monkeypatch.setattr(bot.runtime.catalog, "disabled", lambda command: "Drill moves are off.")
     done, surface = await bot.run("/drill send r1", "U1")
     assert done and "Drill moves are off." in surface.privates
     assert [r.text for r in surface.sent if not r.private][-1] == "moved r1"
@@ -1374,7 +1421,7 @@ async def test_the_sweeper_settles_runs_whose_command_gives_no_hint(
     await runner.claim(1, "U2")
     await runner.claim(2, "U2")
     bot.clock.advance(hours=1)
-    await bot.dispatcher.flow.sweep()
+    await bot.runtime.flow.sweep()
     [(_, read)] = [(r, c) for r, c in system(bot).updates if c.text.startswith("❓ #1")]
     assert "Check at the provider before asking again." in read.sections[1]
     assert [b.label for b in read.buttons] == ["Check now"]

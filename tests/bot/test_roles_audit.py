@@ -7,8 +7,8 @@ import io
 from collections.abc import Sequence
 
 from bot.config import Settings
-from bot.dispatch import Dispatcher
 from bot.roles import Roles
+from bot.runtime import Runtime
 from commands.base import Role
 from tests.support import RecordingSurface
 
@@ -67,23 +67,23 @@ async def test_a_failed_group_lookup_grants_nothing() -> None:
     assert await roles.role_of("U1") is None
 
 
-async def test_audit_filters_and_export(dispatcher: Dispatcher) -> None:
-    await dispatcher.run(
+async def test_audit_filters_and_export(runtime: Runtime) -> None:
+    await runtime.dispatcher.run(
         "/invoicexpress sequences", user="U1", channel="C1", surface=RecordingSurface()
     )
-    await dispatcher.run(
+    await runtime.dispatcher.run(
         "/smsc act get acme num=7", user="U0VIEWER", channel="C2", surface=RecordingSurface()
     )
-    await dispatcher.run(
+    await runtime.dispatcher.run(
         "/smsc invoice create acme 0", user="U1", channel="C1", surface=RecordingSurface()
     )
 
     viewer = RecordingSurface(user="U0VIEWER")
-    await dispatcher.run("/billing audit", user="U0VIEWER", channel="C1", surface=viewer)
+    await runtime.dispatcher.run("/billing audit", user="U0VIEWER", channel="C1", surface=viewer)
     assert "needs the *approver* role" in viewer.privates[0]
 
     approver = RecordingSurface(user="U2")
-    await dispatcher.run(
+    await runtime.dispatcher.run(
         "/billing audit 10 provider=smsc", user="U2", channel="C1", surface=approver
     )
     table = approver.sent[-1].table
@@ -91,20 +91,20 @@ async def test_audit_filters_and_export(dispatcher: Dispatcher) -> None:
     commands = [row[3] for row in table.rows]
     assert commands == ["/smsc invoice create", "/smsc act get"]
     assert approver.sent[-1].private
-    await dispatcher.run(
+    await runtime.dispatcher.run(
         "/billing audit 5 user=U0VIEWER", user="U2", channel="C1", surface=approver
     )
     table = approver.sent[-1].table
     assert table is not None and {row[2] for row in table.rows} == {"U0VIEWER"}
 
-    today = dispatcher.clock().date().isoformat()
-    await dispatcher.run(
+    today = runtime.executor.clock().date().isoformat()
+    await runtime.dispatcher.run(
         f"/billing audit export {today} {today}", user="U2", channel="C1", surface=approver
     )
     # The export goes to the requester alone, in a direct message; the channel sees nothing.
     assert approver.sent[-1].private and "direct message" in approver.sent[-1].text
     assert approver.sent[-1].files == ()
-    direct = dispatcher.system_surface("U2")
+    direct = runtime.system_surface("U2")
     assert isinstance(direct, RecordingSurface)
     export = direct.sent[-1]
     assert export.files[0].filename == f"audit-{today}-{today}.csv"
@@ -117,7 +117,7 @@ async def test_audit_filters_and_export(dispatcher: Dispatcher) -> None:
     assert rows[2]["decision"] == "invalid" and rows[2]["outcome"] == "rejected input"
     assert rows[1]["args"] == '{"num": "7", "user": "acme"}'
 
-    await dispatcher.run(
+    await runtime.dispatcher.run(
         "/billing audit export 2026-10-31 2026-10-01", user="U2", channel="C1", surface=approver
     )
     assert "`end` (2026-10-01) is before `start` (2026-10-31)" in approver.privates[-1]

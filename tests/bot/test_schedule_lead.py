@@ -6,17 +6,22 @@ every wait moves them: nothing sleeps for real."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
 
-from bot.dispatch import Dispatcher
-from bot.runtime import Runtime
-from bot.schedules.commands import lead_time, run_schedule
-from bot.schedules.engine import Schedule, Scheduler, shortest_gap
+from bot.config import Settings
+from bot.runtime import Runtime, open_providers, open_runtime
+from bot.schedules.cron import shortest_gap
+from bot.schedules.engine import Scheduler
+from bot.schedules.runs import ScheduleRuns
+from bot.schedules.store import Schedule, ScheduleStore
+from bot.storage import store
 from bot.storage.store import audit
 from bot.surface import MessageRef
 from commands.base import Reply
@@ -33,31 +38,66 @@ DUE = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)  # "0 9 * * *" after NOON
 ACCOUNTS = accounts_text(10023, 10057)  # 35 accounts: at 10 a minute, up to 4 min of waits
 
 
+OpenOnClock = Callable[..., Awaitable[Runtime]]
+
+
 @pytest.fixture
-def billing(runtime: Runtime) -> Dispatcher:
-    dispatcher = runtime.dispatcher
-    dispatcher.settings = dispatcher.settings.model_copy(update={"billing_channel": "C0BILLING"})
-    return dispatcher
+async def open_on_clock(
+    make_settings: Callable[..., Settings], database_url: str
+) -> AsyncIterator[OpenOnClock]:
+    """Opens bots as `open_bot` does (sandboxes; U0ADMIN admin), on the test's clock:
+    `open_on_clock(clock, billing_channel=…)`. `surfaces` gives channels' own surfaces (the
+    others are `RecordingSurface`s); keyword arguments override settings."""
+    opened: list[Runtime] = []
+    if not database_url.startswith("sqlite"):
+        await store.upgrade(database_url)
+
+    async def open_one(
+        clock: Clock, *, surfaces: dict[str, RecordingSurface] | None = None, **overrides: Any
+    ) -> Runtime:
+        channels = {} if surfaces is None else surfaces
+
+        def system_surface(channel: str) -> RecordingSurface:
+            return channels.setdefault(channel, RecordingSurface(channel=channel, user=""))
+
+        runtime = await open_runtime(
+            make_settings(**overrides),
+            system_surface=system_surface,
+            runtimes=open_providers(use_sandboxes=True),
+            working_after=5.0,
+            clock=clock,
+        )
+        opened.append(runtime)
+        return runtime
+
+    try:
+        yield open_one
+    finally:
+        for runtime in opened:
+            await runtime.close()
 
 
-def voipcloud(dispatcher: Dispatcher) -> VoipcloudClient:
-    runtime = dispatcher.runtime("voipcloud")
-    assert runtime is not None and isinstance(runtime.client, VoipcloudClient)
-    return runtime.client
+def voipcloud(runtime: Runtime) -> VoipcloudClient:
+    found = runtime.catalog.runtime("voipcloud")
+    assert found is not None and isinstance(found.client, VoipcloudClient)
+    return found.client
 
 
-def use_budget(dispatcher: Dispatcher, limit: str, clock: Clock) -> Sleeps:
-    """Give the sandbox's client a request budget (it has none) on the test's clock."""
+def use_budget(runtime: Runtime, limit: str, clock: Clock) -> Sleeps:
+    """Give the sandbox's client a request budget (it has none) on the test's clock, once the
+    bot is open so that the budget stays in memory: on PostgreSQL a bot shares the budgets its
+    clients open with, and the report's readers, waiting together on a clock that jumps, would
+    then record waits of zero."""
     sleeps = Sleeps(clock)
-    voipcloud(dispatcher).budget = RateBudget(
+    voipcloud(runtime).budget = RateBudget(
         RateLimit.parse(limit), provider="VoIPcloud", clock=clock, sleep=sleeps
     )
     return sleeps
 
 
-async def admin(dispatcher: Dispatcher, line: str) -> RecordingSurface:
+async def admin(runtime: Runtime, line: str) -> RecordingSurface:
     surface = RecordingSurface(user="U0ADMIN", channel="C0BILLING")
-    await dispatcher.run(line, user="U0ADMIN", channel="C0BILLING", surface=surface)
+    await runtime.dispatcher.run(line, user="U0ADMIN", channel="C0BILLING", surface=surface)
     return surface
 
 
@@ -68,10 +108,12 @@ def add_report(cron: str, accounts: str = ACCOUNTS) -> str:
 # --- when it is added -------------------------------------------------------------------------
 
 
-async def test_adding_a_report_says_how_long_before_its_time_it_starts(billing: Dispatcher) -> None:
+async def test_adding_a_report_says_how_long_before_its_time_it_starts(
+    open_on_clock: OpenOnClock,
+) -> None:
     clock = Clock(NOON)
+    billing = await open_on_clock(clock, billing_channel="C0BILLING")
     assert billing.scheduler is not None
-    billing.scheduler.clock = clock
     use_budget(billing, "10/1m", clock)
 
     surface = await admin(billing, add_report("0 9 * * *"))
@@ -85,10 +127,12 @@ async def test_adding_a_report_says_how_long_before_its_time_it_starts(billing: 
     assert sandbox_of(billing, "voipcloud").control.requests == []  # estimating reads nothing
 
 
-async def test_a_first_run_sooner_than_the_lead_starts_at_once(billing: Dispatcher) -> None:
+async def test_a_first_run_sooner_than_the_lead_starts_at_once(
+    open_on_clock: OpenOnClock,
+) -> None:
     clock = Clock(DUE - timedelta(minutes=3))
+    billing = await open_on_clock(clock, billing_channel="C0BILLING")
     assert billing.scheduler is not None
-    billing.scheduler.clock = clock
     use_budget(billing, "10/1m", clock)
 
     surface = await admin(billing, add_report("0 9 * * *"))
@@ -98,10 +142,10 @@ async def test_a_first_run_sooner_than_the_lead_starts_at_once(billing: Dispatch
     )
 
 
-async def test_runs_that_would_overlap_are_refused(billing: Dispatcher) -> None:
+async def test_runs_that_would_overlap_are_refused(open_on_clock: OpenOnClock) -> None:
     clock = Clock(NOON)
+    billing = await open_on_clock(clock, billing_channel="C0BILLING")
     assert billing.scheduler is not None
-    billing.scheduler.clock = clock
     use_budget(billing, "100/15m", clock)
 
     surface = await admin(billing, add_report("0 * * * *", accounts_text(10001, 10500)))
@@ -113,7 +157,7 @@ async def test_runs_that_would_overlap_are_refused(billing: Dispatcher) -> None:
         "`0 * * * *`, so runs would overlap. Run it less often, or give each run less to do."
     ]
     assert surface.sent == []
-    assert await billing.scheduler.all() == []
+    assert await billing.schedules.all() == []
     assert sandbox_of(billing, "voipcloud").control.requests == []
     # The same accounts every three hours fit.
     fits = await admin(billing, add_report("0 */3 * * *", accounts_text(10001, 10500)))
@@ -145,26 +189,34 @@ class TimedSurface(RecordingSurface):
         return await super().send(reply, key=key)
 
 
-async def test_a_report_starts_its_lead_early_and_posts_at_its_time(runtime: Runtime) -> None:
-    dispatcher = runtime.dispatcher
-    clock = Clock(NOON)
-    dispatcher.clock = clock  # what the run reads "now" from, and waits against
-    sleeps = use_budget(dispatcher, "10/1m", clock)
+async def test_a_report_starts_its_lead_early_and_posts_at_its_time(
+    open_on_clock: OpenOnClock,
+) -> None:
+    clock = Clock(NOON)  # what the run reads "now" from, and waits against
     channel = TimedSurface(channel="C0BILLING", user="", clock=clock)
-    runtime.system_surfaces["C0BILLING"] = channel  # type: ignore[attr-defined]
-
-    async def run(schedule: Schedule, due: datetime | None) -> None:
-        await run_schedule(dispatcher, schedule, due, sleep=sleeps)
-
-    scheduler = Scheduler(
-        dispatcher.engine,
-        tz=UTC_ZONE,
-        run=run,
-        audit=dispatcher.audit,
+    runtime = await open_on_clock(clock, surfaces={"C0BILLING": channel})
+    sleeps = use_budget(runtime, "10/1m", clock)
+    runs = ScheduleRuns(
+        catalog=runtime.catalog,
+        runner=runtime.executor,
+        flow=runtime.flow,
+        roles=runtime.roles,
+        audit=runtime.audit,
+        store=runtime.schedules,
+        history=runtime.runs.history,
+        system_surface=runtime.system_surface,
+        tz=runtime.settings.tz,
         clock=clock,
-        lead=lambda schedule: lead_time(dispatcher, schedule),
+        sleep=sleeps,
     )
-    row = await scheduler.add(
+    scheduler = Scheduler(
+        ScheduleStore(runtime.engine, tz=UTC_ZONE, clock=clock),
+        run=runs.run,
+        audit=runtime.audit,
+        clock=clock,
+        lead=runtime.runs.lead,
+    )
+    row = await scheduler.store.add(
         kind="balance-report",
         cron="0 9 * * *",
         args={"accounts": ACCOUNTS},
@@ -172,7 +224,7 @@ async def test_a_report_starts_its_lead_early_and_posts_at_its_time(runtime: Run
         created_by="U0ADMIN",
     )
     assert row.next_run_at == DUE
-    assert lead_time(dispatcher, row) == timedelta(minutes=5)
+    assert runtime.runs.lead(row) == timedelta(minutes=5)
     try:
         clock.now = DUE - timedelta(minutes=5, seconds=1)
         assert await scheduler.tick() == 0  # not yet
@@ -182,16 +234,16 @@ async def test_a_report_starts_its_lead_early_and_posts_at_its_time(runtime: Run
         await scheduler.stop()
 
     # 35 reads at 10 a minute from 08:55: the last at 08:58; then it held the report 2 minutes.
-    assert len(sandbox_of(dispatcher, "voipcloud").control.requests) == 35
+    assert len(sandbox_of(runtime, "voipcloud").control.requests) == 35
     assert sleeps.delays == [60.0, 60.0, 60.0, 120.0]
     (posted,) = [(at, r) for at, r in channel.posted_at if r.text.startswith("*VoIPcloud")]
     assert posted[0] == DUE
     assert posted[1].text.startswith("*VoIPcloud balances, 2026-11-01..2026-11-21*: 35 accounts")
     progress = [r.text for at, r in channel.posted_at if at < DUE]
     assert progress and "schedule #1, posts 2026-11-21 09:00 UTC" in progress[0]
-    after = await scheduler.get(row.id)
+    after = await scheduler.store.get(row.id)
     assert after is not None and after.next_run_at == DUE + timedelta(days=1)
-    async with dispatcher.engine.connect() as conn:
+    async with runtime.engine.connect() as conn:
         details = (
             (await conn.execute(sa.select(audit.c.detail).where(audit.c.user_id == "schedule:1")))
             .scalars()
@@ -201,7 +253,6 @@ async def test_a_report_starts_its_lead_early_and_posts_at_its_time(runtime: Run
 
 
 async def test_a_run_that_started_early_holds_up_no_other_schedule(runtime: Runtime) -> None:
-    dispatcher = runtime.dispatcher
     clock = Clock(datetime(2026, 11, 20, 5, 50, tzinfo=UTC))
     release, first_started, second_ran = asyncio.Event(), asyncio.Event(), asyncio.Event()
     fired: list[tuple[int, datetime | None]] = []
@@ -219,9 +270,13 @@ async def test_a_run_that_started_early_holds_up_no_other_schedule(runtime: Runt
         return timedelta(hours=2) if schedule.id == ids["long"] else timedelta(0)
 
     scheduler = Scheduler(
-        dispatcher.engine, tz=UTC_ZONE, run=run, audit=dispatcher.audit, clock=clock, lead=lead
+        ScheduleStore(runtime.engine, tz=UTC_ZONE, clock=clock),
+        run=run,
+        audit=runtime.audit,
+        clock=clock,
+        lead=lead,
     )
-    add = scheduler.add
+    add = scheduler.store.add
     ids["long"] = (await add(kind="k", cron="0 * * * *", args={}, channel="C", created_by="U")).id
     ids["short"] = (await add(kind="k", cron="30 6 * * *", args={}, channel="C", created_by="U")).id
     at = clock.now.replace
@@ -247,7 +302,6 @@ async def test_a_run_that_started_early_holds_up_no_other_schedule(runtime: Runt
 
 
 async def test_stopping_ends_a_run_in_progress(runtime: Runtime) -> None:
-    dispatcher = runtime.dispatcher
     clock = Clock(datetime(2026, 11, 20, 6, 0, tzinfo=UTC))
     started, ended = asyncio.Event(), asyncio.Event()
 
@@ -259,14 +313,13 @@ async def test_stopping_ends_a_run_in_progress(runtime: Runtime) -> None:
             ended.set()
 
     scheduler = Scheduler(
-        dispatcher.engine,
-        tz=UTC_ZONE,
+        ScheduleStore(runtime.engine, tz=UTC_ZONE, clock=clock),
         run=run,
-        audit=dispatcher.audit,
+        audit=runtime.audit,
         clock=clock,
         lead=lambda schedule: timedelta(hours=1),
     )
-    await scheduler.add(kind="k", cron="0 7 * * *", args={}, channel="C", created_by="U")
+    await scheduler.store.add(kind="k", cron="0 7 * * *", args={}, channel="C", created_by="U")
     assert await scheduler.tick(wait=False) == 1
     await started.wait()
     await scheduler.stop()

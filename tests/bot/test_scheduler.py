@@ -8,12 +8,13 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
-from bot.dispatch import Dispatcher
 from bot.runtime import Runtime
 from bot.schedules.commands import cron_in_words
-from bot.schedules.engine import Schedule, Scheduler, check_schedule_cron, cron_trigger, next_run
+from bot.schedules.cron import check_schedule_cron, cron_trigger, next_run
+from bot.schedules.engine import Scheduler
+from bot.schedules.store import Schedule, ScheduleStore
 from bot.storage.store import audit, schedules
-from tests.conftest import sandbox_of
+from tests.conftest import OpenBot, sandbox_of
 from tests.support import RecordingSurface
 
 
@@ -58,36 +59,34 @@ def test_bad_cron_is_explained(expression: str, reason: str) -> None:
         cron_trigger(expression, ZoneInfo("UTC"))
 
 
-async def admin(dispatcher: Dispatcher, line: str) -> RecordingSurface:
+async def admin(runtime: Runtime, line: str) -> RecordingSurface:
     surface = RecordingSurface(user="U0ADMIN", channel="C0BILLING")
-    await dispatcher.run(line, user="U0ADMIN", channel="C0BILLING", surface=surface)
+    await runtime.dispatcher.run(line, user="U0ADMIN", channel="C0BILLING", surface=surface)
     return surface
 
 
 async def test_bad_schedule_input_sends_nothing(runtime: Runtime) -> None:
-    dispatcher = runtime.dispatcher
-    surface = await admin(dispatcher, '/billing schedule add closing-reminder "0 9 1 *"')
+    surface = await admin(runtime, '/billing schedule add closing-reminder "0 9 1 *"')
     assert "`cron`: '0 9 1 *' is not a cron expression: it needs 5 fields" in surface.privates[0]
     assert 'Example: `/billing schedule add closing-reminder "0 9 1 * *"`' in surface.privates[0]
     surface = await admin(
-        dispatcher, '/billing schedule add closing-reminder "0 9 1 * *" accounts=1,x'
+        runtime, '/billing schedule add closing-reminder "0 9 1 * *" accounts=1,x'
     )
     assert "`accounts`" in surface.privates[0]
-    surface = await admin(dispatcher, "/billing schedule pause 99")
+    surface = await admin(runtime, "/billing schedule pause 99")
     assert surface.privates == ["There is no schedule #99; see `/billing schedules`."]
-    assert dispatcher.scheduler is not None and await dispatcher.scheduler.all() == []
+    assert runtime.scheduler is not None and await runtime.schedules.all() == []
     for name in ("activeplatform", "voipcloud"):
-        assert sandbox_of(dispatcher, name).control.requests == []
+        assert sandbox_of(runtime, name).control.requests == []
 
 
 async def test_a_schedule_needs_billing_channel(runtime: Runtime) -> None:
-    dispatcher = runtime.dispatcher
-    assert dispatcher.settings.billing_channel is None
-    surface = await admin(dispatcher, '/billing schedule add closing-reminder "0 9 1 * *"')
+    assert runtime.settings.billing_channel is None
+    surface = await admin(runtime, '/billing schedule add closing-reminder "0 9 1 * *"')
     assert "BILLING_CHANNEL, which is not set" in surface.privates[0]
-    assert dispatcher.scheduler is not None and await dispatcher.scheduler.all() == []
+    assert runtime.scheduler is not None and await runtime.schedules.all() == []
     viewer = RecordingSurface(user="U1")
-    await dispatcher.run(
+    await runtime.dispatcher.run(
         '/billing schedule add closing-reminder "0 9 1 * *"',
         user="U1",
         channel="C1",
@@ -97,59 +96,55 @@ async def test_a_schedule_needs_billing_channel(runtime: Runtime) -> None:
 
 
 @pytest.fixture
-def with_channel(runtime: Runtime) -> Dispatcher:
-    dispatcher = runtime.dispatcher
-    dispatcher.settings = dispatcher.settings.model_copy(update={"billing_channel": "C0BILLING"})
-    return dispatcher
+async def with_channel(open_bot: OpenBot) -> Runtime:
+    return await open_bot(billing_channel="C0BILLING")
 
 
-async def test_add_list_pause_resume_remove(with_channel: Dispatcher) -> None:
-    dispatcher = with_channel
-    surface = await admin(
-        dispatcher, '/billing schedule add closing-reminder "0 9 1 * *" reseller=1'
-    )
+async def test_add_list_pause_resume_remove(with_channel: Runtime) -> None:
+    runtime = with_channel
+    surface = await admin(runtime, '/billing schedule add closing-reminder "0 9 1 * *" reseller=1')
     assert surface.sent[0].text.startswith("Schedule #1 added: closing-reminder `0 9 1 * *`")
-    listing = await admin(dispatcher, "/billing schedules")
+    listing = await admin(runtime, "/billing schedules")
     table = listing.sent[0].table
     assert table is not None and table.rows[0][:3] == ["1", "closing-reminder", "0 9 1 * *"]
     assert "reseller=1" in table.rows[0][6]
-    await admin(dispatcher, "/billing schedule pause 1")
-    assert dispatcher.scheduler is not None
-    paused = await dispatcher.scheduler.get(1)
+    await admin(runtime, "/billing schedule pause 1")
+    assert runtime.scheduler is not None
+    paused = await runtime.schedules.get(1)
     assert paused is not None and paused.paused and paused.next_run_at is None
-    await admin(dispatcher, "/billing schedule resume 1")
-    resumed = await dispatcher.scheduler.get(1)
+    await admin(runtime, "/billing schedule resume 1")
+    resumed = await runtime.schedules.get(1)
     assert resumed is not None and not resumed.paused and resumed.next_run_at is not None
-    await admin(dispatcher, "/billing schedule remove 1")
-    assert await dispatcher.scheduler.all() == []
+    await admin(runtime, "/billing schedule remove 1")
+    assert await runtime.schedules.all() == []
 
 
-async def test_run_now_posts_the_reminder_as_an_approval(with_channel: Dispatcher) -> None:
-    dispatcher = with_channel
-    await admin(dispatcher, '/billing schedule add closing-reminder "0 9 1 * *"')
-    await admin(dispatcher, "/billing schedule run 1")
-    posted = dispatcher.system_surface("C0BILLING")
+async def test_run_now_posts_the_reminder_as_an_approval(with_channel: Runtime) -> None:
+    runtime = with_channel
+    await admin(runtime, '/billing schedule add closing-reminder "0 9 1 * *"')
+    await admin(runtime, "/billing schedule run 1")
+    posted = runtime.system_surface("C0BILLING")
     card = posted.sent[-1]  # type: ignore[attr-defined]
     assert card.text.startswith("Closing documents for ")
     assert [b.label for b in card.buttons] == ["Send notifications", "Skip", "Snooze 24 h"]
-    sandbox = sandbox_of(dispatcher, "activeplatform")
+    sandbox = sandbox_of(runtime, "activeplatform")
     assert all(r.method == "GET" for r in sandbox.control.requests)  # only counted, nothing sent
     # Send is for approvers only, and runs once whatever the clicks.
     operator = RecordingSurface(user="U1", channel="C0BILLING")
-    assert not await dispatcher.run(
+    assert not await runtime.dispatcher.run(
         "/billing approve 1", user="U1", channel="C0BILLING", surface=operator
     )
     approver = RecordingSurface(user="U2", channel="C0BILLING")
-    assert await dispatcher.run(
+    assert await runtime.dispatcher.run(
         "/billing approve 1", user="U2", channel="C0BILLING", surface=approver
     )
-    assert not await dispatcher.run(
+    assert not await runtime.dispatcher.run(
         "/billing approve 1", user="U3", channel="C0BILLING", surface=approver
     )
     posts = [r for r in sandbox.control.requests if r.method == "POST"]
     notified = [a for r in posts for a in __import__("json").loads(r.body)["account_ids"]]
     assert len(notified) == len(set(notified)) > 0
-    async with dispatcher.engine.connect() as conn:
+    async with runtime.engine.connect() as conn:
         decisions = (await conn.execute(sa.select(audit.c.decision))).scalars().all()
     assert {"scheduled run", "requested", "approved", "executed"} <= set(decisions)
 
@@ -169,14 +164,14 @@ def test_a_cron_reads_in_words(expression: str, words: str) -> None:
 
 
 async def test_the_list_and_the_confirmation_say_the_cron_in_words(
-    with_channel: Dispatcher,
+    with_channel: Runtime,
 ) -> None:
-    dispatcher = with_channel
-    added = await admin(dispatcher, '/billing schedule add closing-reminder "0 9 1 * *"')
+    runtime = with_channel
+    added = await admin(runtime, '/billing schedule add closing-reminder "0 9 1 * *"')
     assert added.sent[0].text.startswith(
         "Schedule #1 added: closing-reminder `0 9 1 * *` (at 09:00, on day 1 of the month) → "
     )
-    listing = await admin(dispatcher, "/billing schedules")
+    listing = await admin(runtime, "/billing schedules")
     table = listing.sent[0].table
     assert table is not None
     assert list(table.columns)[2:5] == ["Cron", "When", "Next run"]
@@ -203,16 +198,16 @@ async def test_the_list_and_the_confirmation_say_the_cron_in_words(
     ],
 )
 async def test_a_cron_that_never_runs_or_runs_too_often_is_refused(
-    with_channel: Dispatcher, expression: str, sentence: str
+    with_channel: Runtime, expression: str, sentence: str
 ) -> None:
-    dispatcher = with_channel
-    surface = await admin(dispatcher, f'/billing schedule add closing-reminder "{expression}"')
+    runtime = with_channel
+    surface = await admin(runtime, f'/billing schedule add closing-reminder "{expression}"')
     [message] = surface.privates
     assert sentence in message
     assert 'Example: `/billing schedule add closing-reminder "0 9 1 * *"`' in message
     assert surface.sent == []
-    assert dispatcher.scheduler is not None and await dispatcher.scheduler.all() == []
-    assert sandbox_of(dispatcher, "activeplatform").control.requests == []
+    assert runtime.scheduler is not None and await runtime.schedules.all() == []
+    assert sandbox_of(runtime, "activeplatform").control.requests == []
 
 
 @pytest.mark.parametrize("expression", ["0 * * * *", "0 9 29 2 *", "59 23 31 * *", "5 */2 * * *"])
@@ -222,33 +217,33 @@ def test_rare_and_hourly_crons_are_accepted(expression: str) -> None:
     assert next_run(expression, ZoneInfo("UTC"), now) is not None
 
 
-async def snoozed_reminder(dispatcher: Dispatcher, cron: str) -> RecordingSurface:
+async def snoozed_reminder(runtime: Runtime, cron: str) -> RecordingSurface:
     """Schedule a closing reminder on `cron`, run it now and have U2 snooze its request #1."""
-    await admin(dispatcher, f'/billing schedule add closing-reminder "{cron}"')
-    await admin(dispatcher, "/billing schedule run 1")
+    await admin(runtime, f'/billing schedule add closing-reminder "{cron}"')
+    await admin(runtime, "/billing schedule run 1")
     approver = RecordingSurface(user="U2", channel="C0BILLING")
-    assert await dispatcher.run(
+    assert await runtime.dispatcher.run(
         "/billing snooze 1", user="U2", channel="C0BILLING", surface=approver
     )
     return approver
 
 
-async def test_snooze_says_snoozed_until_and_keeps_the_cron(with_channel: Dispatcher) -> None:
-    dispatcher = with_channel
+async def test_snooze_says_snoozed_until_and_keeps_the_cron(with_channel: Runtime) -> None:
+    runtime = with_channel
     # A monthly day at least a week away, so the snooze comes before the next regular run
     # whatever today is (the test runs on the real clock).
-    day = (datetime.now(dispatcher.settings.tz).day + 9) % 28 + 1
+    day = (datetime.now(runtime.settings.tz).day + 9) % 28 + 1
     cron = f"0 9 {day} * *"
-    approver = await snoozed_reminder(dispatcher, cron)
-    assert dispatcher.scheduler is not None
-    decided = await dispatcher.approvals.get(1)
+    approver = await snoozed_reminder(runtime, cron)
+    assert runtime.scheduler is not None
+    decided = await runtime.approvals.get(1)
     assert decided is not None and decided.decided_at is not None
     again = decided.decided_at + timedelta(hours=24)
-    shown = again.astimezone(dispatcher.settings.tz).strftime("%Y-%m-%d %H:%M %Z")
+    shown = again.astimezone(runtime.settings.tz).strftime("%Y-%m-%d %H:%M %Z")
 
     cards = [r for _, r in approver.updates] + [
         r
-        for _, r in dispatcher.system_surface("C0BILLING").updates  # type: ignore[attr-defined]
+        for _, r in runtime.system_surface("C0BILLING").updates  # type: ignore[attr-defined]
     ]
     card = cards[-1]
     assert card.text == f"💤 #1 snoozed until {shown} by <@U2>: it will be asked again then"
@@ -256,18 +251,18 @@ async def test_snooze_says_snoozed_until_and_keeps_the_cron(with_channel: Dispat
     assert f"#1 snoozed until {shown}: it will be asked again then" in approver.texts()
 
     # The cron stays: the list shows the extra ask, then the regular run on its day.
-    row = await dispatcher.scheduler.get(1)
+    row = await runtime.schedules.get(1)
     assert row is not None and row.cron == cron
-    regular = dispatcher.scheduler.regular_run(row)
+    regular = runtime.schedules.regular_run(row)
     assert regular is not None
-    local = regular.astimezone(dispatcher.settings.tz)
+    local = regular.astimezone(runtime.settings.tz)
     assert (local.day, local.hour) == (day, 9)
-    listing = await admin(dispatcher, "/billing schedules")
+    listing = await admin(runtime, "/billing schedules")
     table = listing.sent[0].table
     assert table is not None
     assert table.rows[0][4].endswith(
         "(snoozed reminder), then "
-        + regular.astimezone(dispatcher.settings.tz).strftime("%Y-%m-%d %H:%M %Z")
+        + regular.astimezone(runtime.settings.tz).strftime("%Y-%m-%d %H:%M %Z")
     )
 
 
@@ -279,21 +274,20 @@ async def test_a_snoozed_reminder_asks_again_and_the_cron_carries_on(runtime: Ru
 
     clock = Clock(datetime(2026, 11, 1, 9, 0, 30, tzinfo=UTC))
     scheduler = Scheduler(
-        runtime.dispatcher.engine,
-        tz=ZoneInfo("UTC"),
+        ScheduleStore(runtime.engine, tz=ZoneInfo("UTC"), clock=clock),
         run=run,
-        audit=runtime.dispatcher.audit,
+        audit=runtime.audit,
         clock=clock,
     )
-    monthly = await scheduler.add(
+    monthly = await scheduler.store.add(
         kind="closing-reminder", cron="0 9 1 * *", args={}, channel="C1", created_by="U0ADMIN"
     )
     december = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
     assert monthly.next_run_at == december
-    await scheduler.postpone(monthly.id, 24)
-    snoozed = await scheduler.get(monthly.id)
+    await scheduler.store.postpone(monthly.id, 24)
+    snoozed = await scheduler.store.get(monthly.id)
     assert snoozed is not None and snoozed.next_run_at == clock.now + timedelta(hours=24)
-    assert scheduler.regular_run(snoozed) == december  # the cron's own run has not moved
+    assert scheduler.store.regular_run(snoozed) == december  # the cron's own run has not moved
 
     clock.now += timedelta(hours=24, seconds=10)
     try:
@@ -301,7 +295,7 @@ async def test_a_snoozed_reminder_asks_again_and_the_cron_carries_on(runtime: Ru
     finally:
         await scheduler.stop()  # the tick took the leader's connection: give it back
     assert fired == [datetime(2026, 11, 2, 9, 0, 30, tzinfo=UTC)]
-    after = await scheduler.get(monthly.id)
+    after = await scheduler.store.get(monthly.id)
     assert after is not None and after.next_run_at == december
 
 
@@ -311,38 +305,37 @@ async def test_a_regular_run_sooner_than_the_snooze_is_not_moved(runtime: Runtim
 
     clock = Clock(datetime(2026, 11, 1, 12, 0, tzinfo=UTC))
     scheduler = Scheduler(
-        runtime.dispatcher.engine,
-        tz=ZoneInfo("UTC"),
+        ScheduleStore(runtime.engine, tz=ZoneInfo("UTC"), clock=clock),
         run=run,
-        audit=runtime.dispatcher.audit,
+        audit=runtime.audit,
         clock=clock,
     )
-    daily = await scheduler.add(
+    daily = await scheduler.store.add(
         kind="closing-reminder", cron="0 9 * * *", args={}, channel="C1", created_by="U0ADMIN"
     )
-    await scheduler.postpone(daily.id, 24)
-    kept = await scheduler.get(daily.id)
+    await scheduler.store.postpone(daily.id, 24)
+    kept = await scheduler.store.get(daily.id)
     # Tomorrow 09:00 comes before 24 h from now: it asks again itself, and stays where it was.
     assert kept is not None and kept.next_run_at == datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 
-async def test_snooze_asks_again_later(with_channel: Dispatcher) -> None:
-    dispatcher = with_channel
-    await admin(dispatcher, '/billing schedule add closing-reminder "0 9 1 * *"')
-    await admin(dispatcher, "/billing schedule run 1")
+async def test_snooze_asks_again_later(with_channel: Runtime) -> None:
+    runtime = with_channel
+    await admin(runtime, '/billing schedule add closing-reminder "0 9 1 * *"')
+    await admin(runtime, "/billing schedule run 1")
     approver = RecordingSurface(user="U2", channel="C0BILLING")
-    assert await dispatcher.run(
+    assert await runtime.dispatcher.run(
         "/billing snooze 1", user="U2", channel="C0BILLING", surface=approver
     )
-    assert dispatcher.scheduler is not None
-    row = await dispatcher.scheduler.get(1)
+    assert runtime.scheduler is not None
+    row = await runtime.schedules.get(1)
     assert row is not None and row.next_run_at is not None
-    assert row.next_run_at - dispatcher.clock() < timedelta(hours=24, minutes=1)
-    assert not await dispatcher.run(
+    assert row.next_run_at - runtime.executor.clock() < timedelta(hours=24, minutes=1)
+    assert not await runtime.dispatcher.run(
         "/billing approve 1", user="U3", channel="C0BILLING", surface=approver
     )
     assert [
-        r for r in sandbox_of(dispatcher, "activeplatform").control.requests if r.method == "POST"
+        r for r in sandbox_of(runtime, "activeplatform").control.requests if r.method == "POST"
     ] == []
 
 
@@ -355,7 +348,6 @@ class Clock:
 
 
 async def test_due_runs_fire_once_missed_runs_once_within_grace(runtime: Runtime) -> None:
-    dispatcher = runtime.dispatcher
     fired: list[tuple[int, datetime | None]] = []
 
     async def run(schedule: Schedule, due: datetime | None) -> None:
@@ -363,17 +355,16 @@ async def test_due_runs_fire_once_missed_runs_once_within_grace(runtime: Runtime
 
     clock = Clock(datetime(2026, 11, 30, 12, 0, tzinfo=UTC))
     scheduler = Scheduler(
-        dispatcher.engine,
-        tz=ZoneInfo("UTC"),
+        ScheduleStore(runtime.engine, tz=ZoneInfo("UTC"), clock=clock),
         run=run,
-        audit=dispatcher.audit,
+        audit=runtime.audit,
         grace=timedelta(hours=6),
         clock=clock,
     )
-    first = await scheduler.add(
+    first = await scheduler.store.add(
         kind="closing-reminder", cron="0 9 1 * *", args={}, channel="C", created_by="U0ADMIN"
     )
-    late = await scheduler.add(
+    late = await scheduler.store.add(
         kind="closing-reminder", cron="0 9 1 * *", args={}, channel="C", created_by="U0ADMIN"
     )
     assert first.next_run_at == datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -381,7 +372,7 @@ async def test_due_runs_fire_once_missed_runs_once_within_grace(runtime: Runtime
     assert await scheduler.tick() == 0  # nothing due yet
     # The bot was down over the due time: 2 h late is within grace, fires once...
     clock.now = datetime(2026, 12, 1, 11, 0, tzinfo=UTC)
-    async with dispatcher.engine.begin() as conn:  # ...while the other is 2 days late
+    async with runtime.engine.begin() as conn:  # ...while the other is 2 days late
         await conn.execute(
             schedules.update()
             .where(schedules.c.id == late.id)
@@ -391,12 +382,15 @@ async def test_due_runs_fire_once_missed_runs_once_within_grace(runtime: Runtime
     assert fired == [(first.id, datetime(2026, 12, 1, 9, 0, tzinfo=UTC))]
     assert await scheduler.tick() == 0  # ...and never twice
     again = Scheduler(
-        dispatcher.engine, tz=ZoneInfo("UTC"), run=run, audit=dispatcher.audit, clock=clock
+        ScheduleStore(runtime.engine, tz=ZoneInfo("UTC"), clock=clock),
+        run=run,
+        audit=runtime.audit,
+        clock=clock,
     )
     assert await again.tick() == 0  # not after a restart either
-    reloaded = await scheduler.get(first.id)
+    reloaded = await scheduler.store.get(first.id)
     assert reloaded is not None and reloaded.next_run_at == datetime(2027, 1, 1, 9, 0, tzinfo=UTC)
-    async with dispatcher.engine.connect() as conn:
+    async with runtime.engine.connect() as conn:
         missed = (
             (await conn.execute(sa.select(audit.c.detail).where(audit.c.decision == "missed")))
             .scalars()
@@ -408,7 +402,6 @@ async def test_due_runs_fire_once_missed_runs_once_within_grace(runtime: Runtime
 
 
 async def test_two_schedulers_racing_fire_a_run_once(runtime: Runtime) -> None:
-    dispatcher = runtime.dispatcher
     fired: list[int] = []
 
     async def run(schedule: Schedule, due: datetime | None) -> None:
@@ -416,13 +409,19 @@ async def test_two_schedulers_racing_fire_a_run_once(runtime: Runtime) -> None:
 
     clock = Clock(datetime(2026, 11, 30, 12, 0, tzinfo=UTC))
     one = Scheduler(
-        dispatcher.engine, tz=ZoneInfo("UTC"), run=run, audit=dispatcher.audit, clock=clock
+        ScheduleStore(runtime.engine, tz=ZoneInfo("UTC"), clock=clock),
+        run=run,
+        audit=runtime.audit,
+        clock=clock,
     )
     two = Scheduler(
-        dispatcher.engine, tz=ZoneInfo("UTC"), run=run, audit=dispatcher.audit, clock=clock
+        ScheduleStore(runtime.engine, tz=ZoneInfo("UTC"), clock=clock),
+        run=run,
+        audit=runtime.audit,
+        clock=clock,
     )
     one.leader.always = two.leader.always = True  # as if leadership overlapped for a moment
-    row = await one.add(
+    row = await one.store.add(
         kind="closing-reminder", cron="* * * * *", args={}, channel="C", created_by="U"
     )
     assert row.next_run_at is not None
@@ -442,8 +441,9 @@ async def test_a_tick_cut_short_by_shutdown_is_not_reported_as_an_error(
     quietly instead of raising (APScheduler would log "raised an exception")."""
     import asyncio
 
-    dispatcher = runtime.dispatcher
-    scheduler = Scheduler(dispatcher.engine, tz=ZoneInfo("UTC"), run=_never, audit=dispatcher.audit)
+    scheduler = Scheduler(
+        ScheduleStore(runtime.engine, tz=ZoneInfo("UTC")), run=_never, audit=runtime.audit
+    )
     entered, release = asyncio.Event(), asyncio.Event()
 
     async def elect() -> bool:
@@ -467,17 +467,18 @@ async def _never(schedule: Schedule, due: datetime | None) -> None:
 async def test_only_one_leader_on_postgresql(runtime: Runtime, database_url: str) -> None:
     if database_url.startswith("sqlite"):
         pytest.skip("SQLite is one process: it always leads")
-    dispatcher = runtime.dispatcher
 
     async def run(schedule: Schedule, due: datetime | None) -> None:
         return None
 
-    one = Scheduler(dispatcher.engine, tz=ZoneInfo("UTC"), run=run, audit=dispatcher.audit)
+    one = Scheduler(ScheduleStore(runtime.engine, tz=ZoneInfo("UTC")), run=run, audit=runtime.audit)
     from bot.storage.store import make_engine
 
     other_engine = make_engine(database_url)
     try:
-        two = Scheduler(other_engine, tz=ZoneInfo("UTC"), run=run, audit=dispatcher.audit)
+        two = Scheduler(
+            ScheduleStore(other_engine, tz=ZoneInfo("UTC")), run=run, audit=runtime.audit
+        )
         assert await one.leader.elect() is True
         assert await two.leader.elect() is False
         await one.leader.resign()  # as when the leader's session ends
@@ -489,14 +490,14 @@ async def test_only_one_leader_on_postgresql(runtime: Runtime, database_url: str
 
 
 async def test_a_snooze_says_the_regular_run_when_that_comes_first(
-    with_channel: Dispatcher,
+    with_channel: Runtime,
 ) -> None:
     """A reminder every six hours snoozed for 24: it is asked again at its next regular run,
     and the card says that time, not a day later."""
-    dispatcher = with_channel
-    approver = await snoozed_reminder(dispatcher, "0 */6 * * *")
-    assert dispatcher.scheduler is not None
-    row = await dispatcher.scheduler.get(1)
+    runtime = with_channel
+    approver = await snoozed_reminder(runtime, "0 */6 * * *")
+    assert runtime.scheduler is not None
+    row = await runtime.schedules.get(1)
     assert row is not None and row.next_run_at is not None
-    shown = row.next_run_at.astimezone(dispatcher.settings.tz).strftime("%Y-%m-%d %H:%M %Z")
+    shown = row.next_run_at.astimezone(runtime.settings.tz).strftime("%Y-%m-%d %H:%M %Z")
     assert f"#1 snoozed until {shown}: it will be asked again then" in approver.texts()

@@ -133,7 +133,7 @@ async def test_two_document_queues_on_one_login_take_turns(
 async def test_the_runtime_shares_limits_only_on_postgresql(
     runtime: Runtime, database_url: str
 ) -> None:
-    smsc = runtime.dispatcher.runtime("smsc")
+    smsc = runtime.catalog.runtime("smsc")
     assert smsc is not None and smsc.client is not None
     [queue] = limits_of(smsc.client)
     shared = getattr(queue, "_shared", None)
@@ -141,4 +141,4 @@ async def test_the_runtime_shares_limits_only_on_postgresql(
         assert shared is None
     else:
         assert isinstance(shared, DatabaseLimits)
-    assert sandbox_of(runtime.dispatcher, "smsc") is not None
+    assert sandbox_of(runtime, "smsc") is not None

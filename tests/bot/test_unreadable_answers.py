@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 import sqlalchemy as sa
 
-from bot.dispatch import Dispatcher
+from bot.runtime import Runtime
 from bot.storage.store import approvals, audit
 from commands.sandbox import Garble, GarbleKind, Recorded
 from tests.conftest import sandbox_of
@@ -52,8 +52,8 @@ APPROVED_WRITES = [
 ]
 
 
-async def rows(dispatcher: Dispatcher, table: sa.Table) -> list[dict[str, object]]:
-    async with dispatcher.engine.connect() as conn:
+async def rows(runtime: Runtime, table: sa.Table) -> list[dict[str, object]]:
+    async with runtime.engine.connect() as conn:
         found = (await conn.execute(sa.select(table).order_by(table.c.id))).mappings().all()
     return [dict(row) for row in found]
 
@@ -61,17 +61,17 @@ async def rows(dispatcher: Dispatcher, table: sa.Table) -> list[dict[str, object
 @pytest.mark.parametrize("kind", ["html", "garbage", "502"])
 @pytest.mark.parametrize("write", APPROVED_WRITES, ids=lambda w: w.provider)
 async def test_an_approved_write_with_an_unreadable_answer_ends_unknown(
-    dispatcher: Dispatcher, write: Write, kind: GarbleKind
+    runtime: Runtime, write: Write, kind: GarbleKind
 ) -> None:
     requester = RecordingSurface(user="U1")
-    await dispatcher.run(write.line, user="U1", channel="C1", surface=requester)
-    sandbox = sandbox_of(dispatcher, write.provider)
+    await runtime.dispatcher.run(write.line, user="U1", channel="C1", surface=requester)
+    sandbox = sandbox_of(runtime, write.provider)
     sandbox.control.garble = Garble(kind, acted=True, matches=write.sent)
 
     approver = RecordingSurface(user="U2")
-    await dispatcher.run("/billing approve 1", user="U2", channel="C1", surface=approver)
+    await runtime.dispatcher.run("/billing approve 1", user="U2", channel="C1", surface=approver)
 
-    [row] = await rows(dispatcher, approvals)
+    [row] = await rows(runtime, approvals)
     assert row["status"] == "unknown"
     card = approver.updates[-1][1]
     assert card.text.startswith("❓ #1 *outcome unknown*")
@@ -80,28 +80,28 @@ async def test_an_approved_write_with_an_unreadable_answer_ends_unknown(
     assert "failed" not in card.text
     assert "inside the bot" not in approver.texts()
     assert len([r for r in sandbox.control.requests if write.sent(r)]) == 1
-    [executed] = [r for r in await rows(dispatcher, audit) if r["decision"] == "executed"]
+    [executed] = [r for r in await rows(runtime, audit) if r["decision"] == "executed"]
     assert (executed["outcome"], executed["approval_id"]) == ("unknown", 1)
     assert write.said in str(executed["detail"])
 
     # It cannot be approved again: the provider still saw it once.
-    await dispatcher.run("/billing approve 1", user="U3", channel="C1", surface=approver)
+    await runtime.dispatcher.run("/billing approve 1", user="U3", channel="C1", surface=approver)
     assert "already unknown" in approver.privates[-1]
     assert len([r for r in sandbox.control.requests if write.sent(r)]) == 1
 
 
 async def test_a_transfer_answered_with_html_is_not_reported_as_failed(
-    dispatcher: Dispatcher,
+    runtime: Runtime,
 ) -> None:
     # The report that started this: HTTP 200 with an HTML page after the portal moved the money.
-    sandbox = sandbox_of(dispatcher, "voipcloud")
+    sandbox = sandbox_of(runtime, "voipcloud")
     before = sandbox.customers["10023"].ledger.balance()
-    await dispatcher.run(
+    await runtime.dispatcher.run(
         "/voipcloud move-funds 10023 8.00 x", user="U1", channel="C1", surface=RecordingSurface()
     )
     sandbox.control.garble = Garble("html", acted=True)
     approver = RecordingSurface(user="U2")
-    await dispatcher.run("/billing approve 1", user="U2", channel="C1", surface=approver)
+    await runtime.dispatcher.run("/billing approve 1", user="U2", channel="C1", surface=approver)
 
     card = approver.updates[-1][1]
     assert card.sections[1].startswith(
@@ -114,12 +114,12 @@ async def test_a_transfer_answered_with_html_is_not_reported_as_failed(
 
 @pytest.mark.parametrize("kind", ["html", "garbage", "truncated", "502"])
 async def test_a_write_without_approval_tells_the_requester_outcome_unknown(
-    dispatcher: Dispatcher, kind: GarbleKind
+    runtime: Runtime, kind: GarbleKind
 ) -> None:
-    sandbox = sandbox_of(dispatcher, "voipcloud")
+    sandbox = sandbox_of(runtime, "voipcloud")
     sandbox.control.garble = Garble(kind, acted=True)
     requester = RecordingSurface(user="U1")
-    await dispatcher.run(
+    await runtime.dispatcher.run(
         "/voipcloud reset-password 10023", user="U1", channel="C1", surface=requester
     )
 
@@ -131,17 +131,19 @@ async def test_a_write_without_approval_tells_the_requester_outcome_unknown(
     assert "It was not retried, because it may already have happened." in said
     assert len([r for r in sandbox.control.requests if r.method == "POST"]) == 1
     assert sandbox.customers["10023"].password_resets == 1
-    [entry] = await rows(dispatcher, audit)
+    [entry] = await rows(runtime, audit)
     assert entry["outcome"] == "unknown"
 
 
 async def test_invoicexpress_non_json_answers_are_no_longer_an_error_inside_the_bot(
-    dispatcher: Dispatcher,
+    runtime: Runtime,
 ) -> None:
-    sandbox = sandbox_of(dispatcher, "invoicexpress")
+    sandbox = sandbox_of(runtime, "invoicexpress")
     sandbox.control.garble = Garble("html", acted=True, matches=lambda request: True)
     requester = RecordingSurface(user="U1")
-    await dispatcher.run("/invoicexpress sequences", user="U1", channel="C1", surface=requester)
+    await runtime.dispatcher.run(
+        "/invoicexpress sequences", user="U1", channel="C1", surface=requester
+    )
 
     [said] = requester.privates
     assert said.startswith("`/invoicexpress sequences` failed: InvoiceXpress ")

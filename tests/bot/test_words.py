@@ -9,23 +9,23 @@ from pathlib import Path
 
 import pytest
 
-from bot.dispatch import Dispatcher
+from bot.runtime import Runtime
 from commands.invoicexpress.commands import COMMANDS as INVOICEXPRESS
 from commands.words import adds_to, clip, plural
-from tests.conftest import sandbox_of
+from tests.conftest import OpenBot, sandbox_of
 from tests.support import RecordingSurface
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-async def run(dispatcher: Dispatcher, line: str, user: str = "U1") -> RecordingSurface:
+async def run(runtime: Runtime, line: str, user: str = "U1") -> RecordingSurface:
     surface = RecordingSurface(user=user)
-    await dispatcher.run(line, user=user, channel="C1", surface=surface)
+    await runtime.dispatcher.run(line, user=user, channel="C1", surface=surface)
     return surface
 
 
-def requests(dispatcher: Dispatcher, name: str) -> list[object]:
-    return list(sandbox_of(dispatcher, name).control.requests)
+def requests(runtime: Runtime, name: str) -> list[object]:
+    return list(sandbox_of(runtime, name).control.requests)
 
 
 # --- the words themselves -----------------------------------------------------------------------
@@ -53,46 +53,46 @@ def test_clipping_cuts_between_words() -> None:
 # --- through the bot --------------------------------------------------------------------------
 
 
-async def test_a_provider_failure_names_the_provider_once(dispatcher: Dispatcher) -> None:
-    surface = await run(dispatcher, "/smsc invoice get acme 999")
+async def test_a_provider_failure_names_the_provider_once(runtime: Runtime) -> None:
+    surface = await run(runtime, "/smsc invoice get acme 999")
     [message] = surface.privates
     assert message.startswith("`/smsc invoice get` failed: SMSC has no invoice 999 for sub-client")
     assert "SMSC says SMSC" not in message
-    surface = await run(dispatcher, "/voipcloud balance 99999")
+    surface = await run(runtime, "/voipcloud balance 99999")
     assert surface.privates == [
         "`/voipcloud balance` failed: VoIPcloud says Customer not found (code 404)."
     ]
 
 
-async def test_one_of_anything_is_singular(dispatcher: Dispatcher) -> None:
-    accounts = sandbox_of(dispatcher, "activeplatform").accounts["2"]
+async def test_one_of_anything_is_singular(open_bot: OpenBot) -> None:
+    runtime = await open_bot(billing_channel="C0BILLING")
+    accounts = sandbox_of(runtime, "activeplatform").accounts["2"]
     target = accounts[2]
-    surface = await run(dispatcher, f"/activeplatform accounts reseller=2 email={target.email}")
+    surface = await run(runtime, f"/activeplatform accounts reseller=2 email={target.email}")
     assert surface.sent[0].text == f"*1 account* of reseller 2 with e-mail {target.email}"
 
-    dispatcher.settings = dispatcher.settings.model_copy(update={"billing_channel": "C0BILLING"})
-    await run(dispatcher, '/billing schedule add closing-reminder "0 9 1 * *"', user="U0ADMIN")
-    listing = await run(dispatcher, "/billing schedules", user="U0ADMIN")
+    await run(runtime, '/billing schedule add closing-reminder "0 9 1 * *"', user="U0ADMIN")
+    listing = await run(runtime, "/billing schedules", user="U0ADMIN")
     assert listing.sent[0].text.startswith("*1 schedule* (times in ")
 
 
-async def test_a_confirmation_is_said_once(dispatcher: Dispatcher) -> None:
-    first = await run(dispatcher, "/voipcloud confirm-email 10025")
+async def test_a_confirmation_is_said_once(runtime: Runtime) -> None:
+    first = await run(runtime, "/voipcloud confirm-email 10025")
     [reply] = first.sent
     assert reply.text == "E-mail of customer 10025 confirmed."
     assert list(reply.sections) == []  # VoIPcloud's "Customer e-mail confirmed." repeats it
-    again = await run(dispatcher, "/voipcloud confirm-email 10025")
+    again = await run(runtime, "/voipcloud confirm-email 10025")
     assert list(again.sent[0].sections) == ["E-mail already confirmed."]  # this one is news
 
 
-async def test_an_approval_that_takes_long_says_working_once(dispatcher: Dispatcher) -> None:
-    await run(dispatcher, "/invoicexpress sequence create 2027")
-    sandbox = sandbox_of(dispatcher, "invoicexpress")
-    dispatcher.working_after = 0.0  # every run is "slow": the note is due at once
+async def test_an_approval_that_takes_long_says_working_once(runtime: Runtime) -> None:
+    await run(runtime, "/invoicexpress sequence create 2027")
+    sandbox = sandbox_of(runtime, "invoicexpress")
+    runtime.executor.working_after = 0.0  # every run is "slow": the note is due at once
     sandbox.control.hold()
     approver = RecordingSurface(user="U2")
     approving = asyncio.ensure_future(
-        dispatcher.run("/billing approve 1", user="U2", channel="C1", surface=approver)
+        runtime.dispatcher.run("/billing approve 1", user="U2", channel="C1", surface=approver)
     )
     await sandbox.control.wait_held()
     sandbox.control.release()
@@ -104,9 +104,9 @@ async def test_an_approval_that_takes_long_says_working_once(dispatcher: Dispatc
     assert approver.updates[-1][1].text.startswith("✅ #1 *done*")
 
 
-async def test_a_wrong_choice_lists_the_choices(dispatcher: Dispatcher) -> None:
+async def test_a_wrong_choice_lists_the_choices(runtime: Runtime) -> None:
     surface = await run(
-        dispatcher,
+        runtime,
         "/invoicexpress at-communication subuser=123456789/3 password=pw communication_type=fast",
         user="U0ADMIN",
     )
@@ -116,17 +116,17 @@ async def test_a_wrong_choice_lists_the_choices(dispatcher: Dispatcher) -> None:
         "use auto, guides, manual or portal_at\n"
     )
     assert "Input should be" not in message and "pw" not in message
-    assert requests(dispatcher, "invoicexpress") == []
+    assert requests(runtime, "invoicexpress") == []
 
 
 async def test_an_error_about_the_arguments_together_has_no_field_label(
-    dispatcher: Dispatcher,
+    runtime: Runtime,
 ) -> None:
-    surface = await run(dispatcher, "/smsc act get acme 701 num=7", user="U0VIEWER")
+    surface = await run(runtime, "/smsc act get acme 701 num=7", user="U0VIEWER")
     [message] = surface.privates
     assert message.startswith("Give the act's ID or its number (num=<n>), not both.\n")
     assert "`arguments`" not in message
-    assert requests(dispatcher, "smsc") == []
+    assert requests(runtime, "smsc") == []
 
 
 @pytest.mark.parametrize(
@@ -145,31 +145,29 @@ async def test_an_error_about_the_arguments_together_has_no_field_label(
         ),
     ],
 )
-async def test_help_for_no_such_command_says_so(
-    dispatcher: Dispatcher, line: str, answer: str
-) -> None:
-    surface = await run(dispatcher, line)
+async def test_help_for_no_such_command_says_so(runtime: Runtime, line: str, answer: str) -> None:
+    surface = await run(runtime, line)
     assert surface.privates == [answer]
 
 
 async def test_help_for_a_billing_command_or_a_provider_shows_just_that(
-    dispatcher: Dispatcher,
+    runtime: Runtime,
 ) -> None:
-    audit = await run(dispatcher, "/billing help audit")
+    audit = await run(runtime, "/billing help audit")
     assert audit.privates[0].startswith("*/billing audit* commands:")
     assert "/billing audit export <start> <end> [to=<me|channel>]" in audit.privates[0]
-    smsc = await run(dispatcher, "/billing help /smsc")
+    smsc = await run(runtime, "/billing help /smsc")
     assert smsc.privates[0].startswith("*/smsc* commands:")
     assert "/voipcloud" not in smsc.privates[0]
 
 
-async def test_a_typo_in_the_slash_suggests_the_nearest(dispatcher: Dispatcher) -> None:
-    surface = await run(dispatcher, "/invoicexpres sequences")
+async def test_a_typo_in_the_slash_suggests_the_nearest(runtime: Runtime) -> None:
+    surface = await run(runtime, "/invoicexpres sequences")
     assert surface.privates == [
         "`/invoicexpres` is not one of my commands. Did you mean `/invoicexpress`?"
     ]
-    assert requests(dispatcher, "invoicexpress") == []
-    far = await run(dispatcher, "/payroll run")
+    assert requests(runtime, "invoicexpress") == []
+    far = await run(runtime, "/payroll run")
     assert far.privates[0].startswith("`/payroll` is not one of my commands. I know ")
 
 

@@ -12,9 +12,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.schedules.engine import Schedule, Scheduler
+from bot.schedules.store import Schedule, ScheduleStore
 from bot.storage import store
-from bot.storage.audit import AuditLog
 from bot.storage.store import audit, schedules, utcnow
 from commands.invoicexpress.sandbox import InvoiceXpressSandbox
 from tests.doubles.server import serve_asgi
@@ -38,13 +37,9 @@ CHATTY = ("alembic", "apscheduler", "uvicorn.access", "httpx", "httpcore")
 async def add_due_reminder(database_url: str) -> Schedule:
     """A closing reminder already due; ActivePlatform is not configured, so its run fails."""
 
-    async def not_here(schedule: Schedule, due: object) -> None:
-        raise AssertionError("only the bot fires schedules")
-
     engine = store.make_engine(database_url)
     try:
-        scheduler = Scheduler(engine, tz=ZoneInfo("UTC"), run=not_here, audit=AuditLog(engine))
-        schedule = await scheduler.add(
+        schedule = await ScheduleStore(engine, tz=ZoneInfo("UTC")).add(
             kind="closing-reminder",
             cron="0 9 1 * *",
             args={"accounts": "all"},

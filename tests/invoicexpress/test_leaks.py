@@ -13,8 +13,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from bot.catalog import ProviderRuntime
 from bot.config import Settings
-from bot.dispatch import Dispatcher, ProviderRuntime
+from bot.dispatch import Dispatcher
 from bot.runtime import Runtime, open_runtime
 from bot.storage import store
 from commands.invoicexpress.commands import PROVIDER
@@ -58,7 +59,7 @@ class Leaky:
     async def rows(self) -> list[str]:
         """Every row of every table, as text."""
         texts = []
-        async with self.dispatcher.engine.connect() as conn:
+        async with self.runtime.engine.connect() as conn:
             for table in store.metadata.sorted_tables:
                 for row in (await conn.execute(sa.select(table))).all():
                     texts.append(f"{table.name}: {tuple(row)!r}")

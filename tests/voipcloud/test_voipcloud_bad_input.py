@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.dispatch import Dispatcher
+from bot.runtime import Runtime
 from commands import grammar
 from commands.types import COMMA
 from commands.voipcloud.client import VoipcloudClient
@@ -149,16 +149,16 @@ def test_good_input_passes() -> None:
     ],
 )
 async def test_a_refused_amount_never_reaches_an_approval_card(
-    dispatcher: Dispatcher, amount: str, expected: str
+    runtime: Runtime, amount: str, expected: str
 ) -> None:
     """Through the bot itself: refused privately, no card posted, nothing stored or sent."""
     surface = RecordingSurface(user="U1", channel="C1")
-    done = await dispatcher.run(
+    done = await runtime.dispatcher.run(
         f"/voipcloud move-funds 10023 {amount} top-up", user="U1", channel="C1", surface=surface
     )
     assert not done
     [message] = surface.privates
     assert expected in message
     assert surface.sent == [] and surface.updates == []
-    assert await dispatcher.approvals.open() == []
-    assert sandbox_of(dispatcher, "voipcloud").control.requests == []
+    assert await runtime.approvals.open() == []
+    assert sandbox_of(runtime, "voipcloud").control.requests == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.schedules.commands import add_command
+from bot.billing import schedule_add
 from commands import grammar
 from commands.base import CommandError
 from commands.voipcloud.commands import PROVIDER, REPORT_LIMIT
@@ -113,7 +113,7 @@ def test_bad_schedule_arguments_are_explained(
     sandbox: VoipcloudSandbox, text: str, expected: str
 ) -> None:
     # The bot builds `schedule add balance-report` from the kind's own Args.
-    command = add_command("balance-report", PROVIDER.schedule_kinds["balance-report"])
+    command = schedule_add("balance-report", PROVIDER.schedule_kinds["balance-report"])
     parsed = grammar.parse("billing", text, [command])
     assert isinstance(parsed, grammar.Parsed)
     with pytest.raises(grammar.FieldErrors) as caught:

@@ -1,0 +1,47 @@
+"""The `/billing` commands' client: the few services they work with, and the surface of the
+request that runs one.
+
+The composition root makes one for each `/billing` request, bound to that request's surface, as
+the executor hands a provider's handler that provider's client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.approvals.flow import ApprovalFlow
+from bot.approvals.policy import Policy
+from bot.approvals.state import Approvals
+from bot.catalog import Catalog
+from bot.config import Settings
+from bot.roles import Roles
+from bot.schedules.engine import Scheduler
+from bot.schedules.store import ScheduleStore
+from bot.storage.audit import AuditLog
+from bot.surface import Surface
+
+
+class DirectMessages(Protocol):
+    async def open(self, user: str) -> Surface | None:
+        """Where something for `user` alone goes, files included (None: it could not be
+        opened; the caller says so)."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Desk:
+    settings: Settings
+    catalog: Catalog
+    engine: AsyncEngine
+    approvals: Approvals
+    flow: ApprovalFlow
+    audit: AuditLog
+    policy: Policy
+    schedules: ScheduleStore
+    scheduler: Scheduler
+    roles: Roles
+    direct: DirectMessages
+    surface: Surface

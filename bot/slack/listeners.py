@@ -1,0 +1,173 @@
+"""The Slack listeners, one named object each, callable in a test with a fake `ack` and body
+(as Bolt's own listener classes are): Bolt injects `ack`, `body`, `action`, `view` and `event`
+by parameter name, and skips `self`.
+
+    SlashCommand    every slash command: ack, then the line goes to dispatch
+    ButtonClick     a button: ack, then its stored command runs as the clicking user
+    FormSubmitted   a modal: role and validation answered in the ack (errors under the field),
+                    then it runs
+    HomeOpened      the App Home tab: ack, then the view is published
+
+Every listener acknowledges first and hands the work to `AfterAck`, so Slack gets its 200
+within milliseconds whatever the providers or Slack's own Web API do; what the work raises is
+handled there, in one place (`bot.errors`: a reference, the log, one sentence to the person).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from slack_bolt.async_app import AsyncAck
+
+from bot import messages
+from bot.approvals.state import Approvals
+from bot.dispatch import Intake
+from bot.errors import logged_reference
+from bot.roles import Roles
+from bot.schedules.store import ScheduleStore
+from bot.slack.blocks import form_values
+from bot.slack.home import SHOWN, home_view
+from bot.slack.outbox import Outbox
+from bot.slack.surface import SlackSurface
+from bot.storage.audit import AuditLog
+from bot.surface import guarded
+
+log = logging.getLogger(__name__)
+
+
+class AfterAck:
+    """Runs work once Slack has its 200, each piece in a task of its own. Whatever it raises
+    is handled here: logged with a reference, and the person told in one sentence."""
+
+    def __init__(self) -> None:
+        self.running: set[asyncio.Task[None]] = set()
+
+    def __call__(self, work: Awaitable[Any], surface: SlackSurface | None) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                reference = logged_reference(log, "a Slack request failed after its ack")
+                if surface is not None:
+                    await guarded(surface).private(messages.failed_after_ack(reference))
+
+        task = asyncio.create_task(run())
+        self.running.add(task)
+        task.add_done_callback(self.running.discard)
+
+
+def surface_of(outbox: Outbox, body: dict[str, Any], channel: str, user: str) -> SlackSurface:
+    """Where one interaction's answers go: its channel, its person, its `response_url` and
+    `trigger_id` (for a form)."""
+    return SlackSurface(
+        outbox,
+        channel=channel,
+        user=user,
+        response_url=body.get("response_url"),
+        trigger_id=body.get("trigger_id"),
+    )
+
+
+class SlashCommand:
+    def __init__(self, intake: Intake, outbox: Outbox, after_ack: AfterAck) -> None:
+        self.intake = intake
+        self.outbox = outbox
+        self.after_ack = after_ack
+
+    async def __call__(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        channel, user = str(body.get("channel_id", "")), str(body.get("user_id", ""))
+        surface = surface_of(self.outbox, body, channel, user)
+        line = f"{body.get('command', '')} {body.get('text') or ''}"
+        self.after_ack(self.intake.run(line, user=user, channel=channel, surface=surface), surface)
+
+
+class ButtonClick:
+    def __init__(self, intake: Intake, outbox: Outbox, after_ack: AfterAck) -> None:
+        self.intake = intake
+        self.outbox = outbox
+        self.after_ack = after_ack
+
+    async def __call__(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
+            "channel_id", ""
+        )
+        user = str((body.get("user") or {}).get("id", ""))
+        surface = surface_of(self.outbox, body, channel, user)
+        value = str(action.get("value", ""))
+        self.after_ack(self.intake.run(value, user=user, channel=channel, surface=surface), surface)
+
+
+class FormSubmitted:
+    def __init__(self, intake: Intake, outbox: Outbox, after_ack: AfterAck) -> None:
+        self.intake = intake
+        self.outbox = outbox
+        self.after_ack = after_ack
+
+    async def __call__(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        try:
+            meta = json.loads(view.get("private_metadata") or "{}")
+            path, channel = str(meta.get("path", "")), str(meta.get("channel", ""))
+            user = str(body["user"]["id"])
+            values = form_values(view["state"]["values"])
+            command, errors = await self.intake.check_form(path, values, user=user, channel=channel)
+        except Exception:
+            # The modal must still close or show errors; the failure is logged with a reference.
+            reference = logged_reference(log, "a form could not be checked")
+            await ack(response_action="errors", errors={"_": messages.failed_after_ack(reference)})
+            return
+        if errors or command is None:
+            await ack(response_action="errors", errors=errors)
+            return
+        await ack()
+        surface = SlackSurface(self.outbox, channel=channel, user=user)
+        work = self.intake.run_values(command, values, user=user, channel=channel, surface=surface)
+        self.after_ack(work, surface)
+
+
+class HomeOpened:
+    def __init__(
+        self,
+        *,
+        approvals: Approvals,
+        schedules: ScheduleStore,
+        audit: AuditLog,
+        roles: Roles,
+        tz: ZoneInfo,
+        publish: Callable[..., Awaitable[Any]],
+        after_ack: AfterAck,
+    ) -> None:
+        self.approvals = approvals
+        self.schedules = schedules
+        self.audit = audit
+        self.roles = roles
+        self.tz = tz
+        self.publish = publish
+        self.after_ack = after_ack
+
+    async def __call__(self, ack: AsyncAck, event: dict[str, Any]) -> None:
+        await ack()
+        if event.get("tab", "home") != "home":
+            return
+        user = str(event["user"])
+        self.after_ack(self._publish(user), None)
+
+    async def view(self, user: str) -> dict[str, Any]:
+        return home_view(
+            user=user,
+            role=await self.roles.role_of(user),
+            approvals=await self.approvals.open(),
+            schedules=await self.schedules.all(),
+            recent=await self.audit.recent(SHOWN, user=user),
+            tz=self.tz,
+            unknown=await self.approvals.unresolved(),
+        )
+
+    async def _publish(self, user: str) -> None:
+        await self.publish(user_id=user, view=await self.view(user))
