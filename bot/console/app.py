@@ -6,7 +6,7 @@ and scheduler; providers without credentials answer from their sandboxes; files 
     prompt (prompt_toolkit: history, Ctrl-R, Tab completion from the declarations)
       │ Enter
       ▼
-    a task per command ──► Dispatcher.run(…, surface=ConsoleSurface) ──► Screen (above the prompt)
+    a task per command ──► Intake.run(…, surface=ConsoleSurface) ──► Screen (above the prompt)
       │ Ctrl-C: cancel it and every task it started; withdraw what it left half-made
       │ a form: the task asks the prompt loop to put the questions (one input at a time)
 
@@ -27,7 +27,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -50,7 +50,7 @@ from sqlalchemy.engine import make_url
 from bot.config import Settings
 from bot.console.completion import CommandCompleter
 from bot.console.mrkdwn import Fragment, Names, fragments, table_fragments
-from bot.dispatch import Dispatcher
+from bot.console.services import Intake, Providers
 from bot.runtime import ConfigError, open_runtime
 from bot.storage.store import STORED_PREFIX, utcnow
 from bot.surface import MessageRef, Surface
@@ -223,8 +223,10 @@ class ConsoleSurface:
 class Console:
     def __init__(
         self,
-        dispatcher: Dispatcher,
         *,
+        intake: Intake,
+        providers: Providers,
+        open_roles: bool,
         user: str = CONSOLE_USER,
         channel: str = CONSOLE_CHANNEL,
         files_dir: Path = Path("billing-bot-files"),
@@ -232,7 +234,9 @@ class Console:
         interactive: bool = False,
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
-        self.dispatcher = dispatcher
+        self.intake = intake
+        self.providers = providers
+        self.open_roles = open_roles
         self.user = user
         self.channel = channel
         self.files_dir = files_dir
@@ -354,9 +358,7 @@ class Console:
             self.note("Type a slash command such as `/billing help`, or a button number.")
             return False
         surface = ConsoleSurface(self, channel=self.channel, user=self.user, number=number)
-        return await self.dispatcher.run(
-            line, user=self.user, channel=self.channel, surface=surface
-        )
+        return await self.intake.run(line, user=self.user, channel=self.channel, surface=surface)
 
     def sandbox_switch(self, words: list[str]) -> bool:
         """`:sandbox voipcloud drop` — make a sandbox misbehave, to see what the bot does when
@@ -366,7 +368,7 @@ class Console:
             "Usage: `:sandbox <provider> drop|stall <seconds>|fail <status>|ok`, e.g. "
             "`:sandbox voipcloud drop` to lose the provider's answers."
         )
-        runtime = self.dispatcher.runtime(words[0]) if words else None
+        runtime = self.providers.runtime(words[0]) if words else None
         if runtime is None or runtime.sandbox is None or len(words) < 2:
             self.note(usage)
             return False
@@ -477,7 +479,7 @@ class Console:
                 self.print(f"{form.title}: cancelled, nothing was sent.", "class:warning")
                 return
             answers = got
-            found, errors = await self.dispatcher.check_form(
+            found, errors = await self.intake.check_form(
                 command.path, answers, user=surface.user, channel=surface.channel
             )
             if found is None:
@@ -486,7 +488,7 @@ class Console:
             if not errors:
                 break
             ask = [f for f in form.fields if f.name in errors] or list(form.fields)
-        await self.dispatcher.run_values(
+        await self.intake.run_values(
             command, answers, user=surface.user, channel=surface.channel, surface=surface
         )
 
@@ -591,11 +593,11 @@ class Console:
 
     async def interact(self, history: Path | None = None) -> int:
         """Read and run commands until Ctrl-D or a second Ctrl-C; returns the exit code (0)."""
-        commands = self.dispatcher.commands
+        commands = self.providers.commands
         stored: History = MaskedHistory(history, lambda: commands) if history else InMemoryHistory()
         self._session = PromptSession(
             history=stored,
-            completer=CommandCompleter(lambda: self.dispatcher.commands),
+            completer=CommandCompleter(lambda: self.providers.commands),
             complete_while_typing=False,
             key_bindings=self._bindings(),
             style=STYLE,
@@ -656,7 +658,7 @@ class Console:
                     ok = ok and result
         return 0 if ok else 1
 
-    def banner(self, *, open_roles: bool, own_channel: bool, notes: list[str]) -> None:
+    def banner(self, *, own_channel: bool, notes: list[str]) -> None:
         mode = {"live": "live", "sandbox": "built-in sandbox", "disabled": "not configured"}
         lines: list[Fragment] = [
             ("bold", "billing-bot console"),
@@ -665,11 +667,11 @@ class Console:
             ("", "as someone else, `:sandbox voipcloud drop` to lose a provider's answers.\n"),
             ("", "↑ and Ctrl-R search history; Ctrl-C cancels; Ctrl-D leaves.\n"),
         ]
-        for runtime in self.dispatcher.runtimes:
+        for runtime in self.providers.runtimes:
             lines.append(("", f"  {runtime.provider.title}: {mode[runtime.mode]}\n"))
-        if any(r.mode == "sandbox" for r in self.dispatcher.runtimes):
+        if any(r.mode == "sandbox" for r in self.providers.runtimes):
             lines.append(("", "  `/billing status` lists sample ids to try in the sandboxes.\n"))
-        if open_roles:
+        if self.open_roles:
             lines.append(
                 (
                     "",
@@ -890,72 +892,119 @@ def console_logging(log_file: Path) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+@dataclass(frozen=True)
+class Wiring:
+    """What the console is handed from the runtime."""
+
+    intake: Intake
+    providers: Providers
+    open_roles: bool  # no roles configured: everyone in the console is admin
+    sweep: Callable[[], Awaitable[None]]  # settle approvals an earlier run left behind
+    start_scheduler: Callable[[], None]
+
+
 async def run_console(settings: Settings, args: argparse.Namespace) -> int:
-    """`billing-bot console`: the runtime on sandboxes, state kept beside the database."""
-    files = ConsoleFiles.beside(settings.database_url)
-    notes: list[str] = []
-    if args.fresh:
-        if files.database is None:
-            raise ConfigError(
-                "--fresh deletes a SQLite database, but DATABASE_URL names a server database; "
-                "point DATABASE_URL at a new database instead"
-            )
-        files.remove_database()
-        files.sandboxes.unlink(missing_ok=True)
-        notes.append(f"Started afresh: {files.database} and {files.sandboxes} were deleted.")
-    database_existed = files.database is None or files.database.exists()
-    own_channel = not settings.billing_channel
-    if own_channel:
-        settings = settings.model_copy(update={"billing_channel": CONSOLE_CHANNEL})
-    channel = settings.billing_channel or CONSOLE_CHANNEL
-    holder: list[Console] = []
+    """`billing-bot console`: the runtime on sandboxes, state kept beside the database.
 
-    def system_surface(target: str) -> Surface:
-        return holder[0].surface(channel=target, user="")
-
-    console_logging(files.log)
+    The one place that knows the dispatcher: it is the console's intake and its providers, and
+    its approval flow sweeps before the prompt opens."""
+    run = _Run.prepare(settings, args)
+    console_logging(run.files.log)
     runtime = await open_runtime(
-        settings, system_surface=system_surface, use_sandboxes=True, open_console=True
+        run.settings, system_surface=run.system_surface, use_sandboxes=True, open_console=True
     )
-    sandboxes = {r.provider.name: r.sandbox for r in runtime.dispatcher.runtimes if r.sandbox}
-    if sandboxes and files.sandboxes.exists() and database_existed:
-        try:
-            load_state(files.sandboxes, sandboxes)
-        except StateError as exc:
-            notes.append(f"The sandboxes start with their sample data: {exc}.")
-    elif sandboxes and database_existed and files.database is not None:
-        notes.append(
-            f"{files.database} has history but no sandbox data was saved beside it, so the "
-            "sandboxes start with their sample data (--fresh starts both afresh)."
-        )
-
-    def save() -> None:
-        if sandboxes:
-            save_state(files.sandboxes, sandboxes)
-
-    terminal = is_terminal(sys.stdin) and is_terminal(sys.stdout)
-    console = Console(
-        runtime.dispatcher,
-        user=args.user,
-        channel=channel,
-        files_dir=Path(args.files),
-        interactive=args.one is None and terminal,
-        on_change=save,
+    wiring = Wiring(
+        intake=runtime.dispatcher,
+        providers=runtime.dispatcher,
+        open_roles=runtime.dispatcher.roles.open_console,
+        sweep=runtime.dispatcher.flow.sweep,
+        start_scheduler=runtime.start_scheduler,
     )
-    holder.append(console)
-    logging.getLogger().addHandler(ScreenLog(console, files.log))
     try:
-        save()
-        if args.one is not None:
-            return await console.run_one(args.one)
-        console.banner(
-            open_roles=runtime.dispatcher.roles.open_console, own_channel=own_channel, notes=notes
-        )
-        await runtime.dispatcher.flow.sweep()
-        runtime.start_scheduler()
-        if not terminal:
-            return await console.read_lines(sys.stdin)
-        return await console.interact(history=files.history)
+        return await run.converse(wiring)
     finally:
-        save()
         await runtime.close()
+
+
+@dataclass
+class _Run:
+    """One `billing-bot console`: its settings and files, notes for the banner and, once made,
+    its console (schedules and approval cards of other channels post through it)."""
+
+    args: argparse.Namespace
+    settings: Settings
+    files: ConsoleFiles
+    notes: list[str]
+    database_existed: bool
+    own_channel: bool
+    console: Console | None = None
+
+    @classmethod
+    def prepare(cls, settings: Settings, args: argparse.Namespace) -> _Run:
+        """`--fresh` deletes the database and the sandboxes' data; without BILLING_CHANNEL,
+        schedules post to the console's own channel."""
+        files = ConsoleFiles.beside(settings.database_url)
+        notes: list[str] = []
+        if args.fresh:
+            if files.database is None:
+                raise ConfigError(
+                    "--fresh deletes a SQLite database, but DATABASE_URL names a server database; "
+                    "point DATABASE_URL at a new database instead"
+                )
+            files.remove_database()
+            files.sandboxes.unlink(missing_ok=True)
+            notes.append(f"Started afresh: {files.database} and {files.sandboxes} were deleted.")
+        database_existed = files.database is None or files.database.exists()
+        own_channel = not settings.billing_channel
+        if own_channel:
+            settings = settings.model_copy(update={"billing_channel": CONSOLE_CHANNEL})
+        return cls(args, settings, files, notes, database_existed, own_channel)
+
+    def system_surface(self, target: str) -> Surface:
+        assert self.console is not None, "the console is made before anything posts"
+        return self.console.surface(channel=target, user="")
+
+    async def converse(self, wiring: Wiring) -> int:
+        """Load the sandboxes' saved data, then run `-c`, the lines of a pipe or the prompt."""
+        args, files, notes = self.args, self.files, self.notes
+        sandboxes = {r.provider.name: r.sandbox for r in wiring.providers.runtimes if r.sandbox}
+        if sandboxes and files.sandboxes.exists() and self.database_existed:
+            try:
+                load_state(files.sandboxes, sandboxes)
+            except StateError as exc:
+                notes.append(f"The sandboxes start with their sample data: {exc}.")
+        elif sandboxes and self.database_existed and files.database is not None:
+            notes.append(
+                f"{files.database} has history but no sandbox data was saved beside it, so the "
+                "sandboxes start with their sample data (--fresh starts both afresh)."
+            )
+
+        def save() -> None:
+            if sandboxes:
+                save_state(files.sandboxes, sandboxes)
+
+        terminal = is_terminal(sys.stdin) and is_terminal(sys.stdout)
+        console = Console(
+            intake=wiring.intake,
+            providers=wiring.providers,
+            open_roles=wiring.open_roles,
+            user=args.user,
+            channel=self.settings.billing_channel or CONSOLE_CHANNEL,
+            files_dir=Path(args.files),
+            interactive=args.one is None and terminal,
+            on_change=save,
+        )
+        self.console = console
+        logging.getLogger().addHandler(ScreenLog(console, files.log))
+        try:
+            save()
+            if args.one is not None:
+                return await console.run_one(args.one)
+            console.banner(own_channel=self.own_channel, notes=notes)
+            await wiring.sweep()
+            wiring.start_scheduler()
+            if not terminal:
+                return await console.read_lines(sys.stdin)
+            return await console.interact(history=files.history)
+        finally:
+            save()

@@ -34,7 +34,13 @@ def console_for(
 ) -> tuple[Console, io.StringIO]:
     out = io.StringIO()
     console = Console(
-        runtime.dispatcher, user=user, channel=channel, files_dir=tmp_path / "files", out=out
+        intake=runtime.dispatcher,
+        providers=runtime.dispatcher,
+        open_roles=runtime.dispatcher.roles.open_console,
+        user=user,
+        channel=channel,
+        files_dir=tmp_path / "files",
+        out=out,
     )
     return console, out
 
