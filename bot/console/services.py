@@ -1,6 +1,6 @@
 """What the console uses of the bot, and nothing more: it hands lines and form answers to an
 `Intake`, and reads the commands and provider runtimes from `Providers`. The dispatcher has
-both shapes today; `run_console` is the one place that says so."""
+both shapes today; `entry.run_console` is the one place that says so."""
 
 from __future__ import annotations
 

@@ -18,9 +18,12 @@ from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 
 from bot.approvals.state import Status
-from bot.console.app import CONSOLE_CHANNEL, Console, ConsoleFiles, MaskedHistory, plain
+from bot.console.app import CONSOLE_CHANNEL, Console
 from bot.console.completion import CommandCompleter
+from bot.console.entry import ConsoleFiles
 from bot.console.mrkdwn import Names
+from bot.console.prompt import MaskedHistory
+from bot.console.screen import plain
 from bot.runtime import Runtime, open_providers
 from commands.sandbox import Sandbox
 from commands.sandbox_state import StateError, load_state, number_span, save_state
