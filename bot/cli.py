@@ -15,7 +15,7 @@ from dotenv import load_dotenv
 
 import bot
 from bot.config import Settings
-from bot.console.app import add_console_parser
+from bot.console.entry import add_console_parser
 from bot.ops.logs import configure
 from bot.ops.metrics import Metrics, serve_metrics
 from bot.runtime import ConfigError, Runtime, load_settings, open_providers, open_runtime
@@ -166,7 +166,7 @@ async def _socket(settings: Settings, metrics_host: str, metrics_port: int | Non
 
 
 async def _console(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.console.app import run_console
+    from bot.console.entry import run_console
 
     return await run_console(settings, args)
 

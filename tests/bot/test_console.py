@@ -18,9 +18,12 @@ from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 
 from bot.approvals.state import Status
-from bot.console.app import CONSOLE_CHANNEL, Console, ConsoleFiles, MaskedHistory, plain
+from bot.console.app import CONSOLE_CHANNEL, Console
 from bot.console.completion import CommandCompleter
+from bot.console.entry import ConsoleFiles
 from bot.console.mrkdwn import Names
+from bot.console.prompt import MaskedHistory
+from bot.console.screen import plain
 from bot.runtime import Runtime, open_providers
 from commands.sandbox import Sandbox
 from commands.sandbox_state import StateError, load_state, number_span, save_state
@@ -34,8 +37,9 @@ def console_for(
 ) -> tuple[Console, io.StringIO]:
     out = io.StringIO()
     console = Console(
-        runtime.dispatcher,
-        runtime.catalog,
+        intake=runtime.dispatcher,
+        providers=runtime.catalog,
+        open_roles=runtime.roles.open_console,
         user=user,
         channel=channel,
         files_dir=tmp_path / "files",
