@@ -2,24 +2,36 @@
 
     .venv/bin/python bench/ack_latency.py                      # 30 and 200 at once, 4 rounds
     .venv/bin/python bench/ack_latency.py --levels 200 --rounds 6 --stall 5
+    .venv/bin/python bench/ack_latency.py --reference ../ref    # beside another revision too
 
 Starts, on loopback: a Slack Web API double and an InvoiceXpress sandbox that holds every answer
-for `--stall` seconds (both in threads of this process); then two servers, each its own process
-on uvicorn: the real app as `billing-bot serve` on a throwaway SQLite database, and the bare
-slack-bolt `AsyncApp` of bench/bare_bolt.py, which acknowledges and then does comparable work
-(the same stalled provider call, a "working…" note after two seconds, a posted result).
+for `--stall` seconds (both in threads of this process); then two servers (three with
+`--reference`, below), each its own process on uvicorn: the real app as `billing-bot serve`
+on a throwaway SQLite database, and the bare slack-bolt `AsyncApp` of bench/bare_bolt.py, which
+acknowledges and then does comparable work (the same stalled provider call, a "working…" note
+after two seconds, a posted result).
+
+With `--reference PATH` (a checkout of another revision of this repository, for instance
+`git worktree add --detach ../ref <commit>`), a third server runs: that revision's `serve`, as
+`python -m bot.cli serve` with its working directory at PATH and `PYTHONPATH=PATH`, so this
+venv's interpreter and dependencies import that checkout's `bot` and `commands` (PYTHONPATH
+comes before the editable install's finder; the script checks it before starting, and says
+where they came from). It gets its own throwaway database. The comparison is then before
+and after a change, on the same machine, in the same minutes.
 
 After a warm-up command to each (Bolt calls `auth.test` on its first request), it runs rounds:
 at each concurrency level (`--levels`, default 30 and 200) it fires that many signed slash
-commands at once at one server, then the same at the other, alternating which goes first, and
-waits for every result to be posted before the next round, so no round's work overlaps
-another's acks. Latency is what Slack would see: from sending the request to the HTTP answer.
+commands at once at one server, then the same at the other(s), rotating which goes first
+(with two servers, they alternate), and waits for every result to be posted before the next
+round, so no round's work overlaps another's acks. Latency is what Slack would see: from
+sending the request to the HTTP answer.
 
 For each server and level it prints, over all rounds: p50, p99 and max acknowledgement latency,
 failures (answers that were not HTTP 200, or came after Slack's 3 s), how many results were
 posted (the work after the ack completed) and how many provider answers had arrived when a
 round's last ack did (0 means the acks never waited for the provider). Its last lines are the
-ratios bot / bare of p50 and p99 at each level.
+ratios bot / bare of p50 and p99 at each level; with `--reference`, bot / ref (this tree
+against the reference), bot / bare and ref / bare.
 
 It prints figures and asserts nothing; run it from the repository root.
 """
@@ -71,9 +83,16 @@ def percentile(values: Sequence[float], share: float) -> float:
 
 @contextlib.asynccontextmanager
 async def server_process(
-    name: str, command: list[str], environment: dict[str, str], workdir: Path
+    name: str,
+    command: list[str],
+    environment: dict[str, str],
+    workdir: Path,
+    cwd: Path | None = None,
 ) -> AsyncIterator[str]:
-    """`command` (given `--port`) on a free loopback port; yields its URL once /readyz is 200."""
+    """`command` (given `--port`) on a free loopback port; yields its URL once /readyz is 200.
+
+    It runs in `cwd` (default `workdir`) and logs to `workdir`/`name`.log.
+    """
     probe = loopback_socket()
     port = probe.getsockname()[1]
     probe.close()
@@ -82,7 +101,7 @@ async def server_process(
         process = subprocess.Popen(
             [*command, "--host", "127.0.0.1", "--port", str(port)],
             env={**os.environ, **environment},
-            cwd=workdir,
+            cwd=cwd or workdir,
             stdout=output,
             stderr=subprocess.STDOUT,
         )
@@ -113,6 +132,41 @@ def bot_command() -> list[str]:
     script = Path(sys.executable).with_name("billing-bot")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "bot.cli"]
     return [*command, "serve"]
+
+
+def reference_command() -> list[str]:
+    """The reference revision's `serve`: by module, so PYTHONPATH decides which `bot` runs."""
+    return [sys.executable, "-m", "bot.cli", "serve"]
+
+
+def reference_environment(checkout: Path) -> dict[str, str]:
+    return {"PYTHONPATH": str(checkout)}
+
+
+def reference_origin(checkout: Path) -> str:
+    """Where the reference server's `bot` and `commands` come from; fails unless `checkout`."""
+    probe = "import bot, commands; print(bot.__file__); print(commands.__file__)"
+    found = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**os.environ, **reference_environment(checkout)},
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    files = [Path(line).resolve() for line in found.stdout.split()]
+    if found.returncode != 0 or len(files) != 2:
+        raise RuntimeError(f"the reference does not import:\n{found.stderr}")
+    for file in files:
+        if not file.is_relative_to(checkout):
+            raise RuntimeError(f"the reference imports {file}, not from {checkout}")
+    revision = subprocess.run(
+        ["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return f"{checkout}" + (f" at {revision}" if revision else "")
 
 
 class Answered:
@@ -213,11 +267,34 @@ class Bench:
         figures.expected += requests
 
 
-def report(targets: Sequence[Target], levels: Sequence[int], rounds: int, stall: float) -> None:
+def in_turn(targets: Sequence[Target], n: int) -> list[Target]:
+    """Round `n`'s order: rotated by one each round (with two servers, they alternate)."""
+    shift = n % len(targets)
+    return [*targets[shift:], *targets[:shift]]
+
+
+def ratios(ours: Target, theirs: Target, levels: Sequence[int]) -> None:
+    for level in levels:
+        mine, other = ours.figures[level].latencies_ms, theirs.figures[level].latencies_ms
+        p50 = percentile(mine, 0.50) / percentile(other, 0.50)
+        p99 = percentile(mine, 0.99) / percentile(other, 0.99)
+        print(f"{ours.name}/{theirs.name} at {level}: p50 ×{p50:.2f}, p99 ×{p99:.2f}")
+
+
+def report(
+    targets: Sequence[Target],
+    levels: Sequence[int],
+    rounds: int,
+    stall: float,
+    reference: str | None = None,
+) -> None:
+    servers = "rotating servers" if len(targets) > 2 else "alternating servers"
     print(
-        f"acknowledgement latency: {rounds} rounds per level, alternating servers, provider "
+        f"acknowledgement latency: {rounds} rounds per level, {servers}, provider "
         f"stalled {stall:g} s, {os.cpu_count()} CPUs"
     )
+    if reference is not None:
+        print(f"bot: {ROOT} as it is; ref: {reference}")
     for level in levels:
         print(f"{level} concurrent signed slash commands ({COMMAND})")
         for target in targets:
@@ -229,15 +306,19 @@ def report(targets: Sequence[Target], levels: Sequence[int], rounds: int, stall:
                 f"{len(f.latencies_ms)}  results posted {f.posted}/{f.expected}  "
                 f"provider answers before the last ack {f.provider_answered_before_last_ack}"
             )
-    bot, bare = targets
-    for level in levels:
-        ours, theirs = bot.figures[level].latencies_ms, bare.figures[level].latencies_ms
-        p50 = percentile(ours, 0.50) / percentile(theirs, 0.50)
-        p99 = percentile(ours, 0.99) / percentile(theirs, 0.99)
-        print(f"bot/bare at {level}: p50 ×{p50:.2f}, p99 ×{p99:.2f}")
+    bot, *others = targets
+    bare = others[-1]
+    for other in others[:-1]:  # the reference, if any
+        ratios(bot, other, levels)
+    ratios(bot, bare, levels)
+    for other in others[:-1]:
+        ratios(other, bare, levels)
 
 
-async def run(levels: Sequence[int], rounds: int, stall: float) -> None:
+async def run(
+    levels: Sequence[int], rounds: int, stall: float, reference: Path | None = None
+) -> None:
+    origin = reference_origin(reference) if reference is not None else None
     sandbox = InvoiceXpressSandbox()
     answered = Answered(sandbox.app())
     with tempfile.TemporaryDirectory(prefix="ack-bench-") as folder:
@@ -266,21 +347,37 @@ async def run(levels: Sequence[int], rounds: int, stall: float) -> None:
             bare_command = [sys.executable, str(ROOT / "bench" / "bare_bolt.py")]
             connector = aiohttp.TCPConnector(limit=0)
             timeout = aiohttp.ClientTimeout(total=60)
-            async with (
-                server_process("bot", bot_command(), bot_env, workdir) as bot_url,
-                server_process("bare", bare_command, bare_env, workdir) as bare_url,
-                aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
-            ):
+            async with contextlib.AsyncExitStack() as stack:
+                bot_url = await stack.enter_async_context(
+                    server_process("bot", bot_command(), bot_env, workdir)
+                )
+                targets = [Target("bot", bot_url)]
+                if reference is not None:
+                    ref_env = {
+                        **bot_env,
+                        **reference_environment(reference),
+                        "DATABASE_URL": f"sqlite:///{workdir / 'reference.db'}",
+                    }
+                    ref_url = await stack.enter_async_context(
+                        server_process("ref", reference_command(), ref_env, workdir, reference)
+                    )
+                    targets.append(Target("ref", ref_url))
+                bare_url = await stack.enter_async_context(
+                    server_process("bare", bare_command, bare_env, workdir)
+                )
+                targets.append(Target("bare", bare_url))
+                session = await stack.enter_async_context(
+                    aiohttp.ClientSession(connector=connector, timeout=timeout)
+                )
                 bench = Bench(slack, answered, session, stall)
-                targets = [Target("bot", bot_url), Target("bare", bare_url)]
                 for target in targets:
                     await bench.warm_up(target)
                 sandbox.control.stall = stall
                 for level in levels:
                     for n in range(rounds):
-                        for target in targets if n % 2 == 0 else targets[::-1]:
+                        for target in in_turn(targets, n):
                             await bench.round(target, level)
-    report(targets, levels, rounds, stall)
+    report(targets, levels, rounds, stall, origin)
 
 
 def main() -> None:
@@ -290,10 +387,19 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=4, help="rounds per server and level")
     parser.add_argument("--stall", type=float, default=5.0, help="provider delay, seconds")
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        metavar="PATH",
+        help="a checkout of another revision of this repository, measured as a third server",
+    )
     args = parser.parse_args()
     if args.rounds < 1 or min(args.levels) < 1 or args.stall < 0:
         parser.error("--rounds and --levels must be at least 1, --stall not negative")
-    asyncio.run(run(args.levels, args.rounds, args.stall))
+    reference = args.reference.resolve() if args.reference is not None else None
+    if reference is not None and not (reference / "bot" / "cli.py").is_file():
+        parser.error(f"--reference {args.reference}: no bot/cli.py there")
+    asyncio.run(run(args.levels, args.rounds, args.stall, reference))
 
 
 if __name__ == "__main__":
