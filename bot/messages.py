@@ -49,7 +49,7 @@ def unknown_help_topic(topic: str, known: Sequence[str]) -> str:
 def provider_disabled(title: str, slash: str, env_prefix: str) -> str:
     return (
         f"{title} is not configured here, so `/{slash}` is switched off. "
-        f"An admin can set the `{env_prefix}*` variables (README › Configuration) and restart."
+        f"An admin can set the `{env_prefix}*` variables (docs/configuration.md) and restart."
     )
 
 

@@ -9,5 +9,5 @@ screen      styles, the screen, the transcript written on it, the log handler
 tasks       each command's task group, so Ctrl-C stops all it started; SIGINT routing
 services    the protocols of what the console uses of the bot (Intake, Providers)
 completion  Tab completion from the declarations
-mrkdwn      Slack mrkdwn read as styled text
+(Slack mrkdwn read as styled text is `bot.mrkdwn`, shared with the audit log's plain details.)
 """

@@ -30,11 +30,11 @@ from prompt_toolkit.application.current import get_app_or_none
 from prompt_toolkit.utils import get_cwidth
 
 from bot.console.forms import Forms
-from bot.console.mrkdwn import Fragment, Names, fragments, table_fragments
 from bot.console.screen import PlainScreen, TerminalScreen, Transcript
 from bot.console.services import Intake, Providers
 from bot.console.surface import ConsoleSurface
 from bot.console.tasks import Running, file_tasks, on_sigint
+from bot.mrkdwn import Fragment, Names, fragments, table_fragments
 from bot.storage.store import STORED_PREFIX, utcnow
 from commands.base import Button, Reply, Table
 from commands.secrets import redact

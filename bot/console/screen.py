@@ -12,7 +12,7 @@ from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.shortcuts import print_formatted_text
 from prompt_toolkit.styles import Style
 
-from bot.console.mrkdwn import Fragment, Names, fragments
+from bot.mrkdwn import Fragment, Names, fragments
 from commands.secrets import redact
 
 STYLE = Style.from_dict(

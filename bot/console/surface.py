@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from bot.console.forms import Forms
-from bot.console.mrkdwn import Names
 from bot.console.screen import Transcript
+from bot.mrkdwn import Names
 from bot.surface import MessageRef
 from commands.base import Command, Form, Reply
 

@@ -22,8 +22,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from slack_bolt.async_app import AsyncAck
-
 from bot import messages
 from bot.approvals.state import Approvals
 from bot.dispatch import Intake
@@ -38,6 +36,9 @@ from bot.storage.audit import AuditLog
 from bot.surface import guarded
 
 log = logging.getLogger(__name__)
+
+# Bolt's `AsyncAck`, or anything called the same way (a test's fake).
+Ack = Callable[..., Awaitable[object]]
 
 
 class AfterAck:
@@ -79,7 +80,7 @@ class SlashCommand:
         self.outbox = outbox
         self.after_ack = after_ack
 
-    async def __call__(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+    async def __call__(self, ack: Ack, body: dict[str, Any]) -> None:
         await ack()
         channel, user = str(body.get("channel_id", "")), str(body.get("user_id", ""))
         surface = surface_of(self.outbox, body, channel, user)
@@ -93,7 +94,7 @@ class ButtonClick:
         self.outbox = outbox
         self.after_ack = after_ack
 
-    async def __call__(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+    async def __call__(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
         channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
             "channel_id", ""
@@ -110,7 +111,7 @@ class FormSubmitted:
         self.outbox = outbox
         self.after_ack = after_ack
 
-    async def __call__(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+    async def __call__(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         try:
             meta = json.loads(view.get("private_metadata") or "{}")
             path, channel = str(meta.get("path", "")), str(meta.get("channel", ""))
@@ -151,7 +152,7 @@ class HomeOpened:
         self.publish = publish
         self.after_ack = after_ack
 
-    async def __call__(self, ack: AsyncAck, event: dict[str, Any]) -> None:
+    async def __call__(self, ack: Ack, event: dict[str, Any]) -> None:
         await ack()
         if event.get("tab", "home") != "home":
             return

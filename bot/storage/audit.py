@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.console.mrkdwn import plain
+from bot.mrkdwn import plain
 from bot.storage.store import audit, storable, utcnow
 from commands.secrets import redact, redact_any
 from commands.words import clip
