@@ -21,9 +21,9 @@ from bot.approvals.state import Status
 from bot.console.app import CONSOLE_CHANNEL, Console
 from bot.console.completion import CommandCompleter
 from bot.console.entry import ConsoleFiles
-from bot.console.mrkdwn import Names
 from bot.console.prompt import MaskedHistory
 from bot.console.screen import plain
+from bot.mrkdwn import Names
 from bot.runtime import Runtime, open_providers
 from commands.sandbox import Sandbox
 from commands.sandbox_state import StateError, load_state, number_span, save_state
