@@ -19,11 +19,13 @@ from bot.schedules.engine import Scheduler
 from bot.storage import store
 from bot.storage.store import audit
 from commands.base import Command, NoArgs, Reply, Role
+from commands.registry import PROVIDERS as REGISTRY
 from tests.conftest import OpenBot, sandbox_of
 from tests.support import RecordingSurface
 
 CHANNEL = "C0BILLING"
-PROVIDERS = ("invoicexpress", "smsc", "voipcloud", "activeplatform")
+PROVIDERS = tuple(p.name for p in REGISTRY)
+SLASHES = ", ".join(f"`/{s}`" for s in sorted(["billing", *PROVIDERS]))
 
 
 class Clock:
@@ -225,7 +227,7 @@ BAD_TARGETS = [
     (
         "voipcloud partner-balance",
         "Nothing was scheduled: `voipcloud partner-balance` does not start with one of my "
-        "commands (`/activeplatform`, `/billing`, `/invoicexpress`, `/smsc`, `/voipcloud`); give "
+        f"commands ({SLASHES}); give "
         'the whole command to post, in quotes, like "/voipcloud partner-balance".',
     ),
     (
