@@ -214,3 +214,21 @@ def test_no_module_in_bot_is_over_600_lines() -> None:
         and (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert long == {}
+
+
+def test_billing_is_declared_in_one_place() -> None:
+    """Every `/billing` command comes from bot/billing.py, except those a provider declares
+    next to its own code, which `PROVIDED` lists with their owner."""
+    from bot import billing
+    from commands.registry import PROVIDERS
+
+    kinds = {name: kind for p in PROVIDERS for name, kind in p.schedule_kinds.items()}
+    own = {c.words for c in billing.billing_provider(kinds).commands}
+    elsewhere = {
+        c.words: provider.name
+        for provider in PROVIDERS
+        for c in provider.commands
+        if c.slash == billing.SLASH
+    }
+    assert elsewhere == billing.PROVIDED
+    assert not own & set(elsewhere)
