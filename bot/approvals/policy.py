@@ -287,13 +287,15 @@ async def over_ceiling(
     return None
 
 
-def requirement_of(policy: Policy | None, command: Command[Any, Any], args: Args) -> Requirement:
-    return policy.requirement(command, args) if policy else Requirement()
+def requirement_of(policy: Policy, command: Command[Any, Any], args: Args) -> Requirement:
+    """What a request for `command` with `args` needs (no policy file: the empty `Policy()`,
+    one approval by any approver but the requester)."""
+    return policy.requirement(command, args)
 
 
-def rules_of(row: Approval, policy: Policy | None) -> Requirement:
+def rules_of(row: Approval, policy: Policy) -> Requirement:
     """The rules a stored request was made under (by name, from the policy in force)."""
-    if not row.rules or policy is None:
+    if not row.rules:
         role = Role.ADMIN if row.approver_role == "admin" else Role.APPROVER
         return Requirement(approvals=row.approvals_needed, role=role)
     names = {n.strip() for n in row.rules.split(",")}
