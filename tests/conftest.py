@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot import store
 from bot.config import Settings
-from bot.dispatch import Dispatcher, ProviderRuntime
+from bot.dispatch import Dispatcher
 from bot.runtime import Runtime, open_providers, open_runtime
 from commands.secrets import reset_secrets
 from tests.support import RecordingSurface
@@ -130,9 +130,3 @@ async def runtime(
 @pytest.fixture
 def dispatcher(runtime: Runtime) -> Dispatcher:
     return runtime.dispatcher
-
-
-def sandbox_of(dispatcher: Dispatcher, name: str) -> Any:
-    runtime: ProviderRuntime | None = dispatcher.runtime(name)
-    assert runtime is not None and runtime.sandbox is not None
-    return runtime.sandbox

@@ -10,7 +10,7 @@ import pytest
 from commands.activeplatform.sandbox import ActivePlatformSandbox
 from commands.base import Reply
 from commands.http import OutcomeUnknown, ProviderAuthError, ProviderRejected
-from tests.activeplatform.activeplatform_support import (
+from tests.support.activeplatform import (
     ProgressLog,
     attempt,
     context,

@@ -12,8 +12,7 @@ from bot.audit import DETAIL_LIMIT, AuditLog, Entry
 from bot.dispatch import Dispatcher
 from bot.store import audit
 from commands.words import ELLIPSIS
-from tests.conftest import sandbox_of
-from tests.support import RecordingSurface
+from tests.support import RecordingSurface, sandbox_of
 
 
 async def details(dispatcher: Dispatcher) -> list[str]:

@@ -19,8 +19,7 @@ from bot.dispatch import Dispatcher
 from bot.replies import MessageRef
 from bot.store import approvals, audit
 from commands.base import Reply
-from tests.conftest import sandbox_of
-from tests.support import RecordingSurface
+from tests.support import RecordingSurface, sandbox_of
 
 
 class Broken(RecordingSurface):

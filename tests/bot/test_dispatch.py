@@ -11,8 +11,7 @@ from bot.dispatch import Dispatcher
 from bot.replies import reply_blocks
 from bot.store import approvals, audit
 from commands.base import Button, Reply
-from tests.conftest import sandbox_of
-from tests.support import RecordingSurface
+from tests.support import RecordingSurface, sandbox_of
 
 
 async def audit_rows(dispatcher: Dispatcher) -> list[dict[str, object]]:

@@ -19,8 +19,7 @@ from bot.runtime import Runtime
 from bot.scheduler import Schedule, Scheduler
 from commands.invoicexpress.sandbox import SANDBOX_API_KEY
 from commands.voipcloud.budget import RateBudget, RateLimit
-from tests.conftest import sandbox_of
-from tests.support import RecordingSurface
+from tests.support import RecordingSurface, sandbox_of
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

@@ -14,8 +14,7 @@ from bot.dispatch import Dispatcher
 from bot.runtime import Runtime
 from bot.store import approvals
 from tests.bot.hang_approver import IN_FLIGHT
-from tests.conftest import sandbox_of
-from tests.support import RecordingSurface
+from tests.support import RecordingSurface, sandbox_of
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -25,8 +25,7 @@ from bot.policy import PolicyError, load
 from bot.replies import MessageRef
 from bot.runtime import ConfigError, Runtime, open_providers, open_runtime
 from bot.store import approvals, audit
-from tests.conftest import sandbox_of
-from tests.support import Clock, RecordingSurface
+from tests.support import Clock, RecordingSurface, sandbox_of
 
 README_POLICY = """
 rules:

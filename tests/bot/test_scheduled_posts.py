@@ -20,8 +20,7 @@ from bot.scheduler import Scheduler
 from bot.schedules import PATH_KEY, POST
 from bot.store import audit
 from commands.base import Command, NoArgs, Reply, Role
-from tests.conftest import sandbox_of
-from tests.support import RecordingSurface
+from tests.support import RecordingSurface, sandbox_of
 
 CHANNEL = "C0BILLING"
 PROVIDERS = ("invoicexpress", "smsc", "voipcloud", "activeplatform")

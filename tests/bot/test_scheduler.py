@@ -13,8 +13,7 @@ from bot.runtime import Runtime
 from bot.scheduler import Schedule, Scheduler, check_schedule_cron, cron_trigger, next_run
 from bot.schedules import cron_in_words
 from bot.store import audit, schedules
-from tests.conftest import sandbox_of
-from tests.support import RecordingSurface
+from tests.support import RecordingSurface, sandbox_of
 
 
 def test_cron_in_the_team_zone() -> None:

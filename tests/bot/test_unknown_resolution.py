@@ -14,8 +14,7 @@ import sqlalchemy as sa
 
 from bot.dispatch import Dispatcher
 from bot.store import approvals, audit
-from tests.conftest import sandbox_of
-from tests.support import RecordingSurface
+from tests.support import RecordingSurface, sandbox_of
 
 
 async def rows(dispatcher: Dispatcher, table: sa.Table) -> list[dict[str, Any]]:

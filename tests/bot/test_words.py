@@ -12,8 +12,7 @@ import pytest
 from bot.dispatch import Dispatcher
 from commands.invoicexpress.commands import COMMANDS as INVOICEXPRESS
 from commands.words import adds_to, clip, plural
-from tests.conftest import sandbox_of
-from tests.support import RecordingSurface
+from tests.support import RecordingSurface, sandbox_of
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -15,8 +15,8 @@ import pytest
 
 from bot.input_limits import MAX_BODY_BYTES, MAX_COMMAND_TEXT, text_refusal
 from bot.store import approvals, audit
-from tests.doubles.signing import FORM, form_body, slash_command_body
-from tests.e2e.e2e_support import CHANNEL, Bot, running_bot, table_rows
+from tests.support.e2e import CHANNEL, Bot, running_bot, table_rows
+from tests.support.signing import FORM, form_body, slash_command_body
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,15 @@ import time
 from bot.store import audit
 from commands.invoicexpress import client as ix_api
 from commands.invoicexpress.sandbox import InvoiceXpressSandbox
-from tests.doubles.server import loopback_socket
-from tests.doubles.signing import FORM, signed_headers, slash_command_body
-from tests.e2e.e2e_support import (
+from tests.support.e2e import (
     CHANNEL,
     buttons,
     message_text,
     running_bot,
     table_rows,
 )
+from tests.support.server import loopback_socket
+from tests.support.signing import FORM, signed_headers, slash_command_body
 
 
 async def test_a_signed_slash_command_posts_the_sequences_with_their_buttons(

@@ -8,7 +8,7 @@ import pytest
 
 from commands import grammar
 from commands.types import COMMA
-from tests.smsc.smsc_support import Env, make_env, run_typed
+from tests.support.smsc import Env, make_env, run_typed
 
 
 @pytest.fixture

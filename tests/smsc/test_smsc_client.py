@@ -22,7 +22,7 @@ from commands.smsc.client import DocumentNotFound
 from commands.smsc.pdf import render_pdf
 from commands.smsc.queue import MINUTE
 from commands.smsc.sandbox import SANDBOX_LOGIN, SANDBOX_PASSWORD
-from tests.smsc.smsc_support import Env, FakeClock, make_env, mock_client
+from tests.support.smsc import Env, FakeClock, make_env, mock_client
 
 PDF = render_pdf(["Sum: 10.00"], title="test document")
 

@@ -26,7 +26,7 @@ from commands.smsc.commands import (
 from commands.smsc.pdf import pdf_problem
 from commands.smsc.queue import MINUTE
 from commands.smsc.sandbox import SANDBOX_PASSWORD
-from tests.smsc.smsc_support import Env, make_env, mock_client, run_typed
+from tests.support.smsc import Env, make_env, mock_client, run_typed
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 from commands.http import OutcomeUnknown, ProviderRejected, ProviderUnavailable
 from commands.sandbox import Garble, GarbleKind, Recorded
 from commands.smsc import client as api
-from tests.smsc.smsc_support import Env, make_env
+from tests.support.smsc import Env, make_env
 
 
 def creates(request: Recorded) -> bool:

@@ -11,9 +11,8 @@ from commands.types import COMMA
 from commands.voipcloud.client import VoipcloudClient
 from commands.voipcloud.commands import COMMANDS
 from commands.voipcloud.sandbox import VoipcloudSandbox
-from tests.conftest import sandbox_of
-from tests.support import RecordingSurface
-from tests.voipcloud.voipcloud_support import new_sandbox, open_client, run
+from tests.support import RecordingSurface, sandbox_of
+from tests.support.voipcloud import new_sandbox, open_client, run
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from commands.voipcloud import client as api
 from commands.voipcloud.budget import BudgetSpent, RateLimit
 from commands.voipcloud.client import Paths, VoipcloudClient
 from commands.voipcloud.sandbox import SANDBOX_GOOGLE_CAPTCHA, SANDBOX_TOKEN, VoipcloudSandbox
-from tests.voipcloud.voipcloud_support import TODAY, Clock, form_fields, new_sandbox, open_client
+from tests.support.voipcloud import TODAY, Clock, form_fields, new_sandbox, open_client
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from commands.voipcloud.client import VoipcloudClient
 from commands.voipcloud.commands import COMMANDS, PROVIDER, REGISTER_FORM, MoveFundsArgs
 from commands.voipcloud.models import STATEMENT_LINES
 from commands.voipcloud.sandbox import VoipcloudSandbox
-from tests.voipcloud.voipcloud_support import command, context, new_sandbox, open_client, parse, run
+from tests.support.voipcloud import command, context, new_sandbox, open_client, parse, run
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from commands.voipcloud.budget import RateLimit
 from commands.voipcloud.client import VoipcloudClient
 from commands.voipcloud.commands import COMMANDS, PROVIDER, BalanceReportArgs
 from commands.voipcloud.sandbox import SANDBOX_BASE_URL, SANDBOX_TOKEN, VoipcloudSandbox
-from tests.voipcloud.report_support import (
+from tests.support.reports import (
     Recorder,
     accounts_text,
     csv_rows,
@@ -32,7 +32,7 @@ from tests.voipcloud.report_support import (
     run_billing,
     total,
 )
-from tests.voipcloud.voipcloud_support import (
+from tests.support.voipcloud import (
     NOW,
     TODAY,
     Clock,

@@ -20,7 +20,7 @@ from commands.voipcloud.sandbox import (
     VoipcloudSandbox,
     render,
 )
-from tests.voipcloud.voipcloud_support import TODAY, new_sandbox
+from tests.support.voipcloud import TODAY, new_sandbox
 
 MONTH = {"from_date": TODAY.replace(day=1).isoformat(), "to_date": TODAY.isoformat()}
 

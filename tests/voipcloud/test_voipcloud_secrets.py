@@ -12,7 +12,7 @@ from commands.http import ProviderError
 from commands.voipcloud.budget import RateLimit
 from commands.voipcloud.client import VoipcloudClient
 from commands.voipcloud.sandbox import SANDBOX_GOOGLE_CAPTCHA, SANDBOX_TOKEN, VoipcloudSandbox
-from tests.voipcloud.voipcloud_support import (
+from tests.support.voipcloud import (
     Clock,
     new_sandbox,
     open_client,

@@ -12,7 +12,7 @@ from commands.http import OutcomeUnknown, ProviderRejected, ProviderUnavailable
 from commands.sandbox import Garble, GarbleKind
 from commands.voipcloud.client import VoipcloudClient
 from commands.voipcloud.sandbox import VoipcloudSandbox
-from tests.voipcloud.voipcloud_support import TODAY, new_sandbox, open_client
+from tests.support.voipcloud import TODAY, new_sandbox, open_client
 
 MONTH = (TODAY.replace(day=1), TODAY)
 KINDS: tuple[GarbleKind, ...] = ("html", "garbage", "truncated", "502")

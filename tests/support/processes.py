@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.doubles.server import loopback_socket
+from tests.support.server import loopback_socket
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0

@@ -1,4 +1,11 @@
-"""Test helpers shared by the suites: a surface that records what the bot says."""
+"""Helpers shared by the test suites.
+
+This module holds what tests of the bot itself use: a surface that records what the bot says, a
+clock moved by hand, a provider's sandbox behind a dispatcher. Its submodules hold the rest:
+`slack_api`, `socket_mode`, `signing` and `blockkit` (the Slack doubles), `server` (serving an app
+on loopback), `e2e` (the whole bot over loopback), `processes` (`billing-bot` as processes), and
+one per provider or feature for its tests (`activeplatform`, `smsc`, `voipcloud`, `reports`).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.dispatch import Dispatcher, ProviderRuntime
 from bot.replies import MessageRef
 from bot.store import approvals
 from commands.base import Command, Form, Reply
@@ -80,3 +88,9 @@ async def move_on_disk(
         async with engine.begin() as conn:
             query = approvals.update().where(approvals.c.id == approval_id)
             await conn.execute(query.values(status=status))
+
+
+def sandbox_of(dispatcher: Dispatcher, name: str) -> Any:
+    runtime: ProviderRuntime | None = dispatcher.runtime(name)
+    assert runtime is not None and runtime.sandbox is not None
+    return runtime.sandbox
