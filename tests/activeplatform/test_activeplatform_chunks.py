@@ -21,11 +21,6 @@ from tests.support.activeplatform import (
 OCTOBER = (date(2026, 10, 1), date(2026, 10, 31))
 
 
-@pytest.fixture
-def sandbox() -> ActivePlatformSandbox:
-    return ActivePlatformSandbox()
-
-
 def ids_of(sandbox: ActivePlatformSandbox, reseller: str = "1") -> list[int]:
     return [a.id for a in sandbox.accounts[reseller]]
 

@@ -26,11 +26,6 @@ from tests.support.activeplatform import Sleeps, open_client
 OCTOBER = (date(2026, 10, 1), date(2026, 10, 31))
 
 
-@pytest.fixture
-def sandbox() -> ActivePlatformSandbox:
-    return ActivePlatformSandbox()
-
-
 def stored_ids(sandbox: ActivePlatformSandbox, reseller: str) -> list[str]:
     return [str(a.id) for a in sandbox.accounts[reseller]]
 

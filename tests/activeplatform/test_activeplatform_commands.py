@@ -25,11 +25,6 @@ from commands.registry import PROVIDERS
 from tests.support.activeplatform import attempt, context, open_client, typed
 
 
-@pytest.fixture
-def sandbox() -> ActivePlatformSandbox:
-    return ActivePlatformSandbox()
-
-
 def notify_command() -> Command[NotifyClosing, ActivePlatformClient]:
     [command] = [c for c in COMMANDS if c.words == ("notify-closing",)]
     return command

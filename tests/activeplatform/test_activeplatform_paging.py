@@ -15,11 +15,6 @@ USAGE = (
 )
 
 
-@pytest.fixture
-def sandbox() -> ActivePlatformSandbox:
-    return ActivePlatformSandbox()
-
-
 async def test_a_middle_page_shows_its_rows_and_both_buttons(
     sandbox: ActivePlatformSandbox,
 ) -> None:

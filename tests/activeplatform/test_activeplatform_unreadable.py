@@ -17,11 +17,6 @@ OCTOBER = (date(2026, 10, 1), date(2026, 10, 31))
 KINDS: tuple[GarbleKind, ...] = ("html", "garbage", "truncated", "502")
 
 
-@pytest.fixture
-def sandbox() -> ActivePlatformSandbox:
-    return ActivePlatformSandbox()
-
-
 @pytest.mark.parametrize("acted", [True, False], ids=["after-acting", "before-acting"])
 @pytest.mark.parametrize("kind", KINDS)
 async def test_an_unreadable_answer_to_a_notification_is_outcome_unknown(

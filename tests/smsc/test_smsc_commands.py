@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -27,13 +26,6 @@ from commands.smsc.pdf import pdf_problem
 from commands.smsc.queue import MINUTE
 from commands.smsc.sandbox import SANDBOX_PASSWORD
 from tests.support.smsc import Env, make_env, mock_client, run_typed
-
-
-@pytest.fixture
-async def env() -> AsyncIterator[Env]:
-    env = make_env()
-    yield env
-    await env.client.aclose()
 
 
 def command(*words: str) -> Any:

@@ -22,16 +22,6 @@ AUTH = {"login": SANDBOX_LOGIN, "psw": SANDBOX_PASSWORD}
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def sandbox(clock: FakeClock) -> SmscSandbox:
-    return SmscSandbox(clock=clock)
-
-
-@pytest.fixture
 async def http(sandbox: SmscSandbox) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=sandbox.app())
     async with httpx.AsyncClient(transport=transport, base_url="http://smsc.sandbox") as client:

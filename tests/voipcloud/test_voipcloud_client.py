@@ -24,17 +24,6 @@ from commands.voipcloud.client import Paths, VoipcloudClient
 from commands.voipcloud.sandbox import SANDBOX_GOOGLE_CAPTCHA, SANDBOX_TOKEN, VoipcloudSandbox
 from tests.support.voipcloud import TODAY, Clock, form_fields, new_sandbox, open_client
 
-
-@pytest.fixture
-def sandbox() -> VoipcloudSandbox:
-    return new_sandbox()
-
-
-@pytest.fixture
-def client(sandbox: VoipcloudSandbox) -> VoipcloudClient:
-    return open_client(sandbox)
-
-
 MONTH = (TODAY.replace(day=1), TODAY)
 AUTH_SENTENCE = "wrong key, or this server's IP is not on the portal's allow-list"
 

@@ -64,11 +64,6 @@ def section_with(reply: Reply, start: str) -> str:
     return found[0]
 
 
-@pytest.fixture
-def sandbox() -> VoipcloudSandbox:
-    return new_sandbox()
-
-
 def test_declared_under_billing_for_viewers_and_as_a_schedule_kind() -> None:
     (command,) = [c for c in COMMANDS if c.words == ("report", "balances")]
     assert (command.slash, command.role, command.approval) == ("billing", Role.VIEWER, False)

@@ -26,11 +26,6 @@ MONTH = {"from_date": TODAY.replace(day=1).isoformat(), "to_date": TODAY.isoform
 
 
 @pytest.fixture
-def sandbox() -> VoipcloudSandbox:
-    return new_sandbox()
-
-
-@pytest.fixture
 async def http(sandbox: VoipcloudSandbox) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(
         base_url=SANDBOX_BASE_URL,
