@@ -51,10 +51,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 def _fresh_postgres(base: str) -> Iterator[str]:
-    """A throwaway database per test, so tests never see each other's rows."""
+    """A throwaway database per test, so tests never see each other's rows. Its name carries the
+    pytest-xdist worker ("gw0", …; "main" when not under xdist), so parallel workers sharing the
+    server can never pick the same name and a database left behind says who left it."""
     import asyncio
 
-    name = f"t_{uuid.uuid4().hex[:12]}"
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"t_{worker}_{uuid.uuid4().hex[:12]}"
     url = store.async_url(base)
     admin = url.rsplit("/", 1)[0] + "/postgres"
 
