@@ -15,7 +15,7 @@ from tests.support.e2e import (
     running_bot,
     table_rows,
 )
-from tests.support.server import loopback_socket
+from tests.support.ports import free_port
 from tests.support.signing import FORM, signed_headers, slash_command_body
 
 
@@ -86,9 +86,7 @@ async def test_health_and_readiness_with_a_reachable_database(database_url: str)
 
 
 async def test_readiness_fails_while_the_database_is_unreachable() -> None:
-    closed = loopback_socket()
-    port = closed.getsockname()[1]
-    closed.close()  # nothing listens there any more
+    port = free_port()  # nothing listens there
     unreachable = f"postgresql://billing:billing@127.0.0.1:{port}/billing"
     async with running_bot(unreachable, migrate=False) as bot:
         health = await bot.http.get(f"{bot.url}/healthz")
