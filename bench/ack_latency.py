@@ -62,9 +62,10 @@ if str(ROOT) not in sys.path:  # run as a script: the test doubles live in the r
 
 from commands.invoicexpress.client import SEQUENCES  # noqa: E402
 from commands.invoicexpress.sandbox import InvoiceXpressSandbox  # noqa: E402
-from tests.doubles.server import loopback_socket, serve_asgi  # noqa: E402
-from tests.doubles.signing import signed_headers, slash_command_body  # noqa: E402
-from tests.doubles.slack_api import SlackApiDouble, serve_slack_double  # noqa: E402
+from tests.support.ports import loopback_socket  # noqa: E402
+from tests.support.server import serve_asgi  # noqa: E402
+from tests.support.signing import signed_headers, slash_command_body  # noqa: E402
+from tests.support.slack_api import SlackApiDouble, serve_slack_double  # noqa: E402
 
 SIGNING_SECRET = "bench-signing-secret"
 CHANNEL = "C0BENCH01"

@@ -35,8 +35,8 @@ if str(ROOT) not in sys.path:  # run as a script: the test doubles live in the r
     sys.path.insert(0, str(ROOT))
 
 from bot.storage.store import approvals, audit, deliveries  # noqa: E402
-from tests.doubles.slack_api import Fault, SlackApiDouble  # noqa: E402
-from tests.e2e.e2e_support import Bot, message_text, running_bot, table_rows  # noqa: E402
+from tests.support.e2e import Bot, message_text, running_bot, table_rows  # noqa: E402
+from tests.support.slack_api import Fault, SlackApiDouble  # noqa: E402
 
 METHODS = ["chat.postMessage", "chat.update", "chat.postEphemeral", "response_url"]
 FAULTS = [Fault(status=429, retry_after=0), Fault(status=500), Fault(status=503)]

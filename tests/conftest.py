@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +13,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bot.catalog import ProviderRuntime
 from bot.config import Settings
 from bot.dispatch import Dispatcher
 from bot.runtime import Runtime, open_providers, open_runtime
 from bot.storage import store
 from commands.secrets import reset_secrets
-from tests.support import RecordingSurface
+from tests.support import OpenBot, RecordingSurface
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -61,10 +60,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 def _fresh_postgres(base: str) -> Iterator[str]:
-    """A throwaway database per test, so tests never see each other's rows."""
+    """A throwaway database per test, so tests never see each other's rows. Its name carries the
+    pytest-xdist worker ("gw0", …; "main" when not under xdist), so parallel workers sharing the
+    server can never pick the same name and a database left behind says who left it."""
     import asyncio
 
-    name = f"t_{uuid.uuid4().hex[:12]}"
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"t_{worker}_{uuid.uuid4().hex[:12]}"
     url = store.async_url(base)
     admin = url.rsplit("/", 1)[0] + "/postgres"
 
@@ -111,7 +113,6 @@ def make_settings(database_url: str) -> Callable[..., Settings]:
     return make
 
 
-OpenBot = Callable[..., Awaitable[Runtime]]
 # What `open_bot` hands to `open_runtime` rather than to the settings.
 RUNTIME_OPTIONS = {
     "runtimes",
@@ -169,9 +170,3 @@ async def runtime(open_bot: OpenBot) -> Runtime:
 @pytest.fixture
 def dispatcher(runtime: Runtime) -> Dispatcher:
     return runtime.dispatcher
-
-
-def sandbox_of(runtime: Runtime, name: str) -> Any:
-    found: ProviderRuntime | None = runtime.catalog.runtime(name)
-    assert found is not None and found.sandbox is not None
-    return found.sandbox

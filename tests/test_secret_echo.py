@@ -31,8 +31,7 @@ from commands.secrets import MASK
 from commands.smsc.sandbox import SANDBOX_PASSWORD
 from commands.voipcloud.sandbox import SANDBOX_GOOGLE_CAPTCHA
 from commands.voipcloud.sandbox import SANDBOX_TOKEN as VOIPCLOUD_TOKEN
-from tests.conftest import sandbox_of
-from tests.support import RecordingSurface
+from tests.support import RecordingSurface, sandbox_of
 
 # Typed by an admin, so registered by the client only when it sends it.
 AT_PASSWORD = f"AT-{uuid.uuid4().hex[:16]}"

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from commands.activeplatform.sandbox import ActivePlatformSandbox
-from tests.activeplatform.activeplatform_support import attempt, context, open_client
+from tests.support.activeplatform import attempt, context, open_client
 
 NOTIFY_USAGE = (
     "Expected: `/activeplatform notify-closing <period> [accounts=<id,id,…|all>] "

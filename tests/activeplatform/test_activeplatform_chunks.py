@@ -10,7 +10,7 @@ import pytest
 from commands.activeplatform.sandbox import ActivePlatformSandbox
 from commands.base import Reply
 from commands.http import OutcomeUnknown, ProviderAuthError, ProviderRejected
-from tests.activeplatform.activeplatform_support import (
+from tests.support.activeplatform import (
     ProgressLog,
     attempt,
     context,
@@ -19,11 +19,6 @@ from tests.activeplatform.activeplatform_support import (
 )
 
 OCTOBER = (date(2026, 10, 1), date(2026, 10, 31))
-
-
-@pytest.fixture
-def sandbox() -> ActivePlatformSandbox:
-    return ActivePlatformSandbox()
 
 
 def ids_of(sandbox: ActivePlatformSandbox, reseller: str = "1") -> list[int]:

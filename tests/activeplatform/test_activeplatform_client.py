@@ -21,14 +21,9 @@ from commands.http import (
     ProviderUnavailable,
     new_client,
 )
-from tests.activeplatform.activeplatform_support import Sleeps, open_client
+from tests.support.activeplatform import Sleeps, open_client
 
 OCTOBER = (date(2026, 10, 1), date(2026, 10, 31))
-
-
-@pytest.fixture
-def sandbox() -> ActivePlatformSandbox:
-    return ActivePlatformSandbox()
 
 
 def stored_ids(sandbox: ActivePlatformSandbox, reseller: str) -> list[str]:

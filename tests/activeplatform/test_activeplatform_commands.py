@@ -22,12 +22,7 @@ from commands.activeplatform.sandbox import ActivePlatformSandbox
 from commands.base import Command, Reply
 from commands.http import ProviderRejected
 from commands.registry import PROVIDERS
-from tests.activeplatform.activeplatform_support import attempt, context, open_client, typed
-
-
-@pytest.fixture
-def sandbox() -> ActivePlatformSandbox:
-    return ActivePlatformSandbox()
+from tests.support.activeplatform import attempt, context, open_client, typed
 
 
 def notify_command() -> Command[NotifyClosing, ActivePlatformClient]:

@@ -7,17 +7,12 @@ import pytest
 from commands.activeplatform.commands import SHOWN_ROWS
 from commands.activeplatform.sandbox import ActivePlatformSandbox
 from commands.base import Reply
-from tests.activeplatform.activeplatform_support import attempt, context, open_client
+from tests.support.activeplatform import attempt, context, open_client
 
 USAGE = (
     "Expected: `/activeplatform accounts [reseller=<number>] [email=<e-mail>] [page=<number>]`\n"
     "Example: `/activeplatform accounts reseller=1`"
 )
-
-
-@pytest.fixture
-def sandbox() -> ActivePlatformSandbox:
-    return ActivePlatformSandbox()
 
 
 async def test_a_middle_page_shows_its_rows_and_both_buttons(

@@ -13,7 +13,7 @@ from commands.activeplatform.sandbox import ActivePlatformSandbox
 from commands.base import Reply
 from commands.http import ProviderError
 from commands.secrets import MASK, redact
-from tests.activeplatform.activeplatform_support import attempt, context, open_client, typed
+from tests.support.activeplatform import attempt, context, open_client, typed
 
 TOKEN = "ap-secret-token-7f3c9e1d"
 

@@ -11,15 +11,10 @@ import pytest
 from commands.activeplatform.sandbox import ActivePlatformSandbox
 from commands.http import OutcomeUnknown, ProviderUnavailable
 from commands.sandbox import Garble, GarbleKind
-from tests.activeplatform.activeplatform_support import ProgressLog, open_client, posts
+from tests.support.activeplatform import ProgressLog, open_client, posts
 
 OCTOBER = (date(2026, 10, 1), date(2026, 10, 31))
 KINDS: tuple[GarbleKind, ...] = ("html", "garbage", "truncated", "502")
-
-
-@pytest.fixture
-def sandbox() -> ActivePlatformSandbox:
-    return ActivePlatformSandbox()
 
 
 @pytest.mark.parametrize("acted", [True, False], ids=["after-acting", "before-acting"])

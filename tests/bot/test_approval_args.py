@@ -28,8 +28,7 @@ from bot.storage import store
 from bot.storage.store import approvals, audit, utcnow
 from commands.base import Args, Command, Provider, Reply, Role
 from commands.sandbox import Recorded
-from tests.conftest import sandbox_of
-from tests.support import RecordingSurface
+from tests.support import RecordingSurface, sandbox_of
 
 MOVE = '/voipcloud move-funds 10023 5.00 description="amount=5000"'
 

@@ -20,8 +20,7 @@ from bot.runtime import Runtime, open_providers, open_runtime
 from bot.storage import store
 from bot.storage.store import approvals, audit
 from commands.activeplatform.sandbox import ActivePlatformSandbox, StoredAccount
-from tests.conftest import sandbox_of
-from tests.support import RecordingSurface
+from tests.support import RecordingSurface, sandbox_of
 
 REQUESTED = datetime(2026, 11, 30, 23, 0, tzinfo=UTC)
 

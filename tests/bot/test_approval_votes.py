@@ -220,8 +220,13 @@ async def until(condition: Callable[[], Awaitable[bool]]) -> None:
 
 
 async def waiting_for_advisory_lock(engine: AsyncEngine) -> bool:
+    """Whether a session waits for an advisory lock in this test's database (pg_locks lists the
+    whole server's, and tests running in parallel hold their own)."""
     async with engine.connect() as conn:
-        query = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        query = (
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
         return bool(await conn.scalar(sa.text(query)))
 
 

@@ -12,8 +12,7 @@ from bot.runtime import Runtime
 from bot.storage.audit import DETAIL_LIMIT, AuditLog, Entry
 from bot.storage.store import audit
 from commands.words import ELLIPSIS
-from tests.conftest import OpenBot, sandbox_of
-from tests.support import RecordingSurface
+from tests.support import OpenBot, RecordingSurface, sandbox_of
 
 
 async def details(runtime: Runtime) -> list[str]:

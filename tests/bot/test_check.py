@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from commands.invoicexpress.sandbox import SANDBOX_API_KEY, InvoiceXpressSandbox
-from tests.doubles.server import serve_asgi
-from tests.doubles.slack_api import (
+from tests.support.server import serve_asgi
+from tests.support.slack_api import (
     BOT_TOKEN,
     SlackApiDouble,
     serve_slack_double,

@@ -27,7 +27,7 @@ from bot.mrkdwn import Names
 from bot.runtime import Runtime, open_providers
 from commands.sandbox import Sandbox
 from commands.sandbox_state import StateError, load_state, number_span, save_state
-from tests.conftest import sandbox_of
+from tests.support import sandbox_of
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -19,8 +19,7 @@ from bot.slack.outbox import backoff, classify
 from bot.storage.store import approvals, audit
 from bot.surface import MessageRef
 from commands.base import Reply
-from tests.conftest import sandbox_of
-from tests.support import RecordingSurface
+from tests.support import RecordingSurface, sandbox_of
 
 
 class Broken(RecordingSurface):

@@ -11,8 +11,7 @@ from bot.runtime import Runtime
 from bot.slack.blocks import reply_blocks
 from bot.storage.store import approvals, audit
 from commands.base import Button, Reply
-from tests.conftest import OpenBot, sandbox_of
-from tests.support import RecordingSurface
+from tests.support import OpenBot, RecordingSurface, sandbox_of
 
 
 async def audit_rows(runtime: Runtime) -> list[dict[str, object]]:

@@ -19,8 +19,7 @@ from bot.storage.store import approvals, schedules
 from commands import grammar
 from commands.base import Command
 from commands.registry import PROVIDERS
-from tests.conftest import sandbox_of
-from tests.support import RecordingSurface
+from tests.support import RecordingSurface, sandbox_of
 
 KINDS = {name: kind for p in PROVIDERS for name, kind in p.schedule_kinds.items()}
 COMMANDS: list[Command[Any, Any]] = [

@@ -13,8 +13,7 @@ import sqlalchemy as sa
 from bot.runtime import Runtime
 from bot.storage.store import approvals
 from tests.bot.hang_approver import IN_FLIGHT
-from tests.conftest import sandbox_of
-from tests.support import RecordingSurface
+from tests.support import RecordingSurface, sandbox_of
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -24,8 +24,7 @@ from bot.runtime import ConfigError, Runtime, open_providers, open_runtime
 from bot.storage import store
 from bot.storage.store import approvals, audit
 from bot.surface import MessageRef
-from tests.conftest import sandbox_of
-from tests.support import Clock, RecordingSurface
+from tests.support import Clock, RecordingSurface, sandbox_of
 
 README_POLICY = """
 rules:

@@ -27,10 +27,9 @@ from bot.surface import MessageRef
 from commands.base import Reply
 from commands.voipcloud.budget import RateBudget, RateLimit
 from commands.voipcloud.client import VoipcloudClient
-from tests.conftest import sandbox_of
-from tests.support import RecordingSurface
-from tests.voipcloud.report_support import accounts_text
-from tests.voipcloud.voipcloud_support import Clock, Sleeps
+from tests.support import RecordingSurface, sandbox_of
+from tests.support.reports import accounts_text
+from tests.support.voipcloud import Clock, Sleeps
 
 UTC_ZONE = ZoneInfo("UTC")
 NOON = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

@@ -20,8 +20,7 @@ from bot.storage import store
 from bot.storage.store import audit
 from commands.base import Command, NoArgs, Reply, Role
 from commands.registry import PROVIDERS as REGISTRY
-from tests.conftest import OpenBot, sandbox_of
-from tests.support import RecordingSurface
+from tests.support import OpenBot, RecordingSurface, sandbox_of
 
 CHANNEL = "C0BILLING"
 PROVIDERS = tuple(p.name for p in REGISTRY)

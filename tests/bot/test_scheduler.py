@@ -14,8 +14,7 @@ from bot.schedules.cron import check_schedule_cron, cron_trigger, next_run
 from bot.schedules.engine import Scheduler
 from bot.schedules.store import Schedule, ScheduleStore
 from bot.storage.store import audit, schedules
-from tests.conftest import OpenBot, sandbox_of
-from tests.support import RecordingSurface
+from tests.support import OpenBot, RecordingSurface, sandbox_of
 
 
 def test_cron_in_the_team_zone() -> None:

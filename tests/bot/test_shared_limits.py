@@ -20,7 +20,7 @@ from bot.storage.limits import DatabaseLimits, limit_slots, limit_turns
 from commands.limits import limit_key, limits_of
 from commands.smsc.queue import DocumentQueue
 from commands.voipcloud.budget import BudgetSpent, RateBudget, RateLimit
-from tests.conftest import sandbox_of
+from tests.support import sandbox_of
 
 on_postgresql = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 TOKEN = "vc-token-d41d8cd98f00b204"

@@ -14,8 +14,7 @@ import sqlalchemy as sa
 
 from bot.runtime import Runtime
 from bot.storage.store import approvals, audit
-from tests.conftest import sandbox_of
-from tests.support import RecordingSurface
+from tests.support import RecordingSurface, sandbox_of
 
 
 async def rows(runtime: Runtime, table: sa.Table) -> list[dict[str, Any]]:

@@ -12,8 +12,7 @@ import sqlalchemy as sa
 from bot.runtime import Runtime
 from bot.storage.store import approvals, audit
 from commands.sandbox import Garble, GarbleKind, Recorded
-from tests.conftest import sandbox_of
-from tests.support import RecordingSurface
+from tests.support import RecordingSurface, sandbox_of
 
 
 @dataclass(frozen=True)

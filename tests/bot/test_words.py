@@ -12,8 +12,7 @@ import pytest
 from bot.runtime import Runtime
 from commands.invoicexpress.commands import COMMANDS as INVOICEXPRESS
 from commands.words import adds_to, clip, plural
-from tests.conftest import OpenBot, sandbox_of
-from tests.support import RecordingSurface
+from tests.support import OpenBot, RecordingSurface, sandbox_of
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -28,8 +28,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from commands.invoicexpress.sandbox import SANDBOX_API_KEY, InvoiceXpressSandbox
-from tests.doubles.server import serve_asgi
-from tests.doubles.signing import (
+from tests.support.server import serve_asgi
+from tests.support.signing import (
     block_actions_payload,
     interactivity_body,
     signed_headers,
@@ -37,7 +37,7 @@ from tests.doubles.signing import (
     slash_command_fields,
     view_submission_payload,
 )
-from tests.doubles.slack_api import (
+from tests.support.slack_api import (
     APP_TOKEN,
     BOT_TOKEN,
     BOT_USER_ID,
@@ -45,7 +45,7 @@ from tests.doubles.slack_api import (
     SlackUser,
     serve_slack_double,
 )
-from tests.doubles.socket_mode import serve_socket_mode_double
+from tests.support.socket_mode import serve_socket_mode_double
 
 SECRET = "test-signing-secret"
 # Not valid UTF-8, with every byte value, so any decoding or re-encoding on the way shows.

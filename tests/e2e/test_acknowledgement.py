@@ -8,8 +8,8 @@ import time
 
 from bot.storage.store import audit
 from commands.registry import PROVIDERS
-from tests.doubles.slack_api import APP_ID, TEAM_ID
-from tests.e2e.e2e_support import running_bot, table_rows
+from tests.support.e2e import running_bot, table_rows
+from tests.support.slack_api import APP_ID, TEAM_ID
 
 
 async def test_every_declared_slash_command_reaches_the_bot(database_url: str) -> None:

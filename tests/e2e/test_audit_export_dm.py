@@ -4,8 +4,8 @@ and the channel sees nothing of it; `to=channel` posts it in the channel instead
 
 from __future__ import annotations
 
-from tests.doubles.slack_api import SlackApiDouble
-from tests.e2e.e2e_support import CHANNEL, running_bot
+from tests.support.e2e import CHANNEL, running_bot
+from tests.support.slack_api import SlackApiDouble
 
 PERIOD = "2020-01-01 2099-12-31"
 

@@ -16,8 +16,8 @@ import pytest
 from bot.slack.input_limits import MAX_BODY_BYTES
 from bot.storage.store import approvals, audit
 from commands.grammar import MAX_COMMAND_TEXT, text_refusal
-from tests.doubles.signing import FORM, form_body, slash_command_body
-from tests.e2e.e2e_support import CHANNEL, Bot, running_bot, table_rows
+from tests.support.e2e import CHANNEL, Bot, running_bot, table_rows
+from tests.support.signing import FORM, form_body, slash_command_body
 
 
 @dataclass(frozen=True)

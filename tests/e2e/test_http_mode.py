@@ -8,15 +8,15 @@ import time
 from bot.storage.store import audit
 from commands.invoicexpress import client as ix_api
 from commands.invoicexpress.sandbox import InvoiceXpressSandbox
-from tests.doubles.server import loopback_socket
-from tests.doubles.signing import FORM, signed_headers, slash_command_body
-from tests.e2e.e2e_support import (
+from tests.support.e2e import (
     CHANNEL,
     buttons,
     message_text,
     running_bot,
     table_rows,
 )
+from tests.support.ports import free_port
+from tests.support.signing import FORM, signed_headers, slash_command_body
 
 
 async def test_a_signed_slash_command_posts_the_sequences_with_their_buttons(
@@ -86,9 +86,7 @@ async def test_health_and_readiness_with_a_reachable_database(database_url: str)
 
 
 async def test_readiness_fails_while_the_database_is_unreachable() -> None:
-    closed = loopback_socket()
-    port = closed.getsockname()[1]
-    closed.close()  # nothing listens there any more
+    port = free_port()  # nothing listens there
     unreachable = f"postgresql://billing:billing@127.0.0.1:{port}/billing"
     async with running_bot(unreachable, migrate=False) as bot:
         health = await bot.http.get(f"{bot.url}/healthz")

@@ -7,7 +7,7 @@ import json
 
 from bot.storage.store import approvals
 from commands.invoicexpress import client as ix_api
-from tests.e2e.e2e_support import (
+from tests.support.e2e import (
     CHANNEL,
     buttons,
     every_row,

@@ -16,9 +16,7 @@ from bot.schedules.store import Schedule, ScheduleStore
 from bot.storage import store
 from bot.storage.store import audit, schedules, utcnow
 from commands.invoicexpress.sandbox import InvoiceXpressSandbox
-from tests.doubles.server import serve_asgi
-from tests.doubles.slack_api import SlackApiDouble, serve_slack_double
-from tests.e2e.e2e_support import (
+from tests.support.e2e import (
     CHANNEL,
     SlackSender,
     bot_environment,
@@ -26,7 +24,9 @@ from tests.e2e.e2e_support import (
     table_rows,
     wait_until,
 )
-from tests.e2e.processes import replicas
+from tests.support.processes import replicas
+from tests.support.server import serve_asgi
+from tests.support.slack_api import SlackApiDouble, serve_slack_double
 
 SIGNING_SECRET = "e2e-ops-signing-3b7c"
 BOT_TOKEN = "xoxb-e2e-ops-5e1f02"

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.e2e_support import running_bot
+from tests.support.e2e import running_bot
 
 
 @contextlib.contextmanager

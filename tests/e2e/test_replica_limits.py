@@ -19,9 +19,7 @@ from bot.storage.store import audit
 from commands.smsc.queue import MINUTE
 from commands.smsc.sandbox import SmscSandbox
 from commands.voipcloud.sandbox import VoipcloudSandbox
-from tests.doubles.server import serve_asgi
-from tests.doubles.slack_api import serve_slack_double
-from tests.e2e.e2e_support import (
+from tests.support.e2e import (
     SlackSender,
     bot_environment,
     smsc_env,
@@ -29,7 +27,9 @@ from tests.e2e.e2e_support import (
     voipcloud_env,
     wait_until,
 )
-from tests.e2e.processes import replicas, upgrade_database
+from tests.support.processes import replicas, upgrade_database
+from tests.support.server import serve_asgi
+from tests.support.slack_api import serve_slack_double
 
 on_postgresql = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 SPACING = 1.0

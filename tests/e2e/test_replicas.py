@@ -23,9 +23,7 @@ from bot.storage.store import approvals, schedules, utcnow
 from commands.activeplatform.sandbox import ActivePlatformSandbox
 from commands.invoicexpress import client as ix_api
 from commands.invoicexpress.sandbox import InvoiceXpressSandbox
-from tests.doubles.server import serve_asgi
-from tests.doubles.slack_api import SlackApiDouble, serve_slack_double
-from tests.e2e.e2e_support import (
+from tests.support.e2e import (
     CHANNEL,
     SlackSender,
     activeplatform_env,
@@ -36,7 +34,9 @@ from tests.e2e.e2e_support import (
     table_rows,
     wait_until,
 )
-from tests.e2e.processes import replicas, upgrade_database
+from tests.support.processes import replicas, upgrade_database
+from tests.support.server import serve_asgi
+from tests.support.slack_api import SlackApiDouble, serve_slack_double
 
 on_postgresql = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 APPROVERS = ("U2", "U3", "U0APPROVER", "U0ADMIN")

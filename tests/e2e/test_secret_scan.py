@@ -8,8 +8,8 @@ import pytest
 
 from commands.invoicexpress.sandbox import InvoiceXpressSandbox
 from commands.smsc.sandbox import SmscSandbox
-from tests.doubles.slack_api import SlackApiDouble
-from tests.e2e.e2e_support import every_row, recorded_text, running_bot
+from tests.support.e2e import every_row, recorded_text, running_bot
+from tests.support.slack_api import SlackApiDouble
 
 SIGNING_SECRET = "e2e-signing-a8c3f1d2"
 BOT_TOKEN = "xoxb-e2e-5d1f0c7a9b3e"

@@ -9,16 +9,16 @@ import pytest
 
 from bot.storage.store import audit
 from commands.invoicexpress.sandbox import InvoiceXpressSandbox
-from tests.doubles.server import serve_asgi
-from tests.doubles.slack_api import SlackApiDouble, serve_slack_double
-from tests.e2e.e2e_support import (
+from tests.support.e2e import (
     SlackSender,
     bot_environment,
     invoicexpress_env,
     table_rows,
     wait_until,
 )
-from tests.e2e.processes import replicas
+from tests.support.processes import replicas
+from tests.support.server import serve_asgi
+from tests.support.slack_api import SlackApiDouble, serve_slack_double
 
 SIGNING_SECRET = "e2e-serve-signing-6f0a"
 BOT_TOKEN = "xoxb-e2e-serve-2c9d71"

@@ -15,8 +15,7 @@ import pytest
 
 from bot.dispatch import Dispatcher
 from bot.storage.store import approvals, audit, deliveries
-from tests.doubles.slack_api import Fault, SlackApiDouble
-from tests.e2e.e2e_support import (
+from tests.support.e2e import (
     CHANNEL,
     Bot,
     message_text,
@@ -24,6 +23,7 @@ from tests.e2e.e2e_support import (
     table_rows,
     wait_until,
 )
+from tests.support.slack_api import Fault, SlackApiDouble
 
 MOVE = "move-funds 10023 8.00 top-up"
 RATE_LIMITED = Fault(status=429, retry_after=1)

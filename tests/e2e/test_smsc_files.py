@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from commands.smsc import client as smsc_api
-from tests.doubles.slack_api import SlackApiDouble
-from tests.e2e.e2e_support import CHANNEL, running_bot
+from tests.support.e2e import CHANNEL, running_bot
+from tests.support.slack_api import SlackApiDouble
 
 
 async def test_the_invoice_pdf_is_uploaded_exactly_as_smsc_served_it(database_url: str) -> None:

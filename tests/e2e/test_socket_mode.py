@@ -10,16 +10,16 @@ from bot.cli import open_socket
 from bot.runtime import load_settings
 from commands.invoicexpress import client as ix_api
 from commands.invoicexpress.sandbox import InvoiceXpressSandbox
-from tests.doubles.server import serve_asgi
-from tests.doubles.slack_api import serve_slack_double
-from tests.doubles.socket_mode import serve_socket_mode_double
-from tests.e2e.e2e_support import (
+from tests.support.e2e import (
     CHANNEL,
     bot_environment,
     buttons,
     drain,
     invoicexpress_env,
 )
+from tests.support.server import serve_asgi
+from tests.support.slack_api import serve_slack_double
+from tests.support.socket_mode import serve_socket_mode_double
 
 
 async def test_a_slash_command_over_socket_mode_is_acked_then_answered(

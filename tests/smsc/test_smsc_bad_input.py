@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from commands import grammar
 from commands.types import COMMA
-from tests.smsc.smsc_support import Env, make_env, run_typed
-
-
-@pytest.fixture
-async def env() -> AsyncIterator[Env]:
-    env = make_env()
-    yield env
-    await env.client.aclose()
+from tests.support.smsc import Env, run_typed
 
 
 @pytest.mark.parametrize(

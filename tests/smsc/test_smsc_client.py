@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from itertools import pairwise
 
@@ -22,16 +21,9 @@ from commands.smsc.client import DocumentNotFound
 from commands.smsc.pdf import render_pdf
 from commands.smsc.queue import MINUTE
 from commands.smsc.sandbox import SANDBOX_LOGIN, SANDBOX_PASSWORD
-from tests.smsc.smsc_support import Env, FakeClock, make_env, mock_client
+from tests.support.smsc import Env, FakeClock, mock_client
 
 PDF = render_pdf(["Sum: 10.00"], title="test document")
-
-
-@pytest.fixture
-async def env() -> AsyncIterator[Env]:
-    env = make_env()
-    yield env
-    await env.client.aclose()
 
 
 # --- requests ----------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -26,14 +25,7 @@ from commands.smsc.commands import (
 from commands.smsc.pdf import pdf_problem
 from commands.smsc.queue import MINUTE
 from commands.smsc.sandbox import SANDBOX_PASSWORD
-from tests.smsc.smsc_support import Env, make_env, mock_client, run_typed
-
-
-@pytest.fixture
-async def env() -> AsyncIterator[Env]:
-    env = make_env()
-    yield env
-    await env.client.aclose()
+from tests.support.smsc import Env, make_env, mock_client, run_typed
 
 
 def command(*words: str) -> Any:

@@ -9,7 +9,7 @@ from itertools import pairwise
 import pytest
 
 from commands.smsc.queue import MINUTE, SPACING, DocumentQueue, duration
-from tests.smsc.smsc_support import FakeClock, Notes
+from tests.support.smsc import FakeClock, Notes
 
 
 def make_queue(clock: FakeClock) -> DocumentQueue:

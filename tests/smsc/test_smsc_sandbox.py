@@ -16,19 +16,9 @@ import pytest
 
 from commands.smsc.pdf import pdf_problem, render_pdf
 from commands.smsc.sandbox import SANDBOX_LOGIN, SANDBOX_PASSWORD, SmscSandbox
-from tests.smsc.smsc_support import FakeClock
+from tests.support.smsc import FakeClock
 
 AUTH = {"login": SANDBOX_LOGIN, "psw": SANDBOX_PASSWORD}
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def sandbox(clock: FakeClock) -> SmscSandbox:
-    return SmscSandbox(clock=clock)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from commands.secrets import install_log_redaction
 from commands.smsc.commands import COMMANDS
 from commands.smsc.queue import MINUTE
 from commands.smsc.sandbox import SANDBOX_PASSWORD
-from tests.smsc.smsc_support import make_env, mock_client, reply_texts, run_typed
+from tests.support.smsc import make_env, mock_client, reply_texts, run_typed
 
 WRONG_PASSWORD = "Wrong-Pa55word-for-SMSC"
 

@@ -5,7 +5,6 @@ PDF is reported missing. Downloads stay plain failures."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
@@ -13,19 +12,12 @@ import pytest
 from commands.http import OutcomeUnknown, ProviderRejected, ProviderUnavailable
 from commands.sandbox import Garble, GarbleKind, Recorded
 from commands.smsc import client as api
-from tests.smsc.smsc_support import Env, make_env
+from tests.support.smsc import Env
 
 
 def creates(request: Recorded) -> bool:
     """SMSC writes with GET: the create is the request carrying `add_account`."""
     return request.query.get(api.CREATE_INVOICE) == "1"
-
-
-@pytest.fixture
-async def env() -> AsyncIterator[Env]:
-    env = make_env()
-    yield env
-    await env.client.aclose()
 
 
 @pytest.mark.parametrize("acted", [True, False], ids=["after-acting", "before-acting"])

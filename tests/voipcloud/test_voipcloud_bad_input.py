@@ -11,20 +11,8 @@ from commands.types import COMMA
 from commands.voipcloud.client import VoipcloudClient
 from commands.voipcloud.commands import COMMANDS
 from commands.voipcloud.sandbox import VoipcloudSandbox
-from tests.conftest import sandbox_of
-from tests.support import RecordingSurface
-from tests.voipcloud.voipcloud_support import new_sandbox, open_client, run
-
-
-@pytest.fixture
-def sandbox() -> VoipcloudSandbox:
-    return new_sandbox()
-
-
-@pytest.fixture
-def client(sandbox: VoipcloudSandbox) -> VoipcloudClient:
-    return open_client(sandbox)
-
+from tests.support import RecordingSurface, sandbox_of
+from tests.support.voipcloud import run
 
 LONG = "x" * 256
 

@@ -9,7 +9,7 @@ import pytest
 
 from commands.base import CommandError
 from commands.voipcloud.budget import BudgetSpent, RateBudget, RateLimit
-from tests.voipcloud.voipcloud_support import NOW, Clock, Sleeps
+from tests.support.voipcloud import NOW, Clock, Sleeps
 
 
 @pytest.mark.parametrize(

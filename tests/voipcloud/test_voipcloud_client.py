@@ -22,18 +22,7 @@ from commands.voipcloud import client as api
 from commands.voipcloud.budget import BudgetSpent, RateLimit
 from commands.voipcloud.client import Paths, VoipcloudClient
 from commands.voipcloud.sandbox import SANDBOX_GOOGLE_CAPTCHA, SANDBOX_TOKEN, VoipcloudSandbox
-from tests.voipcloud.voipcloud_support import TODAY, Clock, form_fields, new_sandbox, open_client
-
-
-@pytest.fixture
-def sandbox() -> VoipcloudSandbox:
-    return new_sandbox()
-
-
-@pytest.fixture
-def client(sandbox: VoipcloudSandbox) -> VoipcloudClient:
-    return open_client(sandbox)
-
+from tests.support.voipcloud import TODAY, Clock, form_fields, new_sandbox, open_client
 
 MONTH = (TODAY.replace(day=1), TODAY)
 AUTH_SENTENCE = "wrong key, or this server's IP is not on the portal's allow-list"

@@ -17,17 +17,7 @@ from commands.voipcloud.client import VoipcloudClient
 from commands.voipcloud.commands import COMMANDS, PROVIDER, REGISTER_FORM, MoveFundsArgs
 from commands.voipcloud.models import STATEMENT_LINES
 from commands.voipcloud.sandbox import VoipcloudSandbox
-from tests.voipcloud.voipcloud_support import command, context, new_sandbox, open_client, parse, run
-
-
-@pytest.fixture
-def sandbox() -> VoipcloudSandbox:
-    return new_sandbox()
-
-
-@pytest.fixture
-def client(sandbox: VoipcloudSandbox) -> VoipcloudClient:
-    return open_client(sandbox)
+from tests.support.voipcloud import command, context, parse, run
 
 
 def table_of(reply: Reply) -> dict[str, str]:

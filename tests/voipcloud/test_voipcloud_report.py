@@ -21,7 +21,7 @@ from commands.voipcloud.budget import RateLimit
 from commands.voipcloud.client import VoipcloudClient
 from commands.voipcloud.commands import COMMANDS, PROVIDER, BalanceReportArgs
 from commands.voipcloud.sandbox import SANDBOX_BASE_URL, SANDBOX_TOKEN, VoipcloudSandbox
-from tests.voipcloud.report_support import (
+from tests.support.reports import (
     Recorder,
     accounts_text,
     csv_rows,
@@ -32,7 +32,7 @@ from tests.voipcloud.report_support import (
     run_billing,
     total,
 )
-from tests.voipcloud.voipcloud_support import (
+from tests.support.voipcloud import (
     NOW,
     TODAY,
     Clock,
@@ -62,11 +62,6 @@ def section_with(reply: Reply, start: str) -> str:
     found = [s for s in reply.sections if s.startswith(start)]
     assert len(found) == 1, reply.sections
     return found[0]
-
-
-@pytest.fixture
-def sandbox() -> VoipcloudSandbox:
-    return new_sandbox()
 
 
 def test_declared_under_billing_for_viewers_and_as_a_schedule_kind() -> None:

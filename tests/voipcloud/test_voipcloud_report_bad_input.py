@@ -10,8 +10,8 @@ from commands import grammar
 from commands.base import CommandError
 from commands.voipcloud.commands import PROVIDER, REPORT_LIMIT
 from commands.voipcloud.sandbox import VoipcloudSandbox
-from tests.voipcloud.report_support import parse_billing, report_context, run_billing
-from tests.voipcloud.voipcloud_support import new_sandbox, open_client
+from tests.support.reports import parse_billing, report_context, run_billing
+from tests.support.voipcloud import open_client
 
 HINT = "give account numbers like 10023,10024"
 TOO_MANY = ",".join(str(10000 + n) for n in range(REPORT_LIMIT + 1))
@@ -51,11 +51,6 @@ CASES = [
     ),
     ("report balances account=10023", "`/billing report balances` has no option `account`."),
 ]
-
-
-@pytest.fixture
-def sandbox() -> VoipcloudSandbox:
-    return new_sandbox()
 
 
 @pytest.mark.parametrize(("text", "expected"), CASES, ids=[c[0][:50] for c in CASES])

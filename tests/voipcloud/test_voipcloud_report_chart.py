@@ -13,13 +13,13 @@ from commands.base import MemoryHistory, Reply
 from commands.types import Period
 from commands.voipcloud import report
 from commands.voipcloud.sandbox import VoipcloudSandbox
-from tests.voipcloud.report_support import (
+from tests.support.reports import (
     accounts_text,
     file_named,
     report_context,
     run_billing,
 )
-from tests.voipcloud.voipcloud_support import NOW, TODAY, open_client
+from tests.support.voipcloud import NOW, TODAY, open_client
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

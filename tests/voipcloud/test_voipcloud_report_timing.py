@@ -20,8 +20,8 @@ from commands.voipcloud.commands import (
     scheduled_report_lead,
 )
 from commands.voipcloud.sandbox import VoipcloudSandbox
-from tests.voipcloud.report_support import Recorder, accounts_text, report_context, run_billing
-from tests.voipcloud.voipcloud_support import NOW, TODAY, Clock, Sleeps, open_client
+from tests.support.reports import Recorder, accounts_text, report_context, run_billing
+from tests.support.voipcloud import NOW, TODAY, Clock, Sleeps, open_client
 
 
 @pytest.mark.parametrize(

@@ -20,14 +20,9 @@ from commands.voipcloud.sandbox import (
     VoipcloudSandbox,
     render,
 )
-from tests.voipcloud.voipcloud_support import TODAY, new_sandbox
+from tests.support.voipcloud import TODAY, new_sandbox
 
 MONTH = {"from_date": TODAY.replace(day=1).isoformat(), "to_date": TODAY.isoformat()}
-
-
-@pytest.fixture
-def sandbox() -> VoipcloudSandbox:
-    return new_sandbox()
 
 
 @pytest.fixture

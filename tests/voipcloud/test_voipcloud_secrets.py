@@ -12,25 +12,13 @@ from commands.http import ProviderError
 from commands.voipcloud.budget import RateLimit
 from commands.voipcloud.client import VoipcloudClient
 from commands.voipcloud.sandbox import SANDBOX_GOOGLE_CAPTCHA, SANDBOX_TOKEN, VoipcloudSandbox
-from tests.voipcloud.voipcloud_support import (
+from tests.support.voipcloud import (
     Clock,
-    new_sandbox,
     open_client,
     parse,
     reply_texts,
     run,
 )
-
-
-@pytest.fixture
-def sandbox() -> VoipcloudSandbox:
-    return new_sandbox()
-
-
-@pytest.fixture
-def client(sandbox: VoipcloudSandbox) -> VoipcloudClient:
-    return open_client(sandbox)
-
 
 TYPED = [
     "balance 10023",

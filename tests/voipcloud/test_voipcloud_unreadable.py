@@ -12,20 +12,10 @@ from commands.http import OutcomeUnknown, ProviderRejected, ProviderUnavailable
 from commands.sandbox import Garble, GarbleKind
 from commands.voipcloud.client import VoipcloudClient
 from commands.voipcloud.sandbox import VoipcloudSandbox
-from tests.voipcloud.voipcloud_support import TODAY, new_sandbox, open_client
+from tests.support.voipcloud import TODAY
 
 MONTH = (TODAY.replace(day=1), TODAY)
 KINDS: tuple[GarbleKind, ...] = ("html", "garbage", "truncated", "502")
-
-
-@pytest.fixture
-def sandbox() -> VoipcloudSandbox:
-    return new_sandbox()
-
-
-@pytest.fixture
-def client(sandbox: VoipcloudSandbox) -> VoipcloudClient:
-    return open_client(sandbox)
 
 
 @pytest.mark.parametrize("acted", [True, False], ids=["after-acting", "before-acting"])

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.doubles.server import loopback_socket
+from tests.support.ports import free_port
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
@@ -78,9 +78,7 @@ class Replica:
 
 
 async def _start(name: str, environment: Mapping[str, str], workdir: Path) -> Replica:
-    probe = loopback_socket()
-    port = probe.getsockname()[1]
-    probe.close()
+    port = free_port()
     log = workdir / f"{name}.log"
     with log.open("wb") as output:
         process = subprocess.Popen(

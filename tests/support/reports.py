@@ -17,7 +17,7 @@ from commands.types import Period
 from commands.voipcloud.client import VoipcloudClient
 from commands.voipcloud.commands import BILLING, COMMANDS
 from commands.voipcloud.sandbox import VoipcloudSandbox
-from tests.voipcloud.voipcloud_support import NOW
+from tests.support.voipcloud import NOW
 
 
 @dataclass

@@ -1,13 +1,23 @@
-"""Test helpers shared by the suites: a surface that records what the bot says."""
+"""Helpers shared by the test suites.
+
+This module holds what tests of the bot itself use: a surface that records what the bot says, a
+clock moved by hand, a provider's sandbox behind a dispatcher. Its submodules hold the rest:
+`slack_api`, `socket_mode`, `signing` and `blockkit` (the Slack doubles), `server` (serving an app
+on loopback), `e2e` (the whole bot over loopback), `processes` (`billing-bot` as processes), and
+one per provider or feature for its tests (`activeplatform`, `smsc`, `voipcloud`, `reports`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.catalog import ProviderRuntime
+from bot.runtime import Runtime
 from bot.storage.store import approvals
 from bot.surface import MessageRef
 from commands.base import Command, Form, Reply
@@ -80,3 +90,13 @@ async def move_on_disk(
         async with engine.begin() as conn:
             query = approvals.update().where(approvals.c.id == approval_id)
             await conn.execute(query.values(status=status))
+
+
+def sandbox_of(runtime: Runtime, name: str) -> Any:
+    found: ProviderRuntime | None = runtime.catalog.runtime(name)
+    assert found is not None and found.sandbox is not None
+    return found.sandbox
+
+
+# What the `open_bot` fixture (tests/conftest.py) gives: opens a bot on sandboxes with roles.
+OpenBot = Callable[..., Awaitable[Runtime]]

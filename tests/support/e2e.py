@@ -35,15 +35,15 @@ from commands.activeplatform.sandbox import ActivePlatformSandbox
 from commands.invoicexpress.sandbox import InvoiceXpressSandbox
 from commands.smsc.sandbox import SmscSandbox
 from commands.voipcloud.sandbox import VoipcloudSandbox
-from tests.doubles.server import serve_asgi
-from tests.doubles.signing import (
+from tests.support.server import serve_asgi
+from tests.support.signing import (
     block_actions_payload,
     interactivity_body,
     signed_headers,
     slash_command_body,
     view_submission_payload,
 )
-from tests.doubles.slack_api import SlackApiDouble, serve_slack_double
+from tests.support.slack_api import SlackApiDouble, serve_slack_double
 
 CHANNEL = "C0BILLING1"
 SIGNING_SECRET = "e2e-signing-secret"

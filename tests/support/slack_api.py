@@ -50,8 +50,8 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from bot.slack.check import BOT_SCOPES
-from tests.doubles.blockkit import MESSAGE_BLOCKS, block_problems, view_problems
-from tests.doubles.server import serve_asgi
+from tests.support.blockkit import MESSAGE_BLOCKS, block_problems, view_problems
+from tests.support.server import serve_asgi
 
 BOT_TOKEN = "xoxb-test"
 APP_TOKEN = "xapp-test"

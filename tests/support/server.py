@@ -23,6 +23,8 @@ from collections.abc import AsyncIterator, Callable, Generator
 import uvicorn
 from starlette.types import ASGIApp
 
+from tests.support.ports import loopback_socket
+
 STARTUP_TIMEOUT = 10.0
 SHUTDOWN_TIMEOUT = 10.0
 POLL = 0.005
@@ -35,14 +37,6 @@ class _Server(uvicorn.Server):
         # the previous ones when it stops; with two servers stopping out of order that leaves a
         # dead server's handler behind and Ctrl-C stops working. A test server takes no signals.
         yield
-
-
-def loopback_socket() -> socket.socket:
-    """A listening-ready TCP socket bound to a free port on 127.0.0.1."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
 
 
 @contextlib.asynccontextmanager

@@ -17,7 +17,7 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
-from tests.doubles.slack_api import APP_ID, TEAM_DOMAIN, TEAM_ID
+from tests.support.slack_api import APP_ID, TEAM_DOMAIN, TEAM_ID
 
 FORM = "application/x-www-form-urlencoded"
 VERIFICATION_TOKEN = "legacy-verification-token"

@@ -30,8 +30,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from tests.doubles.signing import slash_command_fields
-from tests.doubles.slack_api import APP_ID, SlackApiDouble
+from tests.support.signing import slash_command_fields
+from tests.support.slack_api import APP_ID, SlackApiDouble
 
 POLL = 0.01
 
