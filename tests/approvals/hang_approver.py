@@ -1,8 +1,8 @@
 """Run as a separate process: approve #1 as U2 while the provider never answers.
 
 Once the provider call is in flight, it writes `IN_FLIGHT` on a line of its own to stdout.
-tests/bot/test_outcome_unknown.py waits for that line, then kills this process mid-call to prove
-that a restart settles the request as "outcome unknown" and never runs it again.
+tests/approvals/test_outcome_unknown.py waits for that line, then kills this process mid-call to
+prove that a restart settles the request as "outcome unknown" and never runs it again.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from bot.runtime import Runtime
 from bot.storage.store import approvals
-from tests.bot.hang_approver import IN_FLIGHT
+from tests.approvals.hang_approver import IN_FLIGHT
 from tests.support import RecordingSurface, sandbox_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +68,7 @@ async def test_a_killed_runner_is_settled_as_unknown_after_restart(
 
     process = await asyncio.create_subprocess_exec(
         sys.executable,
-        str(ROOT / "tests" / "bot" / "hang_approver.py"),
+        str(ROOT / "tests" / "approvals" / "hang_approver.py"),
         database_url,
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},

@@ -1,6 +1,6 @@
 """The terminal adapter in-process: readable replies, numbered buttons, saved files, cancelling,
 completion, the sandboxes' saved state, and `billing-bot console` run as a program without a
-terminal (`-c`, `--as`, `--help`, `--fresh`). tests/bot/test_console_terminal.py drives it
+terminal (`-c`, `--as`, `--help`, `--fresh`). tests/console/test_console_terminal.py drives it
 through a pseudo-terminal."""
 
 from __future__ import annotations
