@@ -13,12 +13,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from bot.catalog import ProviderRuntime
 from bot.config import Settings
 from bot.dispatch import Dispatcher
 from bot.runtime import Runtime, open_providers, open_runtime
 from bot.storage import store
 from commands.secrets import reset_secrets
-from tests.support import OpenBot, RecordingSurface
+from tests.support import Clock, OpenBot, RecordingSurface
+from tests.support.drill import DRILL, STALE, START, Bot, DrillClient
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -170,3 +172,26 @@ async def runtime(open_bot: OpenBot) -> Runtime:
 @pytest.fixture
 def dispatcher(runtime: Runtime) -> Dispatcher:
     return runtime.dispatcher
+
+
+@pytest.fixture
+async def bot(make_settings: Callable[..., Settings], database_url: str) -> AsyncIterator[Bot]:
+    """A bot whose only provider is the drill: U1 operator, U2 and U3 approvers."""
+    if not database_url.startswith("sqlite"):
+        await store.upgrade(database_url)
+    client = DrillClient()
+    clock = Clock(START)
+    surfaces: dict[str, RecordingSurface] = {}
+    runtime = await open_runtime(
+        make_settings(billing_timezone="Asia/Tokyo"),
+        system_surface=lambda c: surfaces.setdefault(c, RecordingSurface(channel=c, user="")),
+        runtimes=[ProviderRuntime(DRILL, "live", client)],
+        clock=clock,
+        working_after=60.0,
+        stale_after=STALE,
+    )
+    try:
+        yield Bot(runtime, client, clock)
+    finally:
+        client.release.set()
+        await runtime.close()

@@ -4,7 +4,8 @@ This module holds what tests of the bot itself use: a surface that records what 
 clock moved by hand, a provider's sandbox behind a dispatcher. Its submodules hold the rest:
 `slack_api`, `socket_mode`, `signing` and `blockkit` (the Slack doubles), `server` (serving an app
 on loopback), `e2e` (the whole bot over loopback), `processes` (`billing-bot` as processes), and
-one per provider or feature for its tests (`activeplatform`, `smsc`, `voipcloud`, `reports`).
+one per provider or feature for its tests (`activeplatform`, `smsc`, `voipcloud`, `reports`), and
+`drill` (a provider that exists only in the tests, behind the approval and recovery tests).
 """
 
 from __future__ import annotations
