@@ -9,14 +9,9 @@ from typing import Any
 import pytest
 
 from bot.config import Settings
-from commands.base import (
-    Proposal,
-)
+from commands.base import Proposal
 from commands.http import ProviderError
-from tests.support.drill import (
-    Bot,
-    in_a_later_release,
-)
+from tests.support.drill import Bot, in_a_later_release
 
 
 async def test_a_crash_in_a_non_idempotent_handler_is_unknown_not_failed(bot: Bot) -> None:

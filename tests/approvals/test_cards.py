@@ -8,18 +8,9 @@ from typing import Any
 from bot.approvals.cards import Cards
 from bot.storage.store import ReportHistory
 from bot.surface import MessageRef
-from commands.base import (
-    Command,
-    Reply,
-)
+from commands.base import Command, Reply
 from tests.support import RecordingSurface
-from tests.support.drill import (
-    START,
-    TOKYO_EXPIRY,
-    Bot,
-    story,
-    system,
-)
+from tests.support.drill import START, TOKYO_EXPIRY, Bot, story, system
 
 
 async def test_a_card_posted_elsewhere_is_updated_where_it_is(bot: Bot) -> None:

@@ -9,12 +9,7 @@ import sqlalchemy as sa
 
 from bot.approvals.state import Status
 from bot.storage.store import approvals
-from tests.support.drill import (
-    STALE,
-    START,
-    Bot,
-    approve_in_flight,
-)
+from tests.support.drill import STALE, START, Bot, approve_in_flight
 
 
 async def test_a_done_request_cannot_be_rejected(bot: Bot) -> None:

@@ -13,14 +13,7 @@ import pytest
 
 from bot.approvals.state import Claim, Status
 from bot.storage.store import approvals
-from tests.support.drill import (
-    LOST,
-    STALE,
-    START,
-    Bot,
-    approve_in_flight,
-    eventually,
-)
+from tests.support.drill import LOST, STALE, START, Bot, approve_in_flight, eventually
 
 
 def dead_pid() -> int:

@@ -9,18 +9,9 @@ import pytest
 
 from bot.approvals.flow import ApprovalFlow, Postponer
 from bot.runtime import Runtime
-from commands.base import (
-    Proposal,
-)
+from commands.base import Proposal
 from tests.support import RecordingSurface
-from tests.support.drill import (
-    DRILL,
-    STALE,
-    START,
-    Bot,
-    Ref,
-    last_audit,
-)
+from tests.support.drill import DRILL, STALE, START, Bot, Ref, last_audit
 
 
 async def test_a_proposal_from_an_approved_run_is_put_up_as_proposed(bot: Bot) -> None:

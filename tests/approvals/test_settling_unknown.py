@@ -9,12 +9,7 @@ from bot.storage.store import approvals
 from bot.surface import MessageRef
 from commands.http import OutcomeUnknown
 from tests.support import RecordingSurface
-from tests.support.drill import (
-    Bot,
-    in_a_later_release,
-    story,
-    system,
-)
+from tests.support.drill import Bot, in_a_later_release, story, system
 
 
 async def lost(bot: Bot, requester: str = "U1", approver: str = "U2") -> None:

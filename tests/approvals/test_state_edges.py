@@ -8,10 +8,7 @@ from datetime import timedelta
 from bot.approvals.state import Claim, Status
 from bot.storage.store import approvals
 from tests.support import move_on_disk
-from tests.support.drill import (
-    START,
-    Bot,
-)
+from tests.support.drill import START, Bot
 
 
 async def test_open_lists_open_requests_oldest_first_fifty_at_most(bot: Bot) -> None:

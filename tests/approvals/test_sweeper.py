@@ -14,14 +14,7 @@ from bot.runtime import open_runtime
 from bot.storage.store import approvals
 from bot.surface import MessageRef
 from tests.support import RecordingSurface
-from tests.support.drill import (
-    LOST,
-    STALE,
-    TOKYO_EXPIRY,
-    Bot,
-    story,
-    system,
-)
+from tests.support.drill import LOST, STALE, TOKYO_EXPIRY, Bot, story, system
 
 
 @contextlib.contextmanager

@@ -16,17 +16,10 @@ from bot.executor import Executor
 from bot.runtime import open_runtime
 from bot.storage import store
 from bot.storage.store import ReportHistory, StoredCommands, approvals
-from commands.base import (
-    CommandError,
-    NoArgs,
-)
+from commands.base import CommandError, NoArgs
 from commands.http import OutcomeUnknown, ProviderError
 from tests.support import RecordingSurface
-from tests.support.drill import (
-    DRILL,
-    Bot,
-    last_audit,
-)
+from tests.support.drill import DRILL, Bot, last_audit
 
 
 def plain(text: str) -> str:

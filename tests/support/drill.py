@@ -23,26 +23,12 @@ from bot.config import Settings
 from bot.dispatch import Dispatcher
 from bot.runtime import Runtime, open_runtime
 from bot.storage.store import approvals, audit
-from commands.base import (
-    Args,
-    Button,
-    Command,
-    Context,
-    Evidence,
-    Proposal,
-    Provider,
-    Reply,
-    Role,
-)
+from commands.base import Args, Button, Command, Context, Evidence, Proposal, Provider, Reply, Role
 from commands.sandbox import Sandbox
 from tests.support import Clock, RecordingSurface
 
 START = datetime(2030, 1, 6, 9, 0, tzinfo=UTC)
-
-
 STALE = timedelta(minutes=2)
-
-
 LOST = "the process running it stopped before the answer came"
 
 
