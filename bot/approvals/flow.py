@@ -371,7 +371,7 @@ class ApprovalFlow:
     async def _withdraw_since(
         self, user: str, channel: str, path: str, since: datetime, surface: Surface
     ) -> None:
-        for row in await self.approvals.open(limit=200):
+        for row in await self.approvals.open(limit=None):
             if (row.requester, row.channel, row.command_path) == (user, channel, path) and (
                 row.created_at >= since
             ):

@@ -204,7 +204,8 @@ class Approvals:
                 .values(message_ts=ref.ts, channel=ref.channel)
             )
 
-    async def open(self, limit: int = 50) -> list[Approval]:
+    async def open(self, limit: int | None = 50) -> list[Approval]:
+        """Pending requests not yet expired, oldest first; `limit` None: all of them."""
         query = (
             sa.select(approvals)
             .where(approvals.c.status == Status.PENDING.value)

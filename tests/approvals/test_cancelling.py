@@ -9,21 +9,34 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
 
 from bot import messages
 from bot.approvals.flow import CUT_OFF, WITHDRAWN
-from bot.approvals.state import Status
+from bot.approvals.state import Outcome, Status
 from bot.runtime import Runtime
 from bot.storage.store import audit
 from bot.surface import MessageRef
+from commands import grammar
 from commands.base import Reply
 from tests.support import Clock, OpenBot, RecordingSurface, sandbox_of
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 CREATE = "/invoicexpress sequence create 2027"
+PAGE = 50  # `Approvals.open`'s default page of open requests
+
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+
+
+def PROVIDER_HINT(runtime: Runtime) -> Reply | None:  # noqa: N802
+    """How the sequence's creation is checked by hand: the card of a lost run shows it."""
+    command = runtime.catalog.command("invoicexpress sequence create")
+    assert command is not None and command.unknown_hint is not None
+    return command.unknown_hint(grammar.validate(command, {"serie": "2027"}))
 
 
 async def audit_rows(runtime: Runtime) -> list[dict[str, Any]]:
@@ -43,7 +56,10 @@ async def request(
 # --- withdraw ----------------------------------------------------------------------------------
 
 
-async def test_only_the_requester_withdraws_and_only_a_pending_request(runtime: Runtime) -> None:
+async def test_only_the_requester_withdraws_and_only_a_pending_request(
+    open_bot: OpenBot,
+) -> None:
+    runtime = await open_bot(billing_timezone="Asia/Tokyo")  # the card's times are in it
     await request(runtime)
     flow = runtime.flow
     before = len(await audit_rows(runtime))
@@ -137,12 +153,14 @@ async def test_a_request_cut_off_while_it_is_made_withdraws_only_itself(
     clock = Clock(START)
     runtime = await open_bot(clock=clock)
     # Pending requests the cut-off one must leave alone: made earlier, by someone else, in
-    # another channel, of another command.
+    # another channel, of another command; and more of them than a page of open requests.
     await request(runtime)  # #1: same person, channel and command, but earlier
     clock.advance(minutes=1)
     await request(runtime, user="U3")  # #2
     await request(runtime, channel="C2")  # #3
     await request(runtime, "/invoicexpress sequence register 101")  # #4
+    for _ in range(PAGE):
+        await request(runtime, user="U3", channel="C9")
     clock.advance(minutes=1)
 
     reached = stop_after(runtime.approvals, "create")
@@ -150,33 +168,32 @@ async def test_a_request_cut_off_while_it_is_made_withdraws_only_itself(
     task = asyncio.create_task(
         runtime.dispatcher.run(CREATE, user="U1", channel="C1", surface=surface)
     )
-    await reached.wait()  # #5 is in the database; its card is not shown
+    await reached.wait()  # the newest request is in the database; its card is not shown
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
 
-    statuses = {
-        row.id: row.status for row in [await runtime.approvals.get(i) for i in range(1, 6)] if row
-    }
-    assert statuses == {
-        1: Status.PENDING,
-        2: Status.PENDING,
-        3: Status.PENDING,
-        4: Status.PENDING,
-        5: Status.REJECTED,
-    }
-    cut = await runtime.approvals.get(5)
+    newest = 4 + PAGE + 1
+    rows = [await runtime.approvals.get(i) for i in range(1, newest + 1)]
+    statuses = {row.id: row.status for row in rows if row}
+    assert statuses == {**dict.fromkeys(range(1, newest), Status.PENDING), newest: Status.REJECTED}
+    cut = await runtime.approvals.get(newest)
     assert cut is not None and (cut.reason, cut.decided_by) == (WITHDRAWN, "U1")
-    assert surface.privates == [messages.withdrawn(5)]
+    assert surface.privates == [messages.withdrawn(newest)]
     assert surface.sent == []  # no card was shown for it
     last = (await audit_rows(runtime))[-1]
-    assert (last["decision"], last["approval_id"], last["detail"]) == ("withdrawn", 5, WITHDRAWN)
+    assert (last["decision"], last["approval_id"], last["detail"]) == (
+        "withdrawn",
+        newest,
+        WITHDRAWN,
+    )
 
 
 # --- an approved run cut off while it runs ----------------------------------------------------
 
 
-async def test_an_approved_run_cut_off_while_it_runs_ends_unknown_once(runtime: Runtime) -> None:
+async def test_an_approved_run_cut_off_while_it_runs_ends_unknown_once(open_bot: OpenBot) -> None:
+    runtime = await open_bot(billing_timezone="Asia/Tokyo")  # the card's times are in it
     await request(runtime)
     sandbox = sandbox_of(runtime, "invoicexpress")
     sandbox.control.hold()
@@ -205,7 +222,9 @@ async def test_an_approved_run_cut_off_while_it_runs_ends_unknown_once(runtime: 
     )
     ref, card = approver.updates[-1]
     assert ref == row.ref and approver.keys[-1] == "approval:1"
-    assert card.text.startswith("❓ #1")
+    hint = PROVIDER_HINT(runtime)
+    assert card == messages.approval_done(row, Outcome(Status.UNKNOWN, CUT_OFF, hint), TOKYO)
+    assert card.sections[1].startswith(f"{CUT_OFF}. It will not be retried.")
     assert approver.privates[-1] == messages.cut_off(1)
     assert messages.cut_off(1).startswith("❓ Approval #1 was cancelled while it ran")
 
