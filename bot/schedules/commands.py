@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from bot.desk import Desk
 
 # The kind of a scheduled post, and the key its stored arguments keep the command's path under
-# (no read-only command has a field of that name: tests/bot/test_scheduled_posts.py checks).
+# (no read-only command has a field of that name: tests/schedules/test_scheduled_posts.py checks).
 POST = "post"
 PATH_KEY = "command"
 

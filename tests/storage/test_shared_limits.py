@@ -1,6 +1,7 @@
 """Provider limits shared through PostgreSQL: two engines stand for two replicas.
 
-SQLite is one process, so the bot keeps its limits in memory there (see test_runtime_sharing).
+SQLite is one process, so the bot keeps its limits in memory there (see
+test_the_runtime_shares_limits_only_on_postgresql).
 """
 
 from __future__ import annotations
