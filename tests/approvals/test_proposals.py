@@ -33,6 +33,24 @@ async def test_a_proposal_from_an_approved_run_is_put_up_as_proposed(bot: Bot) -
     assert [r.text for r in surface.sent if r.text == "moved r1"] == ["moved r1"]  # only there
 
 
+async def test_a_proposal_from_a_direct_run_is_asked_of_the_channel_it_ran_in(bot: Bot) -> None:
+    bot.client.propose = Proposal(command="/drill look r2")
+    surface = RecordingSurface(user="U1", channel="C7")
+    assert await bot.runtime.dispatcher.run(
+        "/drill send r1", user="U1", channel="C7", surface=surface
+    )
+    row = await bot.row(1)
+    assert (row["status"], row["origin"], row["requester"], row["channel"]) == (
+        "pending",
+        "U1",
+        "U1",
+        "C7",
+    )
+    card = next(r for r in surface.sent if "Approval needed" in " ".join(r.sections))
+    assert card.text == "moved r1"
+    assert bot.client.calls == ["r1"]  # the proposed look waits for its approval
+
+
 async def test_labels_and_snooze_of_a_proposal_reach_its_card(bot: Bot) -> None:
     bot.client.propose = Proposal(
         command="/drill look r2", approve_label="Look now", reject_label="Skip", snooze_hours=4
