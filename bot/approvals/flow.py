@@ -46,7 +46,8 @@ CUT_OFF = "cancelled while it ran; it may or may not have happened"
 
 
 class Runner(Protocol):
-    """What the flow needs to run an approved command (the executor)."""
+    """What runs a command now (the executor): the flow for an approved request, the schedules
+    for a scheduled post (whose `note` opens its audit detail)."""
 
     async def execute(
         self,
@@ -57,6 +58,7 @@ class Runner(Protocol):
         channel: str,
         surface: Surface,
         approval: Approval | None = None,
+        note: str | None = None,
     ) -> Outcome: ...
 
     async def probe(

@@ -17,33 +17,20 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from bot import messages
+from bot.approvals.flow import RoleCheck, Runner
 from bot.approvals.state import Outcome, Status
 from bot.catalog import Catalog
 from bot.progress import ProgressMessage
-from bot.roles import Denied
 from bot.schedules.commands import POST, stored_post
 from bot.schedules.store import Schedule, ScheduleStore
 from bot.storage.audit import AuditLog, Entry
 from bot.storage.store import ReportHistory
 from bot.surface import MessageRef, Surface, SurfaceWrapper
 from commands import grammar
-from commands.base import Args, Command, CommandError, Context, Reply, Role
+from commands.base import Command, CommandError, Context, Reply
 from commands.http import ProviderError
 
 BILLING = "billing"
-
-
-class Runner(Protocol):
-    async def execute(
-        self,
-        command: Command[Any, Any],
-        args: Args,
-        *,
-        user: str,
-        channel: str,
-        surface: Surface,
-        note: str | None = None,
-    ) -> Outcome: ...
 
 
 class Replies(Protocol):
@@ -55,10 +42,6 @@ class Replies(Protocol):
     async def propose(
         self, reply: Reply, *, channel: str, origin: str, surface: Surface
     ) -> None: ...
-
-
-class RoleCheck(Protocol):
-    async def check(self, user_id: str, needed: Role) -> Denied | None: ...
 
 
 class ScheduleRuns:
