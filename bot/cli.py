@@ -1,4 +1,4 @@
-"""`billing-bot serve | socket | console | check | db upgrade`."""
+"""`billing-bot serve | socket | console | check | db upgrade | audit verify`."""
 
 from __future__ import annotations
 
@@ -18,7 +18,14 @@ from bot.config import Settings
 from bot.console.entry import add_console_parser
 from bot.ops.logs import configure
 from bot.ops.metrics import Metrics, serve_metrics
-from bot.runtime import ConfigError, Runtime, load_settings, open_providers, open_runtime
+from bot.runtime import (
+    ConfigError,
+    Runtime,
+    load_settings,
+    open_providers,
+    open_runtime,
+    prepare_database,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database tasks")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply the Alembic migrations")
+    audit = sub.add_parser("audit", help="audit log tasks")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    audit_sub.add_parser(
+        "verify", help="recompute the audit log's hash chain; exit 1 naming the first broken row"
+    )
     return parser
 
 
@@ -92,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             upgrade_sync(settings.database_url)
             print("database is at the latest migration")  # noqa: T201
             return 0
+        if args.command == "audit":
+            return asyncio.run(_verify_audit(settings))
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)  # noqa: T201
         return 2
@@ -169,6 +183,24 @@ async def _console(settings: Settings, args: argparse.Namespace) -> int:
     from bot.console.entry import run_console
 
     return await run_console(settings, args)
+
+
+async def _verify_audit(settings: Settings) -> int:
+    """Exit 0 printing the head, 1 printing the first broken row, 2 if the log is unreadable."""
+    from bot.storage.audit import AuditLog
+
+    _logging(settings, at_least=logging.WARNING)
+    try:
+        engine = await prepare_database(settings)
+        try:
+            verdict = await AuditLog(engine).verify()
+        finally:
+            await engine.dispose()
+    except Exception as exc:  # the database is away or not migrated: say so, in one line
+        print(f"could not read the audit log ({type(exc).__name__})", file=sys.stderr)  # noqa: T201
+        return 2
+    print(verdict)  # noqa: T201
+    return 0 if verdict.broken is None else 1
 
 
 async def _check(settings: Settings) -> int:

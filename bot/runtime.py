@@ -52,7 +52,7 @@ from bot.slack.listeners import AfterAck, ButtonClick, FormSubmitted, HomeOpened
 from bot.slack.outbox import Outbox
 from bot.slack.surface import SlackSurface
 from bot.storage import store
-from bot.storage.audit import AuditLog
+from bot.storage.audit import AuditLog, ChainCheck
 from bot.storage.limits import DatabaseLimits
 from bot.storage.store import ReportHistory, StoredCommands, utcnow
 from bot.surface import Surface, guarded
@@ -132,6 +132,7 @@ class Runtime:
     metrics: Metrics
     roles: Roles
     audit: AuditLog
+    chain: ChainCheck
     approvals: Approvals
     policy: Policy
     outbox: Outbox | None
@@ -152,12 +153,18 @@ class Runtime:
             self.background.append(asyncio.ensure_future(self.outbox.run(every)))
 
     def start_sweeper(self, every: float = 30.0) -> None:
+        """Expiries, stale runs and reminders; and the next batch of the audit chain's check."""
+
         async def loop() -> None:
             while True:
                 try:
                     await self.flow.sweep()
                 except Exception:
                     log.exception("approval sweep failed")
+                try:
+                    await self.chain.step()
+                except Exception:
+                    log.exception("the audit chain check failed")
                 await asyncio.sleep(every)
 
         self.background.append(asyncio.ensure_future(loop()))
@@ -252,6 +259,7 @@ async def open_runtime(
     engine = await prepare_database(settings)
     roles = Roles(settings, group_members=group_members, open_console=open_console)
     audit = AuditLog(engine, listeners=[command_line, metrics.on_audit])
+    chain = ChainCheck(audit)
     approvals = Approvals(engine, ttl=timedelta(hours=settings.approval_ttl_hours), clock=clock)
     outbox = Outbox(engine, slack, places=Cards(approvals)) if slack is not None else None
     surfaces = _surfaces(outbox, system_surface)
@@ -339,6 +347,7 @@ async def open_runtime(
         kinds=[*kinds, POST],
     )
     metrics.watch_approvals(engine)
+    metrics.watch_chain(lambda: chain.ok)
     if outbox is not None:
         metrics.watch_deliveries(outbox.backlog)
     attach_providers(
@@ -350,6 +359,7 @@ async def open_runtime(
         metrics=metrics,
         roles=roles,
         audit=audit,
+        chain=chain,
         approvals=approvals,
         policy=policy,
         outbox=outbox,

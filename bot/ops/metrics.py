@@ -7,6 +7,7 @@
     billing_schedule_runs_total{kind, result}            ok|failed|missed|error
     billing_provider_queue_length{provider}              requests waiting or running here
     billing_provider_budget_remaining{provider}          requests that may go now
+    billing_audit_chain_ok                               1, or 0 once a break is found
 
 Every label value comes from a closed set: declared command paths, provider and schedule kind
 names, HTTP statuses, Slack method names. Anything else (a mistyped command, say) is counted
@@ -15,7 +16,9 @@ under "unknown"; user-typed values and secrets never become labels.
 Command and schedule figures are taken from the audit log as rows are written
 (`AuditLog.listen`), so they count exactly what the audit log records. Figures that live
 elsewhere (approvals in the database, queue and budget levels) are read by `refresh` just
-before each scrape; `on_refresh` adds such a reading (deliveries waiting, for example).
+before each scrape; `on_refresh` adds such a reading (deliveries waiting, for example). The
+audit chain is not re-hashed at scrape time: the sweeper checks it a batch at a time
+(`bot.storage.audit.ChainCheck`) and the scrape reads its latest finding.
 """
 
 from __future__ import annotations
@@ -120,6 +123,12 @@ class Metrics:
             "Age of the oldest delivery still waiting (0 when none waits).",
             registry=self.registry,
         )
+        self.audit_chain_ok = Gauge(
+            "billing_audit_chain_ok",
+            "1 while the audit log's hash chain verifies, 0 once a break is found "
+            "(checked in the background, a batch of rows at a time).",
+            registry=self.registry,
+        )
         self._commands: set[str] = set()
         self._providers: set[str] = set()
         self._kinds: set[str] = set()
@@ -198,6 +207,14 @@ class Metrics:
                 self.approvals.labels(state.value).set(counted.get(state.value, 0))
 
         self.on_refresh(count)
+
+    def watch_chain(self, ok: Callable[[], bool]) -> None:
+        """`ok`: whether the background check of the audit chain has found it intact so far."""
+
+        async def read() -> None:
+            self.audit_chain_ok.set(1 if ok() else 0)
+
+        self.on_refresh(read)
 
     def watch_deliveries(self, backlog: Callable[[], Awaitable[tuple[int, float | None]]]) -> None:
         """`backlog`: the outbox's count of waiting rows and the oldest one's age."""

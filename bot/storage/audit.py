@@ -4,10 +4,18 @@ Arguments are stored as their redacted preview (secret fields masked, known secr
 replaced); the raw command text is never stored. Details are plain text (`detail_text`).
 Listeners (`listen`) see each entry once it is written, with its row ID: the metrics and the one
 log line per command come from here.
+
+The rows form a hash chain (`bot/storage/chain.py`): an append reads the head and inserts the
+next row in one transaction, one append at a time across replicas and processes (PostgreSQL: a
+transaction advisory lock; SQLite: a lock in the process, then the database's write lock), and
+the unique sequence number refuses a second row in one place whatever happens. `verify` walks
+the whole chain; `ChainCheck` walks it a batch at a time in the background, for
+`billing_audit_chain_ok`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -19,9 +27,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.mrkdwn import plain
+from bot.storage.chain import Break, Link, Verdict, Walk, seal
 from bot.storage.store import audit, storable, utcnow
 from commands.secrets import redact, redact_any
 from commands.words import clip
@@ -56,11 +65,44 @@ def detail_text(detail: str) -> str:
 # Sees each entry after it is written, with its audit row ID (None when writing failed).
 Listener = Callable[[Entry, int | None], None]
 
+# The PostgreSQL advisory lock every replica's append takes (transaction level), distinct from
+# the scheduler's (bot/schedules/engine.py), the approvals' guard (bot/approvals/state.py) and
+# the provider limits' (bot/storage/limits.py, digests of a key).
+APPEND_LOCK = 0x61756474  # "audt"
+VERIFY_BATCH = 5000
+
+
+def fit(row: dict[str, Any]) -> dict[str, Any]:
+    """Text cut to its column's length, as hashed and as every database keeps it (PostgreSQL
+    refuses a longer varchar, or silently drops trailing spaces beyond its length)."""
+    for column in audit.columns:
+        length = getattr(column.type, "length", None)
+        value = row.get(column.name)
+        if length and isinstance(value, str):
+            row[column.name] = value[:length]
+    return row
+
+
+def _append_lock(dialect: str) -> tuple[sa.TextClause, dict[str, Any]]:
+    """PostgreSQL: the appends' transaction advisory lock, held until commit. SQLite: a write
+    that changes nothing takes the database's one write lock, held until commit (a read alone
+    would not: another process could append between this one's read and its insert)."""
+    if dialect == "postgresql":
+        return sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK}
+    return sa.text("UPDATE audit SET seq = seq WHERE seq < :none"), {"none": 0}
+
+
+async def _head(conn: AsyncConnection) -> Link | None:
+    query = sa.select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
+    found = (await conn.execute(query)).first()
+    return Link(int(found.seq), str(found.hash)) if found is not None else None
+
 
 class AuditLog:
     def __init__(self, engine: AsyncEngine, *, listeners: Sequence[Listener] = ()) -> None:
         self.engine = engine
         self.listeners = tuple(listeners)
+        self._appending = asyncio.Lock()
 
     async def invalid(
         self, name: str, args: dict[str, str], user: str, channel: str, detail: str
@@ -96,16 +138,48 @@ class AuditLog:
         }
         audit_id: int | None = None
         try:
-            async with self.engine.begin() as conn:
-                result = await conn.execute(audit.insert().values(**row))
-                key = result.inserted_primary_key
-                audit_id = int(key[0]) if key and key[0] is not None else None
+            audit_id = await self._append(fit(row))
         finally:
             for listener in self.listeners:
                 try:
                     listener(entry, audit_id)
                 except Exception:  # a listener must never lose an audit row or a command
                     log.exception("an audit listener failed")
+
+    async def _append(self, row: dict[str, Any]) -> int | None:
+        """Inserts `row` as the chain's next link, after taking the database's lock for
+        appends, so the head it reads is still the head when it inserts; returns its row ID."""
+        async with self._appending, self.engine.begin() as conn:
+            await conn.execute(*_append_lock(conn.dialect.name))
+            links = seal(row, await _head(conn))
+            result = await conn.execute(audit.insert().values(**row, **links))
+        key = result.inserted_primary_key
+        return int(key[0]) if key and key[0] is not None else None
+
+    async def head(self) -> Link | None:
+        """The last row's place in the chain (what an anchor keeps), or None when empty."""
+        async with self.engine.connect() as conn:
+            return await _head(conn)
+
+    async def links(self, after: int, limit: int) -> list[dict[str, Any]]:
+        """Up to `limit` rows after sequence number `after`, in sequence order."""
+        query = sa.select(audit).where(audit.c.seq > after).order_by(audit.c.seq).limit(limit)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [dict(r) for r in rows]
+
+    async def verify(self, *, anchors: Sequence[Link] = (), batch: int = VERIFY_BATCH) -> Verdict:
+        """The whole chain checked from row 1, `batch` rows read at a time."""
+        walk = Walk(anchors=anchors)
+        after = 0
+        while True:
+            rows = await self.links(after, batch)
+            for row in rows:
+                if walk.add(row) is not None:
+                    return walk.end()
+            if len(rows) < batch:
+                return walk.end()
+            after = rows[-1]["seq"]
 
     async def recent(
         self, limit: int, *, user: str | None = None, provider: str | None = None
@@ -128,6 +202,45 @@ class AuditLog:
         return [dict(r) for r in rows]
 
 
+class ChainCheck:
+    """The chain checked in the background, `batch` rows a step (the approval sweeper's loop
+    takes one step every 30 seconds), so no step re-hashes the whole log. Passes follow one
+    another: each starts at row 1 and ends at the head, so a row edited after a pass checked it
+    is found by the next. The head a finished pass reached is kept as an anchor for the
+    following passes, so deleting the newest rows, or rewriting every hash from some row on, is
+    found too (while this process runs: a restart starts without one).
+
+    `ok` is False from the step that finds a break until a later pass finishes intact; before
+    the first pass finishes it says that no break was found so far."""
+
+    def __init__(self, log: AuditLog, *, batch: int = 2000) -> None:
+        self.log = log
+        self.batch = batch
+        self.ok = True
+        self.broken: Break | None = None
+        self.anchor: Link | None = None
+        self.walk = Walk()
+
+    async def step(self) -> None:
+        after = self.walk.head.seq if self.walk.head is not None else 0
+        rows = await self.log.links(after, self.batch)
+        for row in rows:
+            if self.walk.add(row) is not None:
+                break
+        if self.walk.broken is None and len(rows) == self.batch:
+            return  # the pass goes on at the next step
+        verdict = self.walk.end()
+        if verdict.broken is not None and verdict.broken != self.broken:
+            log.error("the audit log's hash chain is broken: %s", verdict.broken)
+        elif verdict.broken is None and self.broken is not None:
+            log.warning("the audit log's hash chain verifies again: %s", verdict)
+        self.ok = verdict.broken is None
+        self.broken = verdict.broken
+        if verdict.broken is None:
+            self.anchor = verdict.head
+        self.walk = Walk(anchors=[self.anchor] if self.anchor is not None else [])
+
+
 CSV_COLUMNS = (
     "id",
     "at",
@@ -142,7 +255,12 @@ CSV_COLUMNS = (
     "provider_status",
     "duration_ms",
     "approval_id",
+    "seq",
+    "prev_hash",
+    "hash",
 )
+# Hex digests and numbers: nothing in them to redact, and masking part would unmake the hash.
+CHAIN_COLUMNS = frozenset({"seq", "prev_hash", "hash"})
 
 
 def to_csv(rows: list[dict[str, Any]]) -> bytes:
@@ -155,6 +273,7 @@ def to_csv(rows: list[dict[str, Any]]) -> bytes:
             value = row.get(column)
             if isinstance(value, datetime):
                 value = value.isoformat()
-            values.append("" if value is None else redact(str(value)))
+            text = "" if value is None else str(value)
+            values.append(text if column in CHAIN_COLUMNS else redact(text))
         writer.writerow(values)
     return buffer.getvalue().encode()

@@ -103,6 +103,11 @@ audit = sa.Table(
     sa.Column("provider_status", sa.Integer),
     sa.Column("duration_ms", sa.Integer),
     sa.Column("approval_id", sa.Integer),
+    # The hash chain (bot/storage/chain.py): the row's place, the previous row's hash, its own.
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.UniqueConstraint("seq", name="uq_audit_seq"),
 )
 
 schedules = sa.Table(

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.ops.logs import JsonFormatter
@@ -21,6 +22,7 @@ from bot.storage.audit import AuditLog, Entry
 from commands.invoicexpress.sandbox import SANDBOX_API_KEY
 from commands.voipcloud.budget import RateBudget, RateLimit
 from tests.support import RecordingSurface, sandbox_of
+from tests.support.e2e import wait_until
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -315,3 +317,49 @@ async def test_a_listener_that_breaks_loses_no_audit_row(
     assert [r["command"] for r in rows] == ["/x"]
     assert seen == [rows[0]["id"]]  # the next listener still ran
     assert any("an audit listener failed" in r.getMessage() for r in caplog.records)
+
+
+async def edit_first_audit_row(runtime: Runtime) -> None:
+    async with runtime.engine.begin() as conn:
+        await conn.execute(sa.text("UPDATE audit SET detail = 'changed' WHERE seq = 1"))
+
+
+async def test_the_audit_chain_gauge_shows_the_background_check_and_hashes_nothing(
+    runtime: Runtime,
+) -> None:
+    await run(runtime, "/invoicexpress sequences", "U1")
+    text, samples = await scrape(runtime.metrics)
+    assert "# TYPE billing_audit_chain_ok gauge" in text
+    assert value(samples, "billing_audit_chain_ok") == 1.0
+    await edit_first_audit_row(runtime)
+    _, samples = await scrape(runtime.metrics)
+    assert value(samples, "billing_audit_chain_ok") == 1.0  # a scrape reads, never re-hashes
+    await runtime.chain.step()
+    _, samples = await scrape(runtime.metrics)
+    assert ("billing_audit_chain_ok", frozenset()) in samples
+    assert value(samples, "billing_audit_chain_ok") == 0.0
+
+
+async def test_the_sweeper_checks_the_audit_chain(runtime: Runtime) -> None:
+    await run(runtime, "/invoicexpress sequences", "U1")
+    await edit_first_audit_row(runtime)
+    runtime.start_sweeper(every=0.05)
+    await wait_until(lambda: not runtime.chain.ok, "the sweeper to find the edited row")
+    assert str(runtime.chain.broken) == "row 1: edited (its contents do not match its hash)"
+
+
+async def test_a_failing_chain_check_is_logged_and_the_sweeps_go_on(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    steps: list[int] = []
+
+    async def unreadable() -> None:
+        steps.append(1)
+        raise ConnectionRefusedError("the database went away")
+
+    monkeypatch.setattr(runtime.chain, "step", unreadable)
+    with caplog.at_level(logging.ERROR, logger="bot.runtime"):
+        runtime.start_sweeper(every=0.01)
+        await wait_until(lambda: len(steps) >= 2, "a second sweep after the failed check")
+    assert "the audit chain check failed" in [r.getMessage() for r in caplog.records]
+    assert runtime.chain.ok  # a check that could not read found nothing

@@ -100,14 +100,15 @@ async def test_an_audit_write_waits_for_another_writer_and_is_kept(
     started = asyncio.Event()
 
     def on_statement(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        if statement.startswith("INSERT INTO audit"):
+        # The append's first write takes the write lock (then it reads the head and inserts).
+        if statement.startswith(("UPDATE audit", "INSERT INTO audit")):
             started.set()
 
     sa.event.listen(engine.sync_engine, "before_cursor_execute", on_statement)
     with write_lock_held(path):
         writing = asyncio.ensure_future(log.record(entry("written while another process wrote")))
         await asyncio.wait_for(started.wait(), timeout=30)
-        # The lock stays held for a second after the insert was issued: without a busy timeout
+        # The lock stays held for a second after the write was issued: without a busy timeout
         # the write fails at once ("database is locked") and would be done here.
         done, _ = await asyncio.wait({writing}, timeout=1.0)
         assert not done, "the audit write gave up while the database was busy"
