@@ -1,4 +1,4 @@
-"""Mutation testing of the at-most-once and redaction logic: run mutmut, count, judge.
+"""Mutation testing of the at-most-once, redaction and audit chain logic: run mutmut, judge.
 
     scripts/mutation [--max-children N] [--report-only] [FILE ...]
 
@@ -361,12 +361,12 @@ def _report(
         if equivalent not in used and equivalent.function.partition(":")[0] in counts:
             say(f"note: equivalent no longer seen: {equivalent.function} {equivalent.change}")
     if failing:
-        say(f"\n{len(failing)} mutants in the at-most-once and redaction logic were not killed:")
+        say(f"\n{len(failing)} mutants under a strict selector were not killed:")
         for mutant, change in failing:
             say(f"  {mutant.status}: {mutant.name} ({mutant.function}): {change}")
         say(f"Kill them with a test, or list a true equivalent in {_rel(EQUIVALENTS)}.")
         return 1
-    say("\nNo surviving mutant in the at-most-once and redaction logic.")
+    say("\nNo surviving mutant under a strict selector.")
     return 0
 
 

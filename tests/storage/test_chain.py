@@ -4,6 +4,7 @@ or swap of rows is found at exactly the first sequence number it broke, with wha
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -93,8 +94,26 @@ def test_a_time_hashes_the_same_in_any_zone_and_always_with_microseconds() -> No
 
 
 def test_a_time_without_a_zone_is_refused() -> None:
-    with pytest.raises(ValueError, match="an audit time without a time zone cannot be hashed"):
+    with pytest.raises(ValueError) as refused:
         canonical(1, GENESIS, fields(at=AT.replace(tzinfo=None)))
+    assert str(refused.value) == "an audit time without a time zone cannot be hashed"
+
+
+@pytest.fixture
+def machine_in_sao_paulo(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("TZ", "America/Sao_Paulo")
+    time.tzset()
+    try:
+        yield
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+@pytest.mark.usefixtures("machine_in_sao_paulo")
+def test_a_time_is_written_in_utc_whatever_zone_the_machine_is_in() -> None:
+    assert datetime(2026, 1, 2, 12, 0).astimezone().utcoffset() == timedelta(hours=-3)
+    assert stamp(AT) == "2026-05-04T09:00:01.234000Z"
 
 
 def test_null_empty_text_and_zero_hash_differently() -> None:
