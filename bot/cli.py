@@ -114,12 +114,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.metrics_port is not None and args.metrics_port == chosen:
         raise ConfigError("configuration error: --metrics-port must differ from the HTTP port")
     _logging(settings)
-    # log_config=None: uvicorn's own access formatter reads each record's args, which the log
-    # redaction has already merged into the message; its lines go through `_logging`'s handler.
-    # One access line per request (and per metrics scrape) is DEBUG material.
     web = build_web(
         settings, freeze_heap=True, metrics_port=args.metrics_port, metrics_host=args.metrics_host
     )
+    # log_config=None: uvicorn's own access formatter reads each record's args, which the log
+    # redaction has already merged into the message; its lines go through `_logging`'s handler.
+    # One access line per request (and per metrics scrape) is DEBUG material.
     uvicorn.run(
         web,
         host=args.host,

@@ -100,8 +100,8 @@ class Settings(BaseSettings):
         description=(
             "bearer token `GET /metrics` asks for on `serve`'s public port "
             "(`Authorization: Bearer …`); unset, `/metrics` is not served there "
-            "(`--metrics-port` serves it on a port of its own); at least 16 characters, such as "
-            "`openssl rand -hex 32` makes"
+            "(`--metrics-port` serves it on a port of its own); at least 16 characters "
+            "(`openssl rand -hex 32` makes one)"
         ),
         examples=["a-long-random-metrics-token"],
     )
@@ -150,11 +150,13 @@ class Settings(BaseSettings):
     @classmethod
     def _token(cls, value: Any) -> Any:
         raw = value.get_secret_value() if isinstance(value, SecretStr) else value
-        if raw is None or (isinstance(raw, str) and not raw.strip()):
+        if not isinstance(raw, str):
+            return raw
+        if not raw.strip():
             return None  # `METRICS_TOKEN=` left empty: not set
-        if isinstance(raw, str) and len(raw.strip()) < MIN_TOKEN:
+        if len(raw.strip()) < MIN_TOKEN:
             raise ValueError(f"must be at least {MIN_TOKEN} characters (`openssl rand -hex 32`)")
-        return raw.strip() if isinstance(raw, str) else raw
+        return raw.strip()
 
     @field_validator("billing_timezone")
     @classmethod
