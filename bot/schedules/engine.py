@@ -44,6 +44,20 @@ log = logging.getLogger(__name__)
 LOCK_KEY = 7_402_118_311  # arbitrary, fixed: "billing-bot scheduler"
 
 
+class _TickStillRunning(logging.Filter):
+    """Drops APScheduler's warning that a tick was skipped because the previous one is still
+    running (apscheduler/schedulers/base.py, `_process_jobs`): ticks are coalesced on purpose
+    (`max_instances=1`), the running tick claims whatever the skipped one would have, and on a
+    busy machine the warning would otherwise fill the log with nothing to act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not ("_tick_job" in text and "maximum number of running instances" in text)
+
+
+logging.getLogger("apscheduler.scheduler").addFilter(_TickStillRunning())
+
+
 Runner = Callable[[Schedule, datetime | None], Any]
 LeadTime = Callable[[Schedule], timedelta]
 

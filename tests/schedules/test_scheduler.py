@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -500,3 +501,21 @@ async def test_a_snooze_says_the_regular_run_when_that_comes_first(
     assert row is not None and row.next_run_at is not None
     shown = row.next_run_at.astimezone(runtime.settings.tz).strftime("%Y-%m-%d %H:%M %Z")
     assert f"#1 snoozed until {shown}: it will be asked again then" in approver.texts()
+
+
+def test_a_tick_skipped_while_the_last_still_runs_is_not_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """APScheduler warns when a tick is skipped because the previous one still runs; ticks are
+    coalesced on purpose, so that warning is dropped, and any other warning still shows."""
+    aps = logging.getLogger("apscheduler.scheduler")
+    with caplog.at_level(logging.WARNING, logger="apscheduler.scheduler"):
+        aps.warning(
+            'Execution of job "%s" skipped: maximum number of running instances reached (%d)',
+            "Scheduler._tick_job (trigger: interval[0:00:15], next run at: 2026-12-07)",
+            1,
+        )
+        aps.warning('Run time of job "%s" was missed by %s', "Scheduler._tick_job", "0:00:03")
+    assert [r.getMessage() for r in caplog.records] == [
+        'Run time of job "Scheduler._tick_job" was missed by 0:00:03'
+    ]
