@@ -13,7 +13,8 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 
 from bot.slack.blocks import fallback_text, form_view, reply_blocks, section
-from bot.slack.outbox import RESPONSE_URL_USES, Outbox, classify
+from bot.slack.failures import classify
+from bot.slack.outbox import RESPONSE_URL_USES, Outbox
 from bot.surface import MessageRef
 from commands.base import Command, Form, Reply
 from commands.secrets import redact
