@@ -360,9 +360,12 @@ async def running_bot(
     voipcloud: VoipcloudSandbox | None = None,
     secret: str = SIGNING_SECRET,
     migrate: bool = True,
+    environment: Mapping[str, str] | None = None,
+    **options: Any,
 ) -> AsyncIterator[Bot]:
     """The app as `billing-bot serve` runs it, on loopback, with InvoiceXpress, SMSC and
-    VoIPcloud live against their sandboxes (ActivePlatform unconfigured, so switched off)."""
+    VoIPcloud live against their sandboxes (ActivePlatform unconfigured, so switched off).
+    `environment` adds variables; `options` go to `build_web` (`clock=…`, `sweep_every=…`)."""
     ix = invoicexpress or InvoiceXpressSandbox()
     sms = smsc or SmscSandbox()
     vc = voipcloud or VoipcloudSandbox()
@@ -378,7 +381,7 @@ async def running_bot(
         ix_url = await stack.enter_async_context(serve_asgi(answered["invoicexpress"]))
         smsc_url = await stack.enter_async_context(serve_asgi(answered["smsc"]))
         vc_url = await stack.enter_async_context(serve_asgi(answered["voipcloud"]))
-        environment = bot_environment(
+        variables = bot_environment(
             database_url=database_url,
             slack=double,
             secret=secret,
@@ -389,9 +392,10 @@ async def running_bot(
             },
         )
         patch = stack.enter_context(pytest.MonkeyPatch.context())
-        for name, value in environment.items():
+        for name, value in {**variables, **(environment or {})}.items():
             patch.setenv(name, value)
-        app_url = await stack.enter_async_context(serve_asgi(build_web(load_settings())))
+        web = build_web(load_settings(), **options)
+        app_url = await stack.enter_async_context(serve_asgi(web))
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
         baseline = asyncio.all_tasks()
         yield Bot(
