@@ -15,7 +15,8 @@ waits in the table for its `next_at`.
 
 Rows sharing a `key` (one message's life: its post, its files, its updates) are sent in order,
 and an update is skipped when a newer one for the same message is waiting or sent, so an older
-"running…" never overwrites "done". A post whose answer was lost may reach Slack twice (Slack
+"running…" never overwrites "done"; a notice about a message (`bot.slack.notices`) waits for it
+too, but holds none of its rows back. A post whose answer was lost may reach Slack twice (Slack
 has no idempotency key for `chat.postMessage`); an update may be repeated harmlessly.
 """
 
@@ -249,7 +250,8 @@ class Outbox:
         if row is None:
             return None
         if row.key and await self._behind(row):  # waiting its turn is not an attempt
-            later = self.clock() + timedelta(seconds=1)
+            # A notice's card wakes it once it lands (`_next_of`): no need to ask every second.
+            later = self.clock() + timedelta(seconds=10 if row.method == NOTICE else 1)
             await self._set(row.id, status=PENDING, next_at=later, attempts=row.attempts - 1)
             return None
         if row.method == UPDATE and row.key and await self._outdated(row):

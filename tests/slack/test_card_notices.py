@@ -98,11 +98,7 @@ async def test_a_direct_message_waits_for_a_late_card_then_carries_its_link(
     await SlackNotices(outbox).direct("U2", NOTE, card=card)
     assert direct_messages(slack, "U2") == []  # the card has not landed: the notice waits
     assert slack.calls_to("chat.getPermalink") == []
-    for _ in range(3):  # the worker passes while the card waits for its Retry-After
-        clock.advance(seconds=1)
-        await outbox.flush()
-    assert direct_messages(slack, "U2") == []
-    clock.advance(seconds=5)
+    clock.advance(seconds=5)  # the card's Retry-After: it lands, and wakes its notice
     await outbox.flush()
     [message] = direct_messages(slack, "U2")
     ts = card_ts(slack)
@@ -174,6 +170,23 @@ async def test_without_a_card_a_direct_message_goes_without_a_link_and_a_reminde
     assert slack.calls_to("chat.getPermalink") == []
     assert [c.params["channel"] for c in slack.calls_to("chat.postMessage")] == [CHANNEL, "U2"]
     assert [r["status"] for r in await notice_rows(runtime)] == ["done", "done"]
+
+
+async def test_a_notice_whose_card_slack_gives_up_on_goes_without_its_link_later(
+    slack: SlackApiDouble, outbox: Outbox, card: Approval, clock: Clock
+) -> None:
+    slack.inject("chat.postMessage", RATE_LIMITED)
+    await post_card(outbox, card)
+    await SlackNotices(outbox).direct("U2", NOTE, card=card)
+    slack.fail_next("chat.postMessage", "msg_too_long")  # the card's retry: a final refusal
+    clock.advance(seconds=5)
+    await outbox.flush()
+    assert direct_messages(slack, "U2") == []  # nothing woke it: it asks again in 10 s
+    clock.advance(seconds=5)
+    await outbox.flush()
+    [message] = direct_messages(slack, "U2")
+    assert message["text"] == NOTE.text
+    assert slack.calls_to("chat.getPermalink") == []
 
 
 async def test_a_card_slack_cannot_link_leaves_the_direct_message_without_its_link(
