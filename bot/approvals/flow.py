@@ -192,7 +192,7 @@ class ApprovalFlow:
             # is withdrawn, even one whose row was written as the cancellation came.
             await self._withdraw_since(user, channel, command.path, since, surface)
             raise
-        await self.notices.requested(approval)  # a notice cut off is sent by the sweep
+        await self.notices.requested(approval)  # the request is complete: never withdrawn now
         return approval
 
     async def _make(
