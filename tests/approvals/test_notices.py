@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from bot.catalog import ProviderRuntime
-from bot.runtime import Runtime
+from bot.runtime import ConfigError, Runtime, load_settings
 from bot.storage.store import audit
 from bot.surface import Surface
 from tests.support import Clock, OpenBot, RecordingSurface
@@ -298,3 +298,17 @@ async def audit_rows(bot: Drilled) -> list[dict[str, Any]]:
     async with bot.runtime.engine.connect() as conn:
         rows = (await conn.execute(sa.select(audit).order_by(audit.c.id))).mappings().all()
     return [dict(r) for r in rows]
+
+
+def test_the_setting_is_on_or_off_in_any_case_and_a_wrong_value_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().notify_approvers is True  # on unless turned off
+    monkeypatch.setenv("BILLING_NOTIFY_APPROVERS", " OFF ")
+    assert load_settings().notify_approvers is False
+    monkeypatch.setenv("BILLING_NOTIFY_APPROVERS", "sometimes")
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert str(raised.value) == (
+        "configuration error: BILLING_NOTIFY_APPROVERS: Input should be 'on' or 'off'"
+    )
