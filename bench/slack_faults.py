@@ -6,7 +6,7 @@ Runs the real app (as `billing-bot serve` builds it) on loopback against the Sla
 double and the VoIPcloud sandbox, on a throwaway SQLite database (or `--database-url`). Each
 round requests a `/voipcloud move-funds` of a distinct amount as one user and approves it as
 another; before each step a random Slack method (the card's post, updates, the result's post,
-private notes, response_url) is made to fail a random number of times — HTTP 429 with
+private notes, response_url, a card's link) is made to fail a random number of times — HTTP 429 with
 `Retry-After: 0`, or a 500/503 HTML page — until `--faults` faults were injected. When the
 outbox has drained it counts, from the channel, the database and the sandbox's request log:
 
@@ -14,6 +14,9 @@ outbox has drained it counts, from the channel, the database and the sandbox's r
     stranded rows    approvals not in a final state (pending, executing) after approval
     missing audit    approvals lacking one of requested, approved, executed
     provider calls   transfers sent per approved request (exactly 1 each is right)
+    notices          approvers' direct messages (one per approver and request still
+                     undecided when they were told) and requesters' (one per decided request)
+                     missing or doubled
 
 It prints figures and asserts nothing; run it from the repository root.
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import re
 import sys
 import tempfile
 import time
@@ -35,10 +39,16 @@ if str(ROOT) not in sys.path:  # run as a script: the test doubles live in the r
     sys.path.insert(0, str(ROOT))
 
 from bot.storage.store import approvals, audit, deliveries  # noqa: E402
-from tests.support.e2e import Bot, message_text, running_bot, table_rows  # noqa: E402
+from tests.support.e2e import ROLES, Bot, message_text, running_bot, table_rows  # noqa: E402
 from tests.support.slack_api import Fault, SlackApiDouble  # noqa: E402
 
-METHODS = ["chat.postMessage", "chat.update", "chat.postEphemeral", "response_url"]
+METHODS = [
+    "chat.postMessage",
+    "chat.update",
+    "chat.postEphemeral",
+    "response_url",
+    "chat.getPermalink",
+]
 FAULTS = [Fault(status=429, retry_after=0), Fault(status=500), Fault(status=503)]
 ACCOUNT = "10023"
 
@@ -179,6 +189,37 @@ async def report(
     print(f"missing audit rows    {len(missing_audit)}")
     print(f"provider calls        {dict(sorted(per_request.items()))} (calls per request: count)")
     print(f"doubled transfers     {len(doubled)}")
+    notices(bot, rows)
+
+
+def notices(bot: Bot, rows: dict[int, dict[str, object]]) -> None:
+    """Direct messages: one per approver and request, one per decided request to U1."""
+    approvers = [*ROLES["BILLING_APPROVERS"].split(","), *ROLES["BILLING_ADMINS"].split(",")]
+    asked: Counter[tuple[int, str]] = Counter()
+    told: Counter[int] = Counter()
+    for (channel, _), message in list(bot.slack.messages.items()):
+        text = str(message.get("text", ""))
+        if not channel.startswith("D"):
+            continue
+        if found := re.match(r"🔐 <@U1> asks for an approval: #(\d+)", text):
+            asked[(int(found[1]), "U" + channel[1:])] += 1
+        elif found := re.match(r"\S+ Your request #(\d+)", text):
+            told[int(found[1])] += 1
+    # A request approved before its approvers were told (within milliseconds, here) is not
+    # announced to them at all: it needs nobody any more.
+    announced = [n for n, r in rows.items() if r["notified_at"] is not None]
+    expected = [(n, user) for n in announced for user in approvers]
+    decided = [n for n, r in rows.items() if r["status"] not in ("pending", "executing")]
+    missing = len([k for k in expected if asked[k] == 0])
+    twice = len([k for k in expected if asked[k] > 1])
+    unasked = len([k for k in asked if k[0] not in announced])
+    print(
+        f"approvers' messages   {len(expected)} due ({len(announced)} requests announced), "
+        f"{missing} missing, {twice} doubled, {unasked} for requests decided first"
+    )
+    missing = len([n for n in decided if told[n] == 0])
+    twice = len([n for n in decided if told[n] > 1])
+    print(f"requesters' messages  {len(decided)} due, {missing} missing, {twice} doubled")
 
 
 if __name__ == "__main__":

@@ -85,6 +85,15 @@ class Settings(BaseSettings):
     approval_ttl_hours: float = Field(
         24, gt=0, le=24 * 30, description="how long an approval request stays open, in hours"
     )
+    billing_notify_approvers: Literal["on", "off"] = Field(
+        "on",
+        description=(
+            "a direct message to everyone who could approve a new request (never its requester), "
+            "with its summary and a link to its card; `off` sends none (the reminder in the "
+            "card's thread at half the time to live, and the requester's message about the "
+            "decision, go either way)"
+        ),
+    )
     billing_policy_file: Path | None = Field(
         None,
         description=(
@@ -121,7 +130,7 @@ class Settings(BaseSettings):
         ),
     )
 
-    @field_validator("log_format", "log_level", mode="before")
+    @field_validator("log_format", "log_level", "billing_notify_approvers", mode="before")
     @classmethod
     def _case(cls, value: Any, info: Any) -> Any:
         if not isinstance(value, str):
@@ -181,6 +190,10 @@ class Settings(BaseSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.billing_timezone)
+
+    @property
+    def notify_approvers(self) -> bool:
+        return self.billing_notify_approvers == "on"
 
     @property
     def roles_configured(self) -> bool:

@@ -439,3 +439,71 @@ def cut_off(approval_id: int) -> str:
         f"❓ Approval #{approval_id} was cancelled while it ran, so its outcome is unknown. "
         "Check at the provider before asking again; it will not be re-run."
     )
+
+
+# --- notices (bot/approvals/notices.py) ---------------------------------------------------------
+
+
+def approver_notice(approval: Approval, tz: ZoneInfo) -> Reply:
+    """The direct message to each person who could approve a new request."""
+    fields = [("Command", command_field(approval, 900)), ("Expires", when(approval.expires_at, tz))]
+    if approval.rules:
+        fields.append(("Rule", approval.rules))
+    if approval.approvals_needed > 1 or approval.approver_role:
+        fields.append(("Approvals", approvals_progress(approval, ())))
+    return Reply(
+        text=f"🔐 {_who(approval.requester)} asks for an approval: #{approval.id}",
+        sections=[
+            approval.description,
+            f"Decide on its card, or type `/billing approve {approval.id}` or "
+            f"`/billing reject {approval.id} [reason…]`.",
+        ],
+        fields=fields,
+    )
+
+
+def approval_reminder(
+    approval: Approval,
+    votes: Sequence[str],
+    can_approve: Sequence[str],
+    needed: Role,
+    tz: ZoneInfo,
+) -> Reply:
+    """The reminder in a card's thread at half its time to live, naming who can still approve."""
+    if can_approve:
+        who = "Who can still approve it: " + ", ".join(_who(u) for u in can_approve) + "."
+    else:
+        grant = " or ".join(r.variable for r in Role if r >= needed)
+        who = f"Nobody listed in {grant} can approve it now."
+    progress = f" ({approvals_progress(approval, votes)})" if votes else ""
+    return Reply(
+        text=(
+            f"⏰ #{approval.id} is still waiting for approval{progress}; it expires "
+            f"{when(approval.expires_at, tz)}. {who}"
+        )
+    )
+
+
+def decision_notice(approval: Approval, tz: ZoneInfo) -> Reply:
+    """The requester's direct message once their request is decided or expires."""
+    by = _who(approval.decided_by or "?")
+    detail = approval.outcome or ""
+    heads = {
+        Status.DONE: f"✅ Your request #{approval.id} was approved by {by}: *done*",
+        Status.FAILED: f"⚠️ Your request #{approval.id} was approved by {by} and *failed*",
+        Status.UNKNOWN: f"❓ Your request #{approval.id}, approved by {by}: *outcome unknown*",
+        Status.REJECTED: f"🚫 Your request #{approval.id} was rejected by {by}",
+        Status.EXPIRED: (
+            f"⌛ Your request #{approval.id} expired unapproved at "
+            f"{when(approval.expires_at, tz)}; nothing ran"
+        ),
+    }
+    if approval.status is Status.REJECTED:
+        detail = f"Reason: {approval.reason}" if approval.reason else ""
+    if approval.status is Status.UNKNOWN:
+        detail = (
+            f"{detail}. It will not be retried; an approver settles it with "
+            f'`/billing resolve {approval.id} done|not-done reason="…"`.'
+        )
+    head = heads.get(approval.status, f"Your request #{approval.id} is {approval.status.value}")
+    return Reply(text=head, sections=[s for s in (approval.description, detail) if s])

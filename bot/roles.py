@@ -66,7 +66,26 @@ class Roles:
                     return role
         return None
 
-    async def _members(self, group: str) -> frozenset[str]:
+    async def holders(self, role: Role) -> list[str]:
+        """Everyone who holds `role` or a higher one by being listed: the user IDs of those
+        roles' variables and the members of their user groups, the role asked for first, each
+        person once. Nobody is listed in the open console (everyone there is admin).
+
+        Raises `LookupError` when a group's members cannot be listed and none are cached: a
+        list that leaves people out would tell only some of them."""
+        if self.open_console:
+            return []
+        found: dict[str, None] = {}
+        for granted in sorted(r for r in self.grants if r >= role):
+            for grantee in self.grants[granted]:
+                if not grantee.startswith("S"):
+                    found[grantee] = None
+                    continue
+                for member in sorted(await self._members(grantee, strict=True)):
+                    found[member] = None
+        return list(found)
+
+    async def _members(self, group: str, *, strict: bool = False) -> frozenset[str]:
         now = self.clock()
         cached = self._cache.get(group)
         if cached and now - cached[0] < CACHE_SECONDS:
@@ -78,6 +97,8 @@ class Roles:
                 members = frozenset(await self.group_members(group))
             except Exception as exc:  # a failed lookup grants nothing, and is retried soon
                 log.warning("could not list members of user group %s: %s", group, exc)
+                if strict and not cached:
+                    raise LookupError(f"the members of user group {group} are unknown") from exc
                 return cached[1] if cached else frozenset()
             self._cache[group] = (now, members)
             return members

@@ -1,8 +1,8 @@
 """The composition root: every service of a running bot, built once, in dependency order.
 
     settings ─► engine ─► audit ─► approvals ─► policy ─► outbox (Slack) ─► catalog ─► executor
-             ─► approval flow ─► dispatcher ─► schedule runs ─► scheduler ─► /billing desk
-             ─► Slack app (bot.slack.app) | console (bot.console)
+             ─► notices ─► approval flow ─► dispatcher ─► schedule runs ─► scheduler
+             ─► /billing desk ─► Slack app (bot.slack.app) | console (bot.console)
 
 Each service gets the few others it uses at construction and is complete once built: nothing
 assigns a service's attribute afterwards (tests/test_architecture.py checks). Where two need
@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.approvals.cards import Cards
 from bot.approvals.flow import ApprovalFlow
+from bot.approvals.notices import Notices, SurfaceNotices
 from bot.approvals.policy import Policy, PolicyError
 from bot.approvals.policy import load as load_policy
 from bot.approvals.state import Approvals
@@ -49,6 +50,7 @@ from bot.schedules.runs import ScheduleRuns
 from bot.schedules.store import ScheduleStore
 from bot.slack.app import Listeners, build_app
 from bot.slack.listeners import AfterAck, ButtonClick, FormSubmitted, HomeOpened, SlashCommand
+from bot.slack.notices import SlackNotices
 from bot.slack.outbox import Outbox
 from bot.slack.surface import SlackSurface
 from bot.storage import store
@@ -290,6 +292,13 @@ async def open_runtime(
         working_after=working_after,
         heartbeat_every=heartbeat_every,
     )
+    notices = Notices(
+        approvals=approvals,
+        roles=roles,
+        post=SlackNotices(outbox) if outbox is not None else SurfaceNotices(direct, surfaces),
+        tz=settings.tz,
+        notify_approvers=settings.notify_approvers,
+    )
     flow = ApprovalFlow(
         approvals=approvals,
         audit=audit,
@@ -298,6 +307,7 @@ async def open_runtime(
         roles=roles,
         schedules=schedules,
         policy=policy,
+        notices=notices,
         system_surface=surfaces,
         tz=settings.tz,
         stale_after=stale_after,

@@ -23,6 +23,7 @@ SCOPES: dict[str, tuple[str, ...]] = {
     "chat_postMessage": ("chat:write",),
     "chat_update": ("chat:write",),
     "chat_postEphemeral": ("chat:write",),
+    "chat_getPermalink": (),  # a card's link in a direct message: no scope of its own
     "files_upload_v2": ("files:write",),
     "usergroups_users_list": ("usergroups:read",),
     # public channels need channels:read, private ones groups:read

@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 from bot import messages
 from bot.approvals.cards import card_key, number_after
 from bot.approvals.metadata import tagged
+from bot.approvals.notices import Notifier
 from bot.approvals.policy import Policy, Requirement, over_ceiling, requirement_of, rules_of
 from bot.approvals.state import Approval, Approvals, Claim, Guard, Outcome, Status
 from bot.errors import logged_reference
@@ -104,6 +105,7 @@ class ApprovalFlow:
         roles: RoleCheck,
         schedules: Postponer,
         policy: Policy,
+        notices: Notifier,
         system_surface: Callable[[str], Surface],
         tz: ZoneInfo,
         stale_after: timedelta,
@@ -115,6 +117,7 @@ class ApprovalFlow:
         self.roles = roles
         self.schedules = schedules
         self.policy = policy
+        self.notices = notices
         self.system_surface = system_surface
         self.tz = tz
         self.stale_after = stale_after
@@ -172,7 +175,7 @@ class ApprovalFlow:
         description = command.describe(exact) if command.describe else f"`{line}`"
         since = self.approvals.clock()
         try:
-            return await self._make(
+            approval = await self._make(
                 command,
                 stored,
                 line,
@@ -190,6 +193,8 @@ class ApprovalFlow:
             # is withdrawn, even one whose row was written as the cancellation came.
             await self._withdraw_since(user, channel, command.path, since, surface)
             raise
+        await self.notices.requested(approval)  # the request is complete: never withdrawn now
+        return approval
 
     async def _make(
         self,
@@ -291,6 +296,7 @@ class ApprovalFlow:
             target = guarded(self._surface_for(surface, row.channel))
             card = self._card(row, messages.approval_done(row, outcome, self.tz), outcome.status)
             await target.update(row.ref, card, key=card_key(row.id))
+            await self.notices.decided(row.id)
             return Reply(text=f"Approval #{row.id}: {row.outcome}.", private=True)
         if claim is Claim.ALREADY_VOTED and row is not None:
             votes = await self.approvals.votes(row.id)
@@ -312,6 +318,7 @@ class ApprovalFlow:
         if outcome.reply is not None and outcome.status is not Status.UNKNOWN:
             # an unknown's hint is on the card already
             await target.send(self._card(row, outcome.reply, outcome.status))
+        await self.notices.decided(row.id)
         return Reply(text=f"Approval #{row.id}: {outcome.status.value}.", private=True)
 
     async def _run(
@@ -390,6 +397,7 @@ class ApprovalFlow:
         card = self._card(row, messages.approval_done(row, outcome, self.tz), outcome.status)
         await target.update(row.ref, card, key=card_key(row.id))
         await guarded(surface).private(messages.cut_off(row.id))
+        await self.notices.decided(row.id)
 
     async def reject(
         self, approval_id: int, *, user: str, reason: str | None, surface: Surface
@@ -401,6 +409,7 @@ class ApprovalFlow:
         target = guarded(self._surface_for(surface, row.channel))
         card = self._card(row, messages.approval_rejected(row, self.tz))
         await target.update(row.ref, card, key=card_key(row.id))
+        await self.notices.decided(row.id)
         return Reply(text=f"Approval #{row.id} rejected.", private=True)
 
     def _guard(self, row: Approval | None) -> Guard | None:
@@ -481,6 +490,7 @@ class ApprovalFlow:
             surface = guarded(self.system_surface(row.channel))
             card = self._card(row, messages.approval_expired(row, self.tz))
             await surface.update(row.ref, card, key=card_key(row.id))
+            await self.notices.decided(row.id)
         for row in await self.approvals.orphaned(stale_after=self.stale_after):
             assert row.outcome is not None  # orphaned() says why
             await self.audit_decision(row, "system", "recovered", Status.UNKNOWN.value, row.outcome)
@@ -488,6 +498,8 @@ class ApprovalFlow:
             surface = guarded(self.system_surface(row.channel))
             card = self._card(row, messages.approval_done(row, outcome, self.tz))
             await surface.update(row.ref, card, key=card_key(row.id))
+            await self.notices.decided(row.id)
+        await self.notices.sweep()
 
     def _unknown_hint(self, row: Approval) -> Reply | None:
         """How to check a lost run by hand, when its command still exists and says."""

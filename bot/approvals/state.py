@@ -100,6 +100,8 @@ class Approval:
     resolved_by: str | None = None
     resolved_at: datetime | None = None
     resolution_reason: str | None = None
+    notified_at: datetime | None = None
+    reminded_at: datetime | None = None
 
     @property
     def unresolved(self) -> bool:

@@ -1,7 +1,8 @@
 """What a failed Slack call means for the message it carried: try again later, or never.
 
-The outbox (`bot.slack.outbox`) asks `classify` about each failure and waits `backoff` seconds
-before the next try; the Slack surface asks it why `views.open` failed.
+The outbox (`bot.slack.outbox`) and the notices it sends (`bot.slack.notices`) ask `classify`
+about each failure and wait `backoff` seconds before the next try, so both retry the same answers
+and give up on the same ones; the Slack surface asks it why `views.open` failed.
 """
 
 from __future__ import annotations

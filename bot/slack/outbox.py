@@ -15,7 +15,8 @@ waits in the table for its `next_at`.
 
 Rows sharing a `key` (one message's life: its post, its files, its updates) are sent in order,
 and an update is skipped when a newer one for the same message is waiting or sent, so an older
-"running…" never overwrites "done". A post whose answer was lost may reach Slack twice (Slack
+"running…" never overwrites "done"; a notice about a message (`bot.slack.notices`) waits for it
+too, but holds none of its rows back. A post whose answer was lost may reach Slack twice (Slack
 has no idempotency key for `chat.postMessage`); an update may be repeated harmlessly.
 """
 
@@ -43,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.slack.blocks import NOT_MEMBER_ERRORS, section
 from bot.slack.failures import backoff, classify
+from bot.slack.notices import NOTICE, deliver
 from bot.storage.store import deliveries, utcnow
 from bot.surface import MessageRef
 from commands.base import File
@@ -180,6 +182,12 @@ class Outbox:
         [row] = await self._insert([self._row(UPDATE, channel, params, key=key, ts=ts)])
         await self.attempt(row)
 
+    async def notice(self, channel: str, params: dict[str, Any], *, about: str) -> None:
+        """A message about the message `about` names (`bot.slack.notices`): it waits while that
+        one waits to be posted, and never holds back that message's own rows."""
+        [row] = await self._insert([self._row(NOTICE, channel, params, key=about)])
+        await self.attempt(row)
+
     async def ephemeral(
         self, channel: str, user: str, params: dict[str, Any], *, response_url: str | None = None
     ) -> None:
@@ -241,8 +249,10 @@ class Outbox:
         row = await self._claim(row_id)
         if row is None:
             return None
-        if row.key and await self._behind(row):
-            await self._set(row.id, status=PENDING, next_at=self.clock() + timedelta(seconds=1))
+        if row.key and await self._behind(row):  # waiting its turn is not an attempt
+            # A notice's card wakes it once it lands (`_next_of`): no need to ask every second.
+            later = self.clock() + timedelta(seconds=10 if row.method == NOTICE else 1)
+            await self._set(row.id, status=PENDING, next_at=later, attempts=row.attempts - 1)
             return None
         if row.method == UPDATE and row.key and await self._outdated(row):
             await self._finish(row, SUPERSEDED)
@@ -340,11 +350,12 @@ class Outbox:
         )
 
     async def _behind(self, row: Row) -> bool:
-        """An earlier row of the same message has not gone yet."""
+        """An earlier row of the same message has not gone yet (notices hold nothing back)."""
         query = sa.select(sa.func.count()).where(
             deliveries.c.key == row.key,
             deliveries.c.id < row.id,
             deliveries.c.status.in_(WAITING),
+            deliveries.c.method != NOTICE,
         )
         async with self.engine.connect() as conn:
             return bool((await conn.execute(query)).scalar())
@@ -447,6 +458,9 @@ class Outbox:
             return None
         if row.method == UPLOAD:
             await self._upload(row)
+            return None
+        if row.method == NOTICE:
+            await deliver(self.sender, row.channel, row.params, await self._landed(row.key))
             return None
         raise ValueError(f"unknown delivery method {row.method}")
 

@@ -77,6 +77,10 @@ approvals = sa.Table(
     sa.Column("resolved_by", sa.String(40)),
     sa.Column("resolved_at", UTCDateTime),
     sa.Column("resolution_reason", sa.Text),
+    # Who was told (bot/approvals/notices.py): the approvers' direct messages were queued, and the
+    # reminder in the card's thread at half the time to live; each set once, by one replica.
+    sa.Column("notified_at", UTCDateTime),
+    sa.Column("reminded_at", UTCDateTime),
 )
 
 approval_votes = sa.Table(

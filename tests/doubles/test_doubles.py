@@ -41,6 +41,7 @@ from tests.support.slack_api import (
     APP_TOKEN,
     BOT_TOKEN,
     BOT_USER_ID,
+    Fault,
     SlackApiDouble,
     SlackUser,
     serve_slack_double,
@@ -127,6 +128,22 @@ async def test_ephemeral_messages_cannot_be_updated_and_permalinks_point_at_the_
         posted = await client.chat_postMessage(channel="C1", text="request")
         link = await client.chat_getPermalink(channel="C1", message_ts=posted["ts"])
         assert link["permalink"].endswith("/archives/C1/p" + posted["ts"].replace(".", ""))
+
+
+async def test_permalinks_fail_as_slack_fails_them() -> None:
+    async with slack_client() as (slack, client):
+        posted = await client.chat_postMessage(channel="C1", text="request")
+        gone = await slack_error(client.chat_getPermalink(channel="C1", message_ts="1.000009"))
+        assert gone["error"] == "message_not_found"
+        nowhere = await slack_error(client.chat_getPermalink(channel="#x", message_ts=posted["ts"]))
+        assert nowhere["error"] == "channel_not_found"
+        slack.inject("chat.getPermalink", Fault(status=429, retry_after=3))
+        limited = await slack_error(client.chat_getPermalink(channel="C1", message_ts=posted["ts"]))
+        assert limited["error"] == "ratelimited"
+        faulted = slack.calls_to("chat.getPermalink")[-1]
+        assert faulted.status == 429 and faulted.encoding == "fault"
+        link = await client.chat_getPermalink(channel="C1", message_ts=posted["ts"])
+        assert link["channel"] == "C1" and link["permalink"].startswith("https://")
 
 
 async def test_a_user_id_as_channel_posts_to_the_direct_message_channel() -> None:

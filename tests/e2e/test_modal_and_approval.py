@@ -69,7 +69,7 @@ async def test_the_at_form_opens_reports_field_errors_and_sends_the_password_bas
 async def test_an_approval_runs_once_after_a_second_approver_clicks(database_url: str) -> None:
     async with running_bot(database_url) as bot:
         request = await bot.slash("/invoicexpress", "sequence create 2027", user="U1")
-        [posted] = await bot.slack.wait_for("chat.postMessage")
+        posted = (await bot.slack.wait_for("chat.postMessage"))[0]  # the card, then its DMs
         ts = posted.response["ts"]
         card = bot.message(ts)
 
@@ -106,7 +106,7 @@ async def test_an_approval_runs_once_after_a_second_approver_clicks(database_url
 async def test_an_approver_cannot_approve_their_own_request(database_url: str) -> None:
     async with running_bot(database_url) as bot:
         await bot.slash("/invoicexpress", "sequence create 2028", user="U2")
-        [posted] = await bot.slack.wait_for("chat.postMessage")
+        posted = (await bot.slack.wait_for("chat.postMessage"))[0]  # the card, then its DMs
         card = bot.message(posted.response["ts"])
         own = await bot.click(card, "Approve", user="U2")
         refusal = await bot.private(own.respond, containing="#1")
@@ -125,7 +125,7 @@ async def test_the_approved_amount_is_the_amount_moved_over_http(database_url: s
     """The reproduction: free text that looks like `amount=…` cannot change what runs."""
     async with running_bot(database_url) as bot:
         await bot.slash("/voipcloud", 'move-funds 10023 5.00 description="amount=5000"', user="U1")
-        [posted] = await bot.slack.wait_for("chat.postMessage")
+        posted = (await bot.slack.wait_for("chat.postMessage"))[0]  # the card, then its DMs
         card = bot.message(posted.response["ts"])
         before = bot.voipcloud.customers["10023"].ledger.balance()
         click = await bot.click(card, "Approve", user="U2")

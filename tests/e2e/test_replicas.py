@@ -19,7 +19,7 @@ import pytest
 
 from bot.schedules.store import Schedule, ScheduleStore
 from bot.storage import store
-from bot.storage.store import approvals, schedules, utcnow
+from bot.storage.store import approvals, audit, schedules, utcnow
 from commands.activeplatform.sandbox import ActivePlatformSandbox
 from commands.invoicexpress import client as ix_api
 from commands.invoicexpress.sandbox import InvoiceXpressSandbox
@@ -36,7 +36,7 @@ from tests.support.e2e import (
 )
 from tests.support.processes import replicas, upgrade_database
 from tests.support.server import serve_asgi
-from tests.support.slack_api import SlackApiDouble, serve_slack_double
+from tests.support.slack_api import Call, SlackApiDouble, serve_slack_double
 
 on_postgresql = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 APPROVERS = ("U2", "U3", "U0APPROVER", "U0ADMIN")
@@ -69,7 +69,7 @@ async def test_twenty_approve_clicks_across_two_replicas_run_the_request_once(
         ):
             senders = [SlackSender(slack=slack, url=r.url, http=http) for r in running]
             await senders[0].slash("/invoicexpress", "sequence create 2031", user="U1")
-            [posted] = await slack.wait_for("chat.postMessage", timeout=15)
+            posted = (await slack.wait_for("chat.postMessage", timeout=15))[0]  # the card
             ts = posted.response["ts"]
             card = copy.deepcopy(slack.message(CHANNEL, ts))
             # One click per approver, each sent five times (as Slack retries a slow answer),
@@ -148,18 +148,32 @@ async def test_one_replica_fires_a_due_schedule_and_a_survivor_takes_over(
             assert len(leaders) == 1, "both replicas lead"
             [survivor] = [r for r in running if r not in leaders]
 
+            def posted() -> list[Call]:  # in the channel: the approvers' direct messages aside
+                calls = slack.calls_to("chat.postMessage")
+                return [c for c in calls if c.params.get("channel") == CHANNEL]
+
             await add_due_schedule(database_url, {"accounts": "all", "reseller": "2"})
-            [first] = await slack.wait_for("chat.postMessage", timeout=30)
+            await wait_until(lambda: posted(), "the first run's card", timeout=30)
+            [first] = posted()
 
             await leaders[0].stop(signal.SIGKILL)
-            await add_due_schedule(database_url, {"accounts": "2005001,2005002", "reseller": "2"})
-            posts = await slack.wait_for("chat.postMessage", count=2, timeout=60)
+            second = await add_due_schedule(
+                database_url, {"accounts": "2005001,2005002", "reseller": "2"}
+            )
+            await wait_until(lambda: len(posted()) >= 2, "the second run's card", timeout=60)
+            posts = posted()
+
+            async def ended() -> bool:  # its card, then its approvers' direct messages
+                rows = await table_rows(database_url, audit)
+                run = (f"schedule:{second.id}", "scheduled run")
+                return run in [(r["user_id"], r["decision"]) for r in rows]
+
+            await wait_until(ended, "the second run to end", timeout=30)
             survivor_leads = LEADER in survivor.log_text()
         rows = await table_rows(database_url, approvals)
 
     assert survivor_leads
-    assert len(slack.calls_to("chat.postMessage")) == 2  # each due run posted exactly once
-    assert [p.params["channel"] for p in posts] == [CHANNEL, CHANNEL]
+    assert len(posted()) == 2  # each due run posted exactly once
     assert f"{len(sandbox.accounts['2'])} accounts" in first.params["text"]
     assert "accounts=2005001,2005002" in json.dumps(posts[1].params["blocks"])
     assert [(r["origin"], r["status"]) for r in rows] == [

@@ -47,6 +47,9 @@ async def card_ts(bot: Bot, timeout: float = 15.0) -> str:
         return bool(found)
 
     await wait_until(landed, "the approval card in the channel", timeout)
+    # The approvers' direct messages follow the card: once they are out, the next post is the
+    # one a test means to fail.
+    await wait_until(lambda: _waiting(bot), "the card's notices to go", timeout)
     return found[0]
 
 

@@ -363,11 +363,12 @@ async def running_bot(
     variables: Mapping[str, str] | None = None,
     sweep_every: float = 30.0,
     metrics_port: int | None = None,
+    **options: Any,
 ) -> AsyncIterator[Bot]:
     """The app as `billing-bot serve` runs it, on loopback, with InvoiceXpress, SMSC and
     VoIPcloud live against their sandboxes (ActivePlatform unconfigured, so switched off).
-    `variables` adds to the environment (`METRICS_TOKEN`, `BILLING_POLICY_FILE`, …); `sweep_every`
-    and `metrics_port` are `build_web`'s."""
+    `variables` adds to the environment (`METRICS_TOKEN`, `BILLING_POLICY_FILE`, …); `sweep_every`,
+    `metrics_port` and `options` (`clock=…`) are `build_web`'s."""
     ix = invoicexpress or InvoiceXpressSandbox()
     sms = smsc or SmscSandbox()
     vc = voipcloud or VoipcloudSandbox()
@@ -401,6 +402,7 @@ async def running_bot(
             sweep_every=sweep_every,
             metrics_port=metrics_port,
             metrics_host="127.0.0.1",
+            **options,
         )
         app_url = await stack.enter_async_context(serve_asgi(web))
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=30))

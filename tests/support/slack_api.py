@@ -24,6 +24,9 @@ Every Web API answer carries the token's scopes in `x-oauth-scopes`, as Slack's 
 token has `scopes` (by default every scope manifest.yml asks for); `conversations.info` answers
 `missing_scope` without `channels:read`.
 
+`chat.getPermalink` answers a message's link as Slack does (`message_not_found` for a ts the
+channel never held), so a card's link can be checked in the direct messages that carry it.
+
 Switches: `not_in_channel` (channels the bot is not a member of), `missing_channels` (channels
 that do not exist: `channel_not_found`), `scopes`, `usergroups`, `users`, `channel_names`,
 `expired_triggers`, and `fail_next(method, error)` for any other error (`invalid_auth`, say).
