@@ -19,8 +19,6 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
-from pydantic import SecretStr
-
 from bot import messages
 from bot.approvals.flow import ApprovalFlow
 from bot.approvals.state import Status
@@ -31,7 +29,7 @@ from bot.storage.audit import AuditLog, Entry
 from bot.storage.store import STORED_PREFIX, StoredCommands
 from bot.surface import Surface, guarded
 from commands import grammar
-from commands.base import Command
+from commands.base import Command, is_secret
 from commands.secrets import MASK, redact
 
 log = logging.getLogger(__name__)
@@ -271,6 +269,6 @@ def safe_values(command: Command[Any, Any], values: Mapping[str, Any]) -> dict[s
     safe: dict[str, str] = {}
     for name, value in values.items():
         info = fields.get(name)
-        secret = info is not None and info.annotation is SecretStr
+        secret = info is not None and is_secret(info)
         safe[name] = MASK if secret else redact(str(value))[:200]
     return safe

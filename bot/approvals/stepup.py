@@ -21,6 +21,7 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import pyotp
 import segno
@@ -257,6 +258,6 @@ def _locked(until: datetime | None, now: datetime) -> bool:
     return until is not None and until > now
 
 
-async def _state(conn: AsyncConnection, user: str) -> sa.Row[tuple[int, datetime | None]] | None:
+async def _state(conn: AsyncConnection, user: str) -> Any:
     query = sa.select(step_up.c.failures, step_up.c.locked_until).where(step_up.c.user_id == user)
     return (await conn.execute(query)).first()

@@ -16,12 +16,11 @@ from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.patch_stdout import patch_stdout
-from pydantic import SecretStr
 
 from bot.console.completion import CommandCompleter
 from bot.console.screen import STYLE
 from bot.console.tasks import on_sigint
-from commands.base import Command
+from commands.base import Command, is_secret
 from commands.secrets import MASK, redact
 
 if TYPE_CHECKING:
@@ -58,7 +57,7 @@ class MaskedHistory(FileHistory):
             name
             for command in self.commands()
             for name, info in command.args.model_fields.items()
-            if info.annotation is SecretStr
+            if is_secret(info)
         }
 
         def mask(match: re.Match[str]) -> str:
