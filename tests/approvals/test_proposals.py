@@ -92,6 +92,7 @@ def flow_with(runtime: Runtime, schedules: Postponer) -> ApprovalFlow:
         roles=runtime.roles,
         schedules=schedules,
         policy=runtime.policy,
+        gate=runtime.flow.gate,
         system_surface=runtime.system_surface,
         tz=runtime.settings.tz,
         stale_after=STALE,
