@@ -1,4 +1,4 @@
-"""Approving with a step-up code and a reason, and rejecting with a reason, through dispatch.
+"""Approving with a step-up code and a reason, rejecting with a reason, and `/billing mfa`.
 
 The drill's `/drill move` is behind a policy whose rule asks for the approver's code and
 reason; codes are made with pyotp at the bot's clock. What the approver is told, what is
@@ -278,3 +278,79 @@ def test_a_bad_key_stops_the_start_without_showing_it(
         "configuration error: BILLING_SECRET_KEY: must be the base64 of 32 random bytes "
         "(make one with `openssl rand -base64 32`)"
     ]
+
+
+# --- /billing mfa ------------------------------------------------------------------------------
+
+
+async def test_enrolling_answers_in_the_direct_message_alone(bot: Bot) -> None:
+    done, surface = await bot.run("/billing mfa enroll", "U2")
+    [dm] = bot.runtime.system_surfaces["U2"].sent  # type: ignore[attr-defined]
+    seed = dm.text.split("secret=")[1].split("&")[0]
+    rows = await bot.audit()
+
+    assert done and said(surface) == (
+        "Sent to your direct messages: scan the QR code there, then confirm with the first code."
+    )
+    assert seed not in said(surface) and "otpauth" not in said(surface)
+    assert dm.private and dm.reveal and "otpauth://totp/billing-bot:U2?secret=" in dm.text
+    assert not dm.files  # without Slack the QR is not saved anywhere; the link and key are
+    assert [(b.label, b.command) for b in dm.buttons] == [
+        ("Enter the first code", "/billing mfa confirm")
+    ]
+    assert not [r for r in rows if seed in repr(r)]
+    assert rows[-1]["detail"] == "new enrolment sent as a direct message"
+
+
+async def test_confirming_takes_the_first_valid_code_and_enrolling_again_is_refused(
+    bot: Bot,
+) -> None:
+    await bot.run("/billing mfa enroll", "U2")
+    seed = bot.runtime.system_surfaces["U2"].sent[-1].text.split("secret=")[1].split("&")[0]  # type: ignore[attr-defined]
+    totp = pyotp.TOTP(seed)
+    _, pending = await bot.run("/billing mfa status", "U2")
+    _, wrong = await bot.run(f"/billing mfa confirm {totp.at(START - timedelta(hours=1))}", "U2")
+    confirmed, right = await bot.run(f"/billing mfa confirm {totp.at(START)}", "U2")
+    _, enrolled = await bot.run("/billing mfa status", "U2")
+    _, again = await bot.run("/billing mfa enroll", "U2")
+    _, twice = await bot.run(f"/billing mfa confirm {totp.at(START)}", "U2")
+    form = RecordingSurface(user="U2", form_support=True)
+    await bot.runtime.dispatcher.run("/billing mfa confirm", user="U2", channel="D2", surface=form)
+    rows = await bot.audit()
+
+    assert "waits for its first code" in said(pending)
+    assert "That code is wrong (4 tries left" in said(wrong)
+    assert confirmed and "Step-up enrolled" in said(right)
+    assert said(enrolled) == "You are enrolled for step-up codes."
+    assert "You are enrolled already" in said(again)
+    assert "nothing to confirm" in said(twice)
+    assert form.forms == ["billing mfa confirm"]  # the DM's button asks in a form
+    assert not [r for r in rows if totp.at(START) in repr(r)]
+
+
+async def test_an_admin_resets_an_enrolment_and_its_person_is_told(bot: Bot) -> None:
+    await enrol(bot, "U2")
+    _, denied = await bot.run("/billing mfa reset <@U2>", "U3")
+    done, surface = await bot.run("/billing mfa reset <@U2|someone>", "U0ADMIN")
+    _, none = await bot.run("/billing mfa reset U2", "U0ADMIN")
+    _, status = await bot.run("/billing mfa status", "U2")
+    told = bot.runtime.system_surfaces["U2"].sent[-1]  # type: ignore[attr-defined]
+    rows = await bot.audit()
+
+    assert "needs the *admin* role" in said(denied)
+    assert done and said(surface) == (
+        "Step-up enrolment of <@U2> reset; they were told in a direct message."
+    )
+    assert "<@U0ADMIN> reset your step-up enrolment" in told.text
+    assert "<@U2> has no step-up enrolment" in said(none)
+    assert "You are not enrolled" in said(status)
+    reset = [r for r in rows if r["command"] == "/billing mfa reset" and r["outcome"] == "done"]
+    assert [(r["user_id"], r["args"]) for r in reset] == [("U0ADMIN", '{"user": "U2"}')]
+
+
+async def test_without_a_key_enrolling_says_what_is_missing(open_drill: OpenDrill) -> None:
+    bot = await open_drill("rules: []")
+    done, surface = await bot.run("/billing mfa enroll", "U2")
+    assert not done
+    assert said(surface).startswith("Step-up codes are not set up here: an admin must set")
+    assert "U2" not in bot.runtime.system_surfaces  # type: ignore[attr-defined]
