@@ -354,3 +354,82 @@ async def test_without_a_key_enrolling_says_what_is_missing(open_drill: OpenDril
     assert not done
     assert said(surface).startswith("Step-up codes are not set up here: an admin must set")
     assert "U2" not in bot.runtime.system_surfaces  # type: ignore[attr-defined]
+
+
+# --- what the gate asks and records -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reason", "refused"),
+    [
+        ("ab cdefg", False),  # two words, eight characters: just enough
+        ("  ab cdefg  ", False),
+        ("ab cdef", True),  # seven characters
+        ("abcdefghijkl", True),  # one word
+        ("", True),
+        (None, True),
+    ],
+)
+def test_a_reason_needs_two_words_and_eight_characters(reason: str | None, refused: bool) -> None:
+    from bot.approvals.gate import reason_problem
+
+    problem = reason_problem(reason, "Approving #4")
+    assert (problem is not None) is refused
+    if refused:
+        assert problem == (
+            "Approving #4 needs a reason of at least 2 words (why, for the audit log)."
+        )
+
+
+def test_the_approval_form_asks_the_code_unseen_and_carries_the_request_number() -> None:
+    from bot.approvals.gate import approval_form, reject_form
+
+    both = approval_form(7, code=True, reason=True)
+    code_only = approval_form(7, code=True, reason=False)
+    reason_only = approval_form(7, code=False, reason=True)
+    reject = reject_form(7)
+
+    assert (both.title, both.submit, dict(both.fixed)) == ("Approve #7", "Approve", {"id": "7"})
+    assert [(f.name, f.kind, f.optional) for f in both.fields] == [
+        ("code", "secret", False),
+        ("reason", "multiline", False),
+    ]
+    [code] = code_only.fields
+    assert (code.label, code.placeholder) == ("Authenticator code", "123456")
+    assert code.hint == "the 6 digits your authenticator app shows now for billing-bot"
+    [why] = reason_only.fields
+    assert why.label == "Why do you approve?"
+    assert why.hint == "a few words; shown on the card and kept in the audit log"
+    assert (reject.title, reject.submit, dict(reject.fixed)) == ("Reject #7", "Reject", {"id": "7"})
+    assert [(f.name, f.kind, f.label) for f in reject.fields] == [
+        ("reason", "multiline", "Why do you reject it?")
+    ]
+
+
+async def test_each_try_is_an_audit_row_of_its_request_without_the_code(bot: Bot) -> None:
+    totp = await enrol(bot)
+    await bot.run("/drill move r1", "U1")
+    wrong = totp.at(bot.clock.now - timedelta(hours=1))
+    await bot.run(f'/billing approve 1 code={wrong} reason="checked the ledger"', "U2")
+    [row] = [r for r in await bot.audit() if r["decision"] == "step-up"]
+    assert {k: row[k] for k in ("user_id", "channel", "command", "outcome", "detail")} == {
+        "user_id": "U2",
+        "channel": "C1",
+        "command": "/drill move",
+        "outcome": "wrong code",
+        "detail": "approval #1",
+    }
+    assert (row["provider"], row["approval_id"], row["args"]) == ("drill", 1, '{"ref": "r1"}')
+    assert wrong not in repr(await bot.audit())
+
+
+async def test_only_the_answers_a_rule_asks_for_are_asked(open_drill: OpenDrill) -> None:
+    bot = await open_drill(TWO_WITH_REASONS)
+    await bot.run("/drill move r1", "U1")
+    clicking = RecordingSurface(user="U2", form_support=True)
+    await bot.runtime.dispatcher.run(
+        "/billing approve 1", user="U2", channel="C1", surface=clicking
+    )
+    assert clicking.forms == ["billing approve"]
+    assert "Approval #1 needs a reason: asked in the form" in said(clicking)
+    assert await bot.audit() and [r for r in await bot.audit() if r["decision"] == "step-up"] == []
