@@ -11,7 +11,6 @@ while `billing-bot keys rotate` runs, with the previous one (`BILLING_SECRET_KEY
 from __future__ import annotations
 
 import base64
-import binascii
 import os
 
 from cryptography.exceptions import InvalidTag
@@ -30,11 +29,13 @@ class Unreadable(Exception):
 def key_bytes(text: str) -> bytes:
     """A key as configured: base64 (standard or URL-safe, as Fernet writes it) of 32 bytes.
     ValueError's message never quotes the value."""
-    cleaned = text.strip()
     for decode in (base64.b64decode, base64.urlsafe_b64decode):
+        # Padding may be left off (extra is read), and characters outside the alphabet, such as
+        # spaces and line ends, are skipped. binascii.Error and UnicodeEncodeError (a character
+        # that is not ASCII) are both ValueErrors.
         try:
-            raw = decode(cleaned.encode("ascii") + b"=" * (-len(cleaned) % 4))
-        except (binascii.Error, ValueError, UnicodeEncodeError):
+            raw = decode(text.encode("ascii") + b"==")
+        except ValueError:
             continue
         if len(raw) == KEY_BYTES:
             return raw
@@ -58,13 +59,13 @@ class Keyring:
             raise Unreadable("not a sealed value")
         try:
             raw = base64.urlsafe_b64decode(sealed.removeprefix(VERSION).encode("ascii"))
-        except (binascii.Error, ValueError):
+        except ValueError:
             raise Unreadable("not a sealed value") from None
         nonce, body = raw[:NONCE_BYTES], raw[NONCE_BYTES:]
         for key in self.keys:
             try:
                 return key.decrypt(nonce, body, owner.encode("utf-8")).decode("utf-8")
-            except InvalidTag:
+            except (InvalidTag, ValueError):  # ValueError: too short to hold a nonce
                 continue
         raise Unreadable("no configured key opens it")
 

@@ -133,7 +133,8 @@ async def test_five_wrong_codes_in_a_row_lock_step_up_for_fifteen_minutes(
     assert left == [4, 3, 2, 1]
     assert (locking.verdict, locking.tries_left) == (Verdict.WRONG, 0)
     assert locking.locked_until == START + LOCK
-    assert (locked_right.verdict, locked_right.locked_until) == (Verdict.LOCKED, START + LOCK)
+    assert (locked_right.verdict, locked_right.tries_left) == (Verdict.LOCKED, 0)
+    assert locked_right.locked_until == START + LOCK
     assert still.verdict is Verdict.LOCKED
     assert after.verdict is Verdict.OK
 
@@ -214,10 +215,14 @@ async def test_seeds_rest_sealed_and_open_only_for_their_owner(
         Keyring(KEY).open(sealed, "U3")  # the owner is the associated data
     with pytest.raises(Unreadable):
         Keyring(OTHER_KEY).open(sealed, "U2")
-    with pytest.raises(Unreadable):
+    with pytest.raises(Unreadable, match="^no configured key opens it$"):
         Keyring(KEY).open(sealed[:-4] + "AAAA", "U2")
-    with pytest.raises(Unreadable):
+    with pytest.raises(Unreadable, match="^not a sealed value$"):
         Keyring(KEY).open("plain seed", "U2")
+    with pytest.raises(Unreadable, match="^not a sealed value$"):
+        Keyring(KEY).open("v1.ключ", "U2")
+    with pytest.raises(Unreadable, match="^no configured key opens it$"):
+        Keyring(KEY).open("v1.AAAA", "U2")  # too short to hold a nonce
     assert redact(f"log line {seed.seed}") == "log line ••••••"  # a registered secret
 
 
@@ -248,10 +253,14 @@ async def test_a_rotation_changes_nothing_when_a_seed_opens_with_neither_key(
 
 async def test_without_a_key_nothing_is_enrolled_or_checked(engine: AsyncEngine) -> None:
     codes = StepUp(engine, None, clock=lambda: START)
-    with pytest.raises(NoKey):
+    with pytest.raises(NoKey, match="^BILLING_SECRET_KEY is not set$"):
         await codes.enroll("U2")
     with pytest.raises(NoKey):
         await codes.verify("U2", "123456")
+    with pytest.raises(NoKey):
+        await codes.rotate()
+    with pytest.raises(NoKey):
+        await codes.readable()
     assert await codes.status("U2") is Enrolment.NONE
     assert await StepUp(engine, Keyring(KEY), clock=lambda: START).readable() is None
 
@@ -260,7 +269,100 @@ def test_a_key_is_base64_of_32_bytes_standard_or_url_safe() -> None:
     raw = bytes(range(200, 232))
     assert key_bytes(base64.b64encode(raw).decode()) == raw
     assert key_bytes(base64.urlsafe_b64encode(raw).decode().rstrip("=")) == raw
-    for bad in [base64.b64encode(raw[:16]).decode(), "not base64 at all!", ""]:
+    assert key_bytes(" " + base64.b64encode(raw).decode() + "\n") == raw
+    for bad in [base64.b64encode(raw[:16]).decode(), "not base64 at all!", "", "ключ" * 11]:
         with pytest.raises(ValueError) as caught:
             key_bytes(bad)
         assert str(caught.value) == KEY_HINT
+
+
+async def test_a_code_may_be_typed_with_spaces_and_is_masked_wherever_it_is_shown(
+    codes: StepUp, clock: Clock
+) -> None:
+    totp = await enrolled(codes, clock)
+    code = totp.at(clock.now)
+    assert (await codes.verify("U2", f" {code[:3]} {code[3:]} ")).verdict is Verdict.OK
+    assert redact(f"typed {code}") == "typed ••••••"
+
+
+async def test_a_replica_that_did_not_enrol_masks_the_seeds_it_opens(
+    engine: AsyncEngine, clock: Clock
+) -> None:
+    from commands.secrets import reset_secrets
+
+    seed = await StepUp(engine, Keyring(KEY), clock=clock).enroll("U2")
+    assert seed is not None
+    for check in ("verify", "readable"):
+        reset_secrets()  # another process: it never saw the enrolment
+        other = StepUp(engine, Keyring(KEY), clock=clock)
+        if check == "verify":
+            await other.confirm("U2", pyotp.TOTP(seed.seed).at(clock.now))
+        else:
+            assert await other.readable() is True
+        assert redact(seed.seed) == "••••••", check
+
+
+async def test_an_enrolment_qr_is_the_link_at_six_pixels_a_module_with_a_border_of_four(
+    codes: StepUp,
+) -> None:
+    import segno
+
+    seed = await codes.enroll("U2")
+    assert seed is not None
+    width = int.from_bytes(seed.qr_png[16:20], "big")  # the PNG header's IHDR width
+    expected, _ = segno.make(seed.uri, error="m").symbol_size(scale=6, border=4)
+    assert seed.qr_png.startswith(b"\x89PNG\r\n\x1a\n") and width == expected
+
+
+class Meanwhile(Keyring):
+    """A keyring that, as it opens a seed (after the row was read, before the code is counted),
+    lets another replica act on the row: a synchronous write to the SQLite file."""
+
+    def __init__(self, key: bytes, path: str, statement: str) -> None:
+        super().__init__(key)
+        self.path, self.statement = path, statement
+
+    def open(self, sealed: str, owner: str) -> str:
+        import sqlite3
+
+        with sqlite3.connect(self.path) as conn:
+            conn.execute(self.statement)
+        return super().open(sealed, owner)
+
+
+LOCK_ELSEWHERE = "UPDATE step_up SET locked_until = '2030-01-06 09:30:15.000000'"
+RESET_ELSEWHERE = "DELETE FROM step_up"
+
+
+@pytest.mark.parametrize(
+    ("statement", "right", "wrong"),
+    [
+        (LOCK_ELSEWHERE, Verdict.LOCKED, Verdict.LOCKED),
+        (RESET_ELSEWHERE, Verdict.NOT_ENROLLED, Verdict.NOT_ENROLLED),
+    ],
+    ids=["locked", "reset"],
+)
+async def test_a_lock_or_reset_on_another_replica_mid_check_wins(
+    codes: StepUp,
+    clock: Clock,
+    engine: AsyncEngine,
+    database_url: str,
+    statement: str,
+    right: Verdict,
+    wrong: Verdict,
+) -> None:
+    if not database_url.startswith("sqlite"):
+        pytest.skip("a synchronous write to the SQLite file stands for the other replica")
+    totp = await enrolled(codes, clock)
+    racing = StepUp(
+        engine, Meanwhile(KEY, database_url.removeprefix("sqlite:///"), statement), clock=clock
+    )
+    valid = await racing.verify("U2", totp.at(clock.now))
+    if statement == RESET_ELSEWHERE:
+        await enrolled(codes, clock)
+    invalid = await racing.verify("U2", totp.at(clock.now - timedelta(hours=1)))
+    assert valid.verdict is right and invalid.verdict is wrong
+    if right is Verdict.LOCKED:
+        until = START + timedelta(minutes=30)  # as the other replica set it
+        assert (valid.tries_left, valid.locked_until) == (0, until)
+        assert (invalid.tries_left, invalid.locked_until) == (0, until)
