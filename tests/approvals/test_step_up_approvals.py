@@ -88,7 +88,7 @@ async def enrol(bot: Bot, user: str = "U2") -> pyotp.TOTP:
     """Enrolled through `/billing mfa enroll` and `confirm`, a step before the bot's clock."""
     done, _ = await bot.run("/billing mfa enroll", user)
     assert done
-    dm = bot.runtime.system_surfaces[user]  # type: ignore[attr-defined]
+    dm = direct(bot, user)
     seed = dm.sent[-1].text.split("secret=")[1].split("&")[0]
     totp = pyotp.TOTP(seed)
     bot.clock.advance(seconds=-30)
@@ -96,6 +96,12 @@ async def enrol(bot: Bot, user: str = "U2") -> pyotp.TOTP:
     bot.clock.advance(seconds=30)
     assert confirmed, surface.privates
     return totp
+
+
+def direct(bot: Bot, user: str) -> RecordingSurface:
+    """What `user` was sent in their direct messages (without Slack: the runtime's surface)."""
+    surfaces: dict[str, RecordingSurface] = getattr(bot.runtime, "system_surfaces")  # noqa: B009
+    return surfaces[user]
 
 
 def said(surface: RecordingSurface) -> str:
@@ -120,11 +126,7 @@ async def test_a_valid_code_and_a_reason_approve_and_the_move_runs_once(bot: Bot
     again, twice = await bot.run(
         f'/billing approve 1 code={code} reason="checked the ledger"', "U3"
     )
-    card = (
-        bot.runtime.system_surfaces["C1"].updates[-1][1]
-        if "C1" in bot.runtime.system_surfaces
-        else surface.updates[-1][1]
-    )  # type: ignore[attr-defined]
+    card = surface.updates[-1][1]
     rows = await bot.audit()
 
     assert done and "Approval #1: done." in said(surface)
@@ -285,7 +287,7 @@ def test_a_bad_key_stops_the_start_without_showing_it(
 
 async def test_enrolling_answers_in_the_direct_message_alone(bot: Bot) -> None:
     done, surface = await bot.run("/billing mfa enroll", "U2")
-    [dm] = bot.runtime.system_surfaces["U2"].sent  # type: ignore[attr-defined]
+    [dm] = direct(bot, "U2").sent
     seed = dm.text.split("secret=")[1].split("&")[0]
     rows = await bot.audit()
 
@@ -306,7 +308,7 @@ async def test_confirming_takes_the_first_valid_code_and_enrolling_again_is_refu
     bot: Bot,
 ) -> None:
     await bot.run("/billing mfa enroll", "U2")
-    seed = bot.runtime.system_surfaces["U2"].sent[-1].text.split("secret=")[1].split("&")[0]  # type: ignore[attr-defined]
+    seed = direct(bot, "U2").sent[-1].text.split("secret=")[1].split("&")[0]
     totp = pyotp.TOTP(seed)
     _, pending = await bot.run("/billing mfa status", "U2")
     _, wrong = await bot.run(f"/billing mfa confirm {totp.at(START - timedelta(hours=1))}", "U2")
@@ -334,7 +336,7 @@ async def test_an_admin_resets_an_enrolment_and_its_person_is_told(bot: Bot) -> 
     done, surface = await bot.run("/billing mfa reset <@U2|someone>", "U0ADMIN")
     _, none = await bot.run("/billing mfa reset U2", "U0ADMIN")
     _, status = await bot.run("/billing mfa status", "U2")
-    told = bot.runtime.system_surfaces["U2"].sent[-1]  # type: ignore[attr-defined]
+    told = direct(bot, "U2").sent[-1]
     rows = await bot.audit()
 
     assert "needs the *admin* role" in said(denied)
@@ -353,7 +355,7 @@ async def test_without_a_key_enrolling_says_what_is_missing(open_drill: OpenDril
     done, surface = await bot.run("/billing mfa enroll", "U2")
     assert not done
     assert said(surface).startswith("Step-up codes are not set up here: an admin must set")
-    assert "U2" not in bot.runtime.system_surfaces  # type: ignore[attr-defined]
+    assert "U2" not in getattr(bot.runtime, "system_surfaces")  # noqa: B009
 
 
 # --- what the gate asks and records -----------------------------------------------------------
