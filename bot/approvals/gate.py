@@ -68,9 +68,9 @@ class Admission(Protocol):
     ) -> Reply | None: ...
 
 
-def reason_problem(reason: str | None, what: str) -> str | None:
+def reason_problem(reason: str, what: str) -> str | None:
     """The sentence refusing a reason too short to say why, or None."""
-    text = (reason or "").strip()
+    text = reason.strip()
     if len(text.split()) >= REASON_WORDS and len(text) >= REASON_CHARS:
         return None
     return say.reason_too_short(what, REASON_WORDS)
@@ -166,8 +166,10 @@ class Gate:
             if await self.ask(surface, row.id, **asked):
                 return Reply(text=say.approval_asked(row.id, **asked), private=True)
             raise CommandError(say.approval_unasked(row.id, **asked))
-        if requirement.reason and (problem := reason_problem(reason, f"Approving #{row.id}")):
-            raise CommandError(problem)
+        if requirement.reason:
+            assert reason is not None  # asked for above when missing
+            if problem := reason_problem(reason, f"Approving #{row.id}"):
+                raise CommandError(problem)
         if requirement.step_up:
             assert code is not None  # asked for above when missing
             check = await self.codes.verify(user, code.get_secret_value())
