@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
+from itertools import takewhile
 from typing import Any, Protocol
 
 from bot import messages
@@ -125,7 +126,9 @@ class Dispatcher:
             parsed = grammar.parse(slash, text, self.catalog.commands)
         except grammar.GrammarError as exc:
             await surface.private(exc.message)
-            words = [w for w in text.split()[:4] if "=" not in w][:3]
+            # The words that name what was tried, up to the first value: a value may be a
+            # secret the grammar never got to mask (`/billing mfa confirm 123456 extra`).
+            words = list(takewhile(_naming, text.split()[:3]))
             await self.audit.invalid(
                 f"/{slash}", {"words": redact(" ".join(words))}, user, channel, exc.message
             )
@@ -261,6 +264,11 @@ class Dispatcher:
             )
         )
         return False
+
+
+def _naming(word: str) -> bool:
+    """A command word rather than a value: no `=`, no digit."""
+    return "=" not in word and not any(c.isdigit() for c in word)
 
 
 def safe_values(command: Command[Any, Any], values: Mapping[str, Any]) -> dict[str, str]:

@@ -473,3 +473,11 @@ async def test_a_rule_asking_only_for_a_code_asks_only_for_the_code(open_drill: 
     assert "Approval #1 needs your authenticator code: asked in the form" in said(clicking)
     assert "locked until 2030-01-06 18:15 JST" in said(locked)  # in BILLING_TIMEZONE
     assert await bot.status() == "pending" and bot.client.calls == []
+
+
+async def test_a_code_in_a_line_that_does_not_read_stays_out_of_the_audit(bot: Bot) -> None:
+    done, surface = await bot.run("/billing mfa confirm 493817 extra", "U2")
+    rows = await bot.audit()
+    assert not done and said(surface)
+    assert rows[-1]["decision"] == "invalid" and rows[-1]["args"] == '{"words": "mfa confirm"}'
+    assert "493817" not in repr(rows)
