@@ -28,13 +28,13 @@ class Unreadable(Exception):
 
 def key_bytes(text: str) -> bytes:
     """A key as configured: base64 (standard or URL-safe, as Fernet writes it) of 32 bytes.
+    Text is UTF-8 throughout (`str.encode`'s default).
     ValueError's message never quotes the value."""
     for decode in (base64.b64decode, base64.urlsafe_b64decode):
         # Padding may be left off (extra is read), and characters outside the alphabet, such as
-        # spaces and line ends, are skipped. binascii.Error and UnicodeEncodeError (a character
-        # that is not ASCII) are both ValueErrors.
+        # spaces and line ends, are skipped; binascii.Error is a ValueError.
         try:
-            raw = decode(text.encode("ascii") + b"==")
+            raw = decode(text.encode() + b"==")
         except ValueError:
             continue
         if len(raw) == KEY_BYTES:
@@ -51,20 +51,20 @@ class Keyring:
 
     def seal(self, plain: str, owner: str) -> str:
         nonce = os.urandom(NONCE_BYTES)
-        sealed = self.current.encrypt(nonce, plain.encode("utf-8"), owner.encode("utf-8"))
-        return VERSION + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+        sealed = self.current.encrypt(nonce, plain.encode(), owner.encode())
+        return VERSION + base64.urlsafe_b64encode(nonce + sealed).decode()
 
     def open(self, sealed: str, owner: str) -> str:
         if not sealed.startswith(VERSION):
             raise Unreadable("not a sealed value")
         try:
-            raw = base64.urlsafe_b64decode(sealed.removeprefix(VERSION).encode("ascii"))
+            raw = base64.urlsafe_b64decode(sealed.removeprefix(VERSION).encode())
         except ValueError:
             raise Unreadable("not a sealed value") from None
         nonce, body = raw[:NONCE_BYTES], raw[NONCE_BYTES:]
         for key in self.keys:
             try:
-                return key.decrypt(nonce, body, owner.encode("utf-8")).decode("utf-8")
+                return key.decrypt(nonce, body, owner.encode()).decode()
             except (InvalidTag, ValueError):  # ValueError: too short to hold a nonce
                 continue
         raise Unreadable("no configured key opens it")
