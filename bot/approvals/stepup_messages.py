@@ -97,8 +97,9 @@ def enrolment_sent() -> str:
 
 def enrolment_not_sent() -> str:
     return (
-        "I could not send your enrolment to your direct messages, so nothing was set up. Try "
-        "again in a minute."
+        "I could not send your enrolment to your direct messages (Slack refused or is away). "
+        "Run `/billing mfa enroll` again in a minute: each run makes a new one, and only the "
+        "newest can be confirmed."
     )
 
 

@@ -66,7 +66,7 @@ def wrong_code(totp: pyotp.TOTP) -> str:
 
 
 def ok_calls(bot: Bot, method: str) -> list[Any]:
-    return [c for c in bot.slack.calls_to(method) if c.status == 200]
+    return [c for c in bot.slack.calls_to(method) if c.status == 200 and c.response.get("ok")]
 
 
 async def said_to(bot: Bot, user: str, containing: str) -> str:
@@ -280,3 +280,13 @@ async def test_rejecting_asks_why_in_a_modal_and_typed_without_a_reason_is_refus
     assert (row["status"], row["reason"]) == ("rejected", "wrong customer account")
     assert moves(bot) == 0
     assert CHANNEL == row["channel"]
+
+
+async def test_an_enrolment_slack_refuses_is_said_and_a_new_one_works(database_url: str) -> None:
+    async with running_bot(database_url) as bot:
+        bot.slack.fail_next("chat.postMessage", "channel_not_found")  # the DM, not retried
+        sent = await bot.slash("/billing", "mfa enroll", user="U2")
+        refused = await bot.private(sent.respond, containing="could not send")
+        await enrol(bot, "U2", views=1)
+    assert "Run `/billing mfa enroll` again in a minute" in refused
+    assert "secret=" not in "".join(bot.privates(sent.respond))
