@@ -40,6 +40,11 @@ LOCK = timedelta(minutes=15)
 DRIFT = 1  # time-steps accepted either side of the current one
 
 
+# Which enrolments a code is checked against: one waiting for its first code, or one in use.
+PENDING = step_up.c.confirmed_at.is_(None)
+CONFIRMED = step_up.c.confirmed_at.is_not(None)
+
+
 class Verdict(enum.StrEnum):
     OK = "ok"
     WRONG = "wrong code"
@@ -127,12 +132,14 @@ class StepUp:
         # https://github.com/google/google-authenticator/wiki/Key-Uri-Format
         uri = pyotp.TOTP(seed).provisioning_uri(name=user, issuer_name=ISSUER)
         png = io.BytesIO()
-        segno.make(uri, error="m").save(png, kind="png", scale=6, border=4)
+        # Error correction M (15% of the symbol may be lost), and segno's default border, the
+        # four-module quiet zone ISO/IEC 18004 asks for.
+        segno.make(uri, error="m").save(png, kind="png", scale=6)
         return NewSeed(uri=uri, seed=seed, qr_png=png.getvalue())
 
     async def confirm(self, user: str, code: str) -> Check:
         """The first valid code of a new enrolment makes it count."""
-        return await self._check(user, code, pending=True)
+        return await self._check(user, code, PENDING)
 
     async def reset(self, user: str) -> bool:
         """Forget `user`'s enrolment (an admin's); False when there was none."""
@@ -144,21 +151,21 @@ class StepUp:
 
     async def verify(self, user: str, code: str) -> Check:
         """An enrolled person's code, now."""
-        return await self._check(user, code, pending=False)
+        return await self._check(user, code, CONFIRMED)
 
-    async def _check(self, user: str, code: str, *, pending: bool) -> Check:
+    async def _check(self, user: str, code: str, state: sa.ColumnElement[bool]) -> Check:
+        """A code of `user`'s enrolment in `state`. Whether step-up is locked is decided by the
+        UPDATE that counts the code, never by an earlier read: another replica may lock (or an
+        admin reset) between the two."""
         keyring = self._keyring()
         now = self.clock()
         typed = "".join(code.split())
         register_secret(typed)
-        state = step_up.c.confirmed_at.is_(None) if pending else step_up.c.confirmed_at.is_not(None)
         mine = sa.and_(step_up.c.user_id == user, state)
         async with self.engine.connect() as conn:
             row = (await conn.execute(sa.select(step_up).where(mine))).first()
         if row is None:
             return Check(Verdict.NOT_ENROLLED)
-        if _locked(row.locked_until, now):
-            return Check(Verdict.LOCKED, 0, row.locked_until)
         seed = keyring.open(row.seed, user)
         register_secret(seed)
         step = _matching_step(seed, typed, now)
@@ -224,19 +231,16 @@ class StepUp:
         return len(rows)
 
     async def readable(self) -> bool | None:
-        """Whether the configured keys open a stored seed; None when none is stored."""
+        """Whether the configured keys open every stored seed; None when none is stored."""
         keyring = self._keyring()
         async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(sa.select(step_up.c.user_id, step_up.c.seed).limit(1))
-            ).first()
-        if row is None:
-            return None
-        try:
-            register_secret(keyring.open(row.seed, row.user_id))
-        except Unreadable:
-            return False
-        return True
+            rows = (await conn.execute(sa.select(step_up.c.user_id, step_up.c.seed))).all()
+        for user, sealed in rows:
+            try:
+                register_secret(keyring.open(sealed, user))
+            except Unreadable:
+                return False
+        return True if rows else None
 
     def _keyring(self) -> Keyring:
         if self.keyring is None:

@@ -153,6 +153,27 @@ async def test_codes_tried_while_locked_neither_pass_nor_lengthen_the_lock(
     assert (row["failures"], row["locked_until"]) == (0, START + LOCK)
 
 
+async def test_wrong_codes_count_for_their_own_person_only(
+    codes: StepUp, clock: Clock, engine: AsyncEngine
+) -> None:
+    totp = await enrolled(codes, clock, "U2")
+    await enrolled(codes, clock, "U3")
+    wrong = totp.at(clock.now - timedelta(hours=1))
+    for _ in range(5):
+        await codes.verify("U2", wrong)
+    other = await stored(engine, "U3")
+    assert (other["failures"], other["locked_until"]) == (0, None)
+
+
+async def test_a_code_in_use_leaves_the_enrolment_as_confirmed(
+    codes: StepUp, clock: Clock, engine: AsyncEngine
+) -> None:
+    totp = await enrolled(codes, clock)
+    clock.advance(minutes=5)
+    assert (await codes.verify("U2", totp.at(clock.now))).verdict is Verdict.OK
+    assert (await stored(engine))["confirmed_at"] == START
+
+
 async def test_a_valid_code_starts_the_count_of_wrong_ones_again(
     codes: StepUp, clock: Clock
 ) -> None:
