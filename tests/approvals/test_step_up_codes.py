@@ -129,6 +129,7 @@ async def test_five_wrong_codes_in_a_row_lock_step_up_for_fifteen_minutes(
     still = await codes.verify("U2", totp.at(clock.now))
     clock.advance(seconds=1)
     after = await codes.verify("U2", totp.at(clock.now))
+    again = await codes.verify("U2", totp.at(clock.now))  # the lock's last moment is over too
 
     assert left == [4, 3, 2, 1]
     assert (locking.verdict, locking.tries_left) == (Verdict.WRONG, 0)
@@ -137,6 +138,7 @@ async def test_five_wrong_codes_in_a_row_lock_step_up_for_fifteen_minutes(
     assert locked_right.locked_until == START + LOCK
     assert still.verdict is Verdict.LOCKED
     assert after.verdict is Verdict.OK
+    assert again.verdict is Verdict.REPLAYED
 
 
 async def test_codes_tried_while_locked_neither_pass_nor_lengthen_the_lock(
