@@ -11,14 +11,18 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 import bot
 from bot import messages
+from bot.approvals import mfa
+from bot.approvals import stepup_messages as say
+from bot.approvals.gate import approval_form, reason_problem, reject_form
 from bot.desk import Desk
 from bot.schedules import commands as schedules
 from bot.storage.audit import to_csv
 from bot.storage.store import ping
+from bot.surface import Surface
 from commands.base import (
     Args,
     Button,
@@ -33,7 +37,7 @@ from commands.base import (
     ScheduleKind,
     Table,
 )
-from commands.types import IsoDate, PositiveInt
+from commands.types import IsoDate, PositiveInt, YesNo
 from commands.words import clip, plural
 
 SLASH = "billing"
@@ -44,11 +48,37 @@ class ApprovalId(Args):
     id: PositiveInt = Field(description="approval request number", examples=[12])
 
 
+class ApproveArgs(Args):
+    positional = ("id",)
+    id: PositiveInt = Field(description="approval request number", examples=[12])
+    code: SecretStr | None = Field(
+        None,
+        description=(
+            "your authenticator app's current 6-digit code, when a rule asks for one (the "
+            "Approve button asks for it in a form)"
+        ),
+        examples=["123456"],
+    )
+    reason: str | None = Field(
+        None,
+        max_length=500,
+        description="why you approve, when a rule asks (shown on the card, kept in the audit log)",
+        examples=["matches the signed order"],
+    )
+
+
 class RejectArgs(Args):
     positional = ("id", "reason")
     rest = "reason"
     id: PositiveInt = Field(description="approval request number", examples=[12])
-    reason: str | None = Field(None, max_length=500, description="why", examples=["wrong amount"])
+    reason: str | None = Field(
+        None, max_length=500, description="why (required)", examples=["wrong amount"]
+    )
+    form: YesNo = Field(
+        False,
+        description="ask for the reason in a form (what the Reject button does)",
+        examples=["yes"],
+    )
 
 
 class ResolveArgs(Args):
@@ -144,7 +174,11 @@ async def list_approvals(desk: Desk, args: NoArgs, ctx: Context) -> Reply:
             Button(
                 label=f"Approve #{row.id}", command=f"/billing approve {row.id}", style="primary"
             ),
-            Button(label=f"Reject #{row.id}", command=f"/billing reject {row.id}", style="danger"),
+            Button(
+                label=f"Reject #{row.id}",
+                command=f"/billing reject {row.id} form=yes",
+                style="danger",
+            ),
         ]
     for row in unknown:
         link = f" · <{permalink(row.channel, row.message_ts)}|open>" if row.message_ts else ""
@@ -160,11 +194,26 @@ async def list_approvals(desk: Desk, args: NoArgs, ctx: Context) -> Reply:
     return Reply(text=head, sections=sections, buttons=buttons)
 
 
-async def approve(desk: Desk, args: ApprovalId, ctx: Context) -> Reply:
-    return await desk.flow.approve(args.id, user=ctx.user_id, surface=desk.surface)
+async def approve(desk: Desk, args: ApproveArgs, ctx: Context) -> Reply:
+    return await desk.flow.approve(
+        args.id, user=ctx.user_id, surface=desk.surface, code=args.code, reason=args.reason
+    )
+
+
+async def ask_approval(surface: Surface, approval_id: int, *, code: bool, reason: bool) -> bool:
+    """Open the approval's form where the surface can (`bot.approvals.gate.Asker`)."""
+    form = approval_form(approval_id, code=code, reason=reason)
+    return await surface.open_form(APPROVE, form)
 
 
 async def reject(desk: Desk, args: RejectArgs, ctx: Context) -> Reply:
+    """Always with a reason: typed, or asked in a form by the Reject button (`form=yes`)."""
+    if not args.reason and args.form and await desk.surface.open_form(REJECT, reject_form(args.id)):
+        return Reply(text=f"Rejecting #{args.id}: the reason is asked in the form.", private=True)
+    if not args.reason:
+        raise CommandError(say.reject_needs_reason(args.id))
+    if (problem := reason_problem(args.reason, f"Rejecting #{args.id}")) is not None:
+        raise CommandError(problem)
     return await desk.flow.reject(
         args.id, user=ctx.user_id, reason=args.reason, surface=desk.surface
     )
@@ -263,6 +312,25 @@ async def export_audit(desk: Desk, args: AuditExportArgs, ctx: Context) -> Reply
     )
 
 
+APPROVE: Command[Any, Desk] = Command(
+    slash=SLASH,
+    words=("approve",),
+    summary="approve a request (not your own); it runs once",
+    args=ApproveArgs,
+    handler=approve,
+    role=Role.APPROVER,
+)
+
+REJECT: Command[Any, Desk] = Command(
+    slash=SLASH,
+    words=("reject",),
+    summary="reject a request, with a reason",
+    args=RejectArgs,
+    handler=reject,
+    role=Role.APPROVER,
+    example='/billing reject 12 "wrong amount"',
+)
+
 COMMANDS: list[Command[Any, Desk]] = [
     Command(
         slash=SLASH,
@@ -282,23 +350,8 @@ COMMANDS: list[Command[Any, Desk]] = [
         role=Role.VIEWER,
         read_only=True,
     ),
-    Command(
-        slash=SLASH,
-        words=("approve",),
-        summary="approve a request (not your own); it runs once",
-        args=ApprovalId,
-        handler=approve,
-        role=Role.APPROVER,
-    ),
-    Command(
-        slash=SLASH,
-        words=("reject",),
-        summary="reject a request, with a reason",
-        args=RejectArgs,
-        handler=reject,
-        role=Role.APPROVER,
-        example='/billing reject 12 "wrong amount"',
-    ),
+    APPROVE,
+    REJECT,
     Command(
         slash=SLASH,
         words=("snooze",),
@@ -351,6 +404,45 @@ COMMANDS: list[Command[Any, Desk]] = [
         handler=export_audit,
         role=Role.APPROVER,
         read_only=True,
+    ),
+]
+
+
+MFA: list[Command[Any, Desk]] = [
+    Command(
+        slash=SLASH,
+        words=("mfa", "enroll"),
+        summary="set up your authenticator app for step-up codes (sent to your direct messages)",
+        args=NoArgs,
+        handler=mfa.enroll,
+        role=Role.APPROVER,
+    ),
+    Command(
+        slash=SLASH,
+        words=("mfa", "confirm"),
+        summary="confirm your enrolment with the first code your authenticator app shows",
+        args=mfa.CodeArgs,
+        handler=mfa.confirm,
+        role=Role.APPROVER,
+        form=mfa.CONFIRM_FORM,
+    ),
+    Command(
+        slash=SLASH,
+        words=("mfa", "status"),
+        summary="whether you are enrolled for step-up codes",
+        args=NoArgs,
+        handler=mfa.status,
+        role=Role.APPROVER,
+        read_only=True,
+    ),
+    Command(
+        slash=SLASH,
+        words=("mfa", "reset"),
+        summary="forget someone's step-up enrolment (they are told); they enrol again",
+        args=mfa.UserArgs,
+        handler=mfa.reset,
+        role=Role.ADMIN,
+        example="/billing mfa reset <@U0123ABCD>",
     ),
 ]
 
@@ -455,6 +547,7 @@ def billing_provider(
         sandbox=_unused,
         commands=[
             *COMMANDS,
+            *MFA,
             *SCHEDULES,
             *(schedule_add(name, kind) for name, kind in sorted(kinds.items())),
             ADD_POST,

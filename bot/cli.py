@@ -1,4 +1,4 @@
-"""`billing-bot serve | socket | console | check | db upgrade | audit verify`."""
+"""`billing-bot serve | socket | console | check | db upgrade | audit verify | keys rotate`."""
 
 from __future__ import annotations
 
@@ -63,6 +63,15 @@ def _parser() -> argparse.ArgumentParser:
     audit_sub.add_parser(
         "verify", help="recompute the audit log's hash chain; exit 1 naming the first broken row"
     )
+    keys = sub.add_parser("keys", help="the key that encrypts step-up enrolments")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    keys_sub.add_parser(
+        "rotate",
+        help=(
+            "re-encrypt every step-up enrolment under BILLING_SECRET_KEY (the new key), "
+            "opening them with BILLING_SECRET_KEY_PREVIOUS (the old one)"
+        ),
+    )
     return parser
 
 
@@ -103,6 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 130
         if args.command == "check":
             return asyncio.run(_check(settings))
+        if args.command == "keys":
+            _require(settings, "billing_secret_key", "billing_secret_key_previous")
+            return asyncio.run(_rotate(settings))
         if args.command == "db":
             _logging(settings)
             logging.getLogger("alembic.runtime.migration").setLevel(logging.INFO)
@@ -232,6 +244,10 @@ async def _check(settings: Settings) -> int:
         await engine.dispose()
     print(f"database: {'ok' if ok else 'FAILED: not reachable'} ({engine.dialect.name})")  # noqa: T201
     failed |= not ok
+    if ok:
+        key = await _check_key(settings)
+        print(key)  # noqa: T201
+        failed |= "FAILED" in key
     for runtime in open_providers(use_sandboxes=False):
         title = runtime.provider.title
         if runtime.client is None:
@@ -249,6 +265,56 @@ async def _check(settings: Settings) -> int:
 
             await close_client(runtime.client)
     return 1 if failed else 0
+
+
+async def _check_key(settings: Settings) -> str:
+    """BILLING_SECRET_KEY: set (its form was checked with the settings) and opening the stored
+    enrolments, when there are some."""
+    from bot.approvals.stepup import StepUp
+    from bot.storage import store
+
+    keyring = settings.keyring()
+    if keyring is None:
+        return "step-up key: not set (step-up codes are off; a policy with step_up needs it)"
+    engine = store.make_engine(settings.database_url)
+    try:
+        opens = await StepUp(engine, keyring, clock=store.utcnow).readable()
+    except Exception as exc:  # not migrated yet, or the database went away
+        return f"step-up key: FAILED — the enrolments could not be read ({type(exc).__name__})"
+    finally:
+        await engine.dispose()
+    if opens is None:
+        return "step-up key: ok (no enrolment stored yet)"
+    if opens:
+        return "step-up key: ok (it opens the stored enrolments)"
+    return (
+        "step-up key: FAILED — it does not open the stored enrolments (a rotation half done? "
+        "see `billing-bot keys rotate`)"
+    )
+
+
+async def _rotate(settings: Settings) -> int:
+    """Every enrolment sealed again under the new key, in one transaction."""
+    from bot.approvals.stepup import StepUp
+    from bot.storage import store
+    from bot.storage.sealed import Unreadable
+
+    _logging(settings, at_least=logging.WARNING)
+    engine = store.make_engine(settings.database_url)
+    try:
+        if store.is_sqlite(engine):
+            await store.upgrade(settings.database_url)
+        count = await StepUp(engine, settings.keyring(), clock=store.utcnow).rotate()
+    except Unreadable as exc:
+        print(f"keys rotate: FAILED — {exc}; nothing was changed", file=sys.stderr)  # noqa: T201
+        return 1
+    finally:
+        await engine.dispose()
+    print(  # noqa: T201
+        f"re-encrypted {count} step-up enrolment{'s' * (count != 1)} under BILLING_SECRET_KEY; "
+        "unset BILLING_SECRET_KEY_PREVIOUS now"
+    )
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.storage.sealed import Keyring, key_bytes
+
 SLACK_ID = re.compile(r"^[UWS][A-Z0-9]+$")
 
 IdTuple = Annotated[tuple[str, ...], NoDecode]
@@ -102,6 +104,22 @@ class Settings(BaseSettings):
         ),
         examples=["examples/policy.yml"],
     )
+    billing_secret_key: SecretStr | None = Field(
+        None,
+        description=(
+            "base64 of 32 random bytes (`openssl rand -base64 32`): encrypts the step-up "
+            "enrolment seeds (AES-GCM); required when a policy rule says `step_up: totp`"
+        ),
+        examples=["base64-of-32-random-bytes"],
+    )
+    billing_secret_key_previous: SecretStr | None = Field(
+        None,
+        description=(
+            "the key being replaced, only while `billing-bot keys rotate` re-encrypts the seeds "
+            "under `BILLING_SECRET_KEY`; unset it afterwards"
+        ),
+        examples=["base64-of-the-old-key"],
+    )
     port: int = Field(3000, ge=1, le=65535, description="HTTP port of `serve` (`--port` wins)")
     metrics_token: SecretStr | None = Field(
         None,
@@ -164,6 +182,13 @@ class Settings(BaseSettings):
             return None  # `METRICS_TOKEN=` left empty: not set
         return raw.strip()
 
+    @field_validator("billing_secret_key", "billing_secret_key_previous")
+    @classmethod
+    def _key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            key_bytes(value.get_secret_value())  # its message never quotes the value
+        return value
+
     @field_validator("billing_timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
@@ -210,8 +235,20 @@ class Settings(BaseSettings):
             self.slack_signing_secret,
             self.slack_app_token,
             self.metrics_token,
+            self.billing_secret_key,
+            self.billing_secret_key_previous,
         )
         return [t.get_secret_value() for t in tokens if t is not None]
+
+    def keyring(self) -> Keyring | None:
+        """The step-up seeds' keys, or None when `BILLING_SECRET_KEY` is unset."""
+        if self.billing_secret_key is None:
+            return None
+        previous = self.billing_secret_key_previous
+        return Keyring(
+            key_bytes(self.billing_secret_key.get_secret_value()),
+            key_bytes(previous.get_secret_value()) if previous is not None else None,
+        )
 
 
 def config_error_line(exc: ValidationError, model: type[BaseSettings]) -> str:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.approvals.flow import ApprovalFlow
 from bot.approvals.policy import Policy
 from bot.approvals.state import Approvals
+from bot.approvals.stepup import StepUp
 from bot.catalog import Catalog
 from bot.config import Settings
 from bot.roles import Roles
@@ -22,6 +23,15 @@ from bot.schedules.engine import Scheduler
 from bot.schedules.store import ScheduleStore
 from bot.storage.audit import AuditLog
 from bot.surface import Surface
+from commands.base import Reply
+
+
+class SecretMessages(Protocol):
+    async def send(self, user: str, reply: Reply) -> bool:
+        """To `user`'s direct messages and nowhere else, kept nowhere on the way (no outbox
+        row): what must not rest in the database, such as an enrolment's seed. False when it
+        could not be sent (the caller says so)."""
+        ...
 
 
 class DirectMessages(Protocol):
@@ -44,4 +54,6 @@ class Desk:
     scheduler: Scheduler
     roles: Roles
     direct: DirectMessages
+    secrets: SecretMessages
+    stepup: StepUp
     surface: Surface

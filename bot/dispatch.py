@@ -17,9 +17,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
+from itertools import takewhile
 from typing import Any, Protocol
-
-from pydantic import SecretStr
 
 from bot import messages
 from bot.approvals.flow import ApprovalFlow
@@ -31,7 +30,7 @@ from bot.storage.audit import AuditLog, Entry
 from bot.storage.store import STORED_PREFIX, StoredCommands
 from bot.surface import Surface, guarded
 from commands import grammar
-from commands.base import Command
+from commands.base import Command, is_secret
 from commands.secrets import MASK, redact
 
 log = logging.getLogger(__name__)
@@ -127,7 +126,9 @@ class Dispatcher:
             parsed = grammar.parse(slash, text, self.catalog.commands)
         except grammar.GrammarError as exc:
             await surface.private(exc.message)
-            words = [w for w in text.split()[:4] if "=" not in w][:3]
+            # The words that name what was tried, up to the first value: a value may be a
+            # secret the grammar never got to mask (`/billing mfa confirm 123456 extra`).
+            words = list(takewhile(_naming, text.split()[:3]))
             await self.audit.invalid(
                 f"/{slash}", {"words": redact(" ".join(words))}, user, channel, exc.message
             )
@@ -265,12 +266,17 @@ class Dispatcher:
         return False
 
 
+def _naming(word: str) -> bool:
+    """A command word rather than a value: no `=`, no digit."""
+    return "=" not in word and not any(c.isdigit() for c in word)
+
+
 def safe_values(command: Command[Any, Any], values: Mapping[str, Any]) -> dict[str, str]:
     """Raw (unvalidated) values for the audit log: secret fields masked, secrets redacted."""
     fields = command.args.model_fields
     safe: dict[str, str] = {}
     for name, value in values.items():
         info = fields.get(name)
-        secret = info is not None and info.annotation is SecretStr
+        secret = info is not None and is_secret(info)
         safe[name] = MASK if secret else redact(str(value))[:200]
     return safe

@@ -132,7 +132,13 @@ def not_storable(name: str) -> str:
     )
 
 
-def approval_card(approval: Approval, tz: ZoneInfo, *, votes: Sequence[str] = ()) -> Reply:
+def approval_card(
+    approval: Approval,
+    tz: ZoneInfo,
+    *,
+    votes: Sequence[str] = (),
+    reasons: Sequence[tuple[str, str]] = (),
+) -> Reply:
     fields = [("Command", command_field(approval)), ("Expires", when(approval.expires_at, tz))]
     if approval.rules:
         fields.append(("Rule", approval.rules))
@@ -140,7 +146,7 @@ def approval_card(approval: Approval, tz: ZoneInfo, *, votes: Sequence[str] = ()
         fields.append(("Approvals", approvals_progress(approval, votes)))
     return Reply(
         text=f"🔐 *Approval needed* · #{approval.id} · requested by {_who(approval.requester)}",
-        sections=[approval.description],
+        sections=[approval.description, *reasons_shown(reasons)],
         fields=fields,
         buttons=[
             Button(
@@ -150,7 +156,7 @@ def approval_card(approval: Approval, tz: ZoneInfo, *, votes: Sequence[str] = ()
             ),
             Button(
                 label=approval.reject_label,
-                command=f"/billing reject {approval.id}",
+                command=f"/billing reject {approval.id} form=yes",
                 style="danger",
             ),
             *(
@@ -167,10 +173,12 @@ def approval_card(approval: Approval, tz: ZoneInfo, *, votes: Sequence[str] = ()
     )
 
 
-def approval_running(approval: Approval, approver: str) -> Reply:
+def approval_running(
+    approval: Approval, approver: str, reasons: Sequence[tuple[str, str]] = ()
+) -> Reply:
     return Reply(
         text=f"⏳ #{approval.id} approved by {_who(approver)}, running…",
-        sections=[approval.description],
+        sections=[approval.description, *reasons_shown(reasons)],
         fields=[("Command", f"`{approval.command_line}`")],
     )
 
@@ -184,7 +192,13 @@ ICONS = {
 }
 
 
-def approval_done(approval: Approval, outcome: Outcome, tz: ZoneInfo) -> Reply:
+def approval_done(
+    approval: Approval,
+    outcome: Outcome,
+    tz: ZoneInfo,
+    *,
+    reasons: Sequence[tuple[str, str]] = (),
+) -> Reply:
     icon = ICONS.get(outcome.status, "•")
     who = _who(approval.decided_by) if approval.decided_by else "nobody"
     if outcome.status is Status.UNKNOWN:
@@ -209,7 +223,7 @@ def approval_done(approval: Approval, outcome: Outcome, tz: ZoneInfo) -> Reply:
         buttons = []
     return Reply(
         text=head,
-        sections=[approval.description, detail],
+        sections=[approval.description, *reasons_shown(reasons), detail],
         fields=[
             ("Requested by", _who(approval.requester)),
             ("Decided", when(approval.decided_at, tz)),
@@ -456,7 +470,7 @@ def approver_notice(approval: Approval, tz: ZoneInfo) -> Reply:
         sections=[
             approval.description,
             f"Decide on its card, or type `/billing approve {approval.id}` or "
-            f"`/billing reject {approval.id} [reason…]`.",
+            f"`/billing reject {approval.id} reason…`.",
         ],
         fields=fields,
     )
@@ -507,3 +521,13 @@ def decision_notice(approval: Approval, tz: ZoneInfo) -> Reply:
         )
     head = heads.get(approval.status, f"Your request #{approval.id} is {approval.status.value}")
     return Reply(text=head, sections=[s for s in (approval.description, detail) if s])
+
+
+def reasons_shown(reasons: Sequence[tuple[str, str]]) -> list[str]:
+    """Why each approver approved, for the card (a rule's `reason: required`)."""
+    return [f"*Reason* ({_who(user)}): {why}" for user, why in reasons]
+
+
+def with_reason(detail: str, reason: str | None) -> str:
+    """An audit detail with the approver's reason, when they gave one."""
+    return f"{detail}; reason: {reason}" if reason else detail

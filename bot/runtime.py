@@ -19,7 +19,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,11 +31,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.approvals.cards import Cards
 from bot.approvals.flow import ApprovalFlow
+from bot.approvals.gate import Gate
 from bot.approvals.notices import Notices, SurfaceNotices
 from bot.approvals.policy import Policy, PolicyError
 from bot.approvals.policy import load as load_policy
 from bot.approvals.state import Approvals
-from bot.billing import billing_provider
+from bot.approvals.stepup import StepUp
+from bot.billing import ask_approval, billing_provider
 from bot.catalog import Catalog, ProviderRuntime
 from bot.config import Settings, config_error_line, config_error_lines
 from bot.desk import Desk, DirectMessages
@@ -52,13 +54,14 @@ from bot.slack.app import Listeners, build_app
 from bot.slack.listeners import AfterAck, ButtonClick, FormSubmitted, HomeOpened, SlashCommand
 from bot.slack.notices import SlackNotices
 from bot.slack.outbox import Outbox
+from bot.slack.secret_dm import SlackSecretMessages
 from bot.slack.surface import SlackSurface
 from bot.storage import store
 from bot.storage.audit import AuditLog, ChainCheck
 from bot.storage.limits import DatabaseLimits
 from bot.storage.store import ReportHistory, StoredCommands, utcnow
 from bot.surface import Surface, guarded
-from commands.base import Provider
+from commands.base import Provider, Reply
 from commands.http import http_of
 from commands.limits import limits_of
 from commands.registry import PROVIDERS
@@ -69,6 +72,13 @@ log = logging.getLogger(__name__)
 
 class ConfigError(Exception):
     """Bad configuration values; the message has one line per bad variable."""
+
+
+NO_SECRET_KEY = (
+    "configuration error: BILLING_SECRET_KEY: the approval policy asks for step-up codes "
+    "(step_up: totp), which need this key to encrypt the enrolments: set it to the base64 of "
+    "32 random bytes (`openssl rand -base64 32`)."
+)
 
 
 def load_settings(providers: Sequence[Provider[Any, Any]] = PROVIDERS) -> Settings:
@@ -147,6 +157,7 @@ class Runtime:
     scheduler: Scheduler
     system_surface: Callable[[str], Surface]
     direct: DirectMessages
+    stepup: StepUp
     background: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def start_deliveries(self, every: float = 2.0) -> None:
@@ -218,6 +229,18 @@ class SlackDirectMessages:
         return guarded(SlackSurface(self.outbox, channel=channel, user=user))
 
 
+class SystemSecretMessages:
+    """Without Slack, a secret for a person goes to the surface the runtime was given for them,
+    as text alone: the console saves files to a folder, and a seed must not rest in a file."""
+
+    def __init__(self, system_surface: Callable[[str], Surface]) -> None:
+        self.system_surface = system_surface
+
+    async def send(self, user: str, reply: Reply) -> bool:
+        await guarded(self.system_surface(user)).send(replace(reply, files=()))
+        return True
+
+
 class SystemDirectMessages:
     """Without Slack (the console, tests) a person's direct messages are the surface the
     runtime was given for them."""
@@ -258,6 +281,9 @@ async def open_runtime(
     kinds = {name: kind for r in providers for name, kind in r.provider.schedule_kinds.items()}
     catalog = Catalog(providers, billing_provider(kinds))
     policy = load_policy_of(settings, catalog)
+    keyring = settings.keyring()
+    if policy.step_up and keyring is None:
+        raise ConfigError(NO_SECRET_KEY)
     engine = await prepare_database(settings)
     roles = Roles(settings, group_members=group_members, open_console=open_console)
     audit = AuditLog(engine, listeners=[command_line, metrics.on_audit])
@@ -269,6 +295,11 @@ async def open_runtime(
         direct = (
             SlackDirectMessages(outbox) if outbox is not None else SystemDirectMessages(surfaces)
         )
+    stepup = StepUp(engine, keyring, clock=clock)
+    secrets = SlackSecretMessages(outbox.client) if outbox else SystemSecretMessages(surfaces)
+    gate = Gate(
+        codes=stepup, policy=policy, audit=audit, voters=approvals, ask=ask_approval, tz=settings.tz
+    )
     schedules = ScheduleStore(engine, tz=settings.tz, clock=clock)
     history = ReportHistory(engine)
     stored = StoredCommands(engine)
@@ -308,6 +339,7 @@ async def open_runtime(
         schedules=schedules,
         policy=policy,
         notices=notices,
+        gate=gate,
         system_surface=surfaces,
         tz=settings.tz,
         stale_after=stale_after,
@@ -349,6 +381,8 @@ async def open_runtime(
             scheduler=scheduler,
             roles=roles,
             direct=direct,
+            secrets=secrets,
+            stepup=stepup,
         )
     )
     metrics.know(
@@ -382,6 +416,7 @@ async def open_runtime(
         scheduler=scheduler,
         system_surface=surfaces,
         direct=direct,
+        stepup=stepup,
     )
 
 

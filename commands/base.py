@@ -12,11 +12,12 @@ import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar, get_args
 from zoneinfo import ZoneInfo
 
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
 from commands.sandbox import Sandbox
@@ -178,6 +179,12 @@ class NoArgs(Args):
     pass
 
 
+def is_secret(info: FieldInfo) -> bool:
+    """A secret argument (`SecretStr`, optional or not): masked in previews, audit rows and the
+    console's history."""
+    return info.annotation is SecretStr or SecretStr in get_args(info.annotation)
+
+
 def format_value(value: object) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
@@ -203,9 +210,13 @@ class FormField:
 
 @dataclass(frozen=True, kw_only=True)
 class Form:
+    """A modal. `fixed` are values the form carries without asking (the request a form
+    approves): they join the answers when it is submitted."""
+
     title: str
     submit: str
     fields: Sequence[FormField]
+    fixed: Mapping[str, str] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------

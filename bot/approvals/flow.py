@@ -27,8 +27,11 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from pydantic import SecretStr
+
 from bot import messages
 from bot.approvals.cards import card_key, number_after
+from bot.approvals.gate import Admission
 from bot.approvals.metadata import tagged
 from bot.approvals.notices import Notifier
 from bot.approvals.policy import Policy, Requirement, over_ceiling, requirement_of, rules_of
@@ -106,6 +109,7 @@ class ApprovalFlow:
         schedules: Postponer,
         policy: Policy,
         notices: Notifier,
+        gate: Admission,
         system_surface: Callable[[str], Surface],
         tz: ZoneInfo,
         stale_after: timedelta,
@@ -118,6 +122,7 @@ class ApprovalFlow:
         self.schedules = schedules
         self.policy = policy
         self.notices = notices
+        self.gate = gate
         self.system_surface = system_surface
         self.tz = tz
         self.stale_after = stale_after
@@ -273,18 +278,33 @@ class ApprovalFlow:
 
     # --- decisions -------------------------------------------------------------------------
 
-    async def approve(self, approval_id: int, *, user: str, surface: Surface) -> Reply:
+    async def approve(
+        self,
+        approval_id: int,
+        *,
+        user: str,
+        surface: Surface,
+        code: SecretStr | None = None,
+        reason: str | None = None,
+    ) -> Reply:
         asked = await self.approvals.get(approval_id)
         if asked is not None and asked.status is Status.PENDING and asked.approver_role:
             if await self.roles.check(user, Role.ADMIN) is not None:
                 raise CommandError(messages.needs_admin(asked))
-        claim, row = await self.approvals.claim(approval_id, user, guard=self._guard(asked))
+        # A code and a reason, when the rules ask: nothing counts without them.
+        gated = await self.gate.admit(asked, user=user, code=code, reason=reason, surface=surface)
+        if gated is not None:
+            return gated
+        guard = self._guard(asked)
+        claim, row = await self.approvals.claim(approval_id, user, guard=guard, reason=reason)
         if claim is Claim.WAITING and row is not None:
             votes = await self.approvals.votes(row.id)
             progress = f"{len(votes)} of {row.approvals_needed}"
-            detail = messages.approvals_progress(row, votes)
+            detail = messages.with_reason(messages.approvals_progress(row, votes), reason)
             await self.audit_decision(row, user, "approved", progress, detail)
-            card = self._card(row, messages.approval_card(row, self.tz, votes=votes))
+            reasons = await self.approvals.reasons(row.id)
+            card = messages.approval_card(row, self.tz, votes=votes, reasons=reasons)
+            card = self._card(row, card)
             await guarded(self._surface_for(surface, row.channel)).update(
                 row.ref, card, key=card_key(row.id)
             )
@@ -303,17 +323,19 @@ class ApprovalFlow:
             raise CommandError(messages.claim_refused(approval_id, claim, row, votes))
         if claim is not Claim.WON or row is None:
             raise CommandError(messages.claim_refused(approval_id, claim, row))
-        await self.audit_decision(row, user, "approved", Status.EXECUTING.value, f"by {user}")
+        detail = messages.with_reason(f"by {user}", reason)
+        await self.audit_decision(row, user, "approved", Status.EXECUTING.value, detail)
         target = guarded(self._surface_for(surface, row.channel))
+        reasons = await self.approvals.reasons(row.id)
         try:
-            outcome, unaudited = await self._run(row, user, target)
+            outcome, unaudited = await self._run(row, user, target, reasons)
         except asyncio.CancelledError:
             await self._cut_off(row, user, target, surface)
             raise
         if unaudited:  # a run audits itself; one that never got that far is audited here
             await self.audit_decision(row, user, unaudited, outcome.status.value, outcome.summary)
         await self.approvals.finish(row.id, outcome.status, outcome.summary)
-        card = messages.approval_done(row, outcome, self.tz)  # all it shows was set by the claim
+        card = messages.approval_done(row, outcome, self.tz, reasons=reasons)  # set by the claim
         await target.update(row.ref, self._card(row, card, outcome.status), key=card_key(row.id))
         if outcome.reply is not None and outcome.status is not Status.UNKNOWN:
             # an unknown's hint is on the card already
@@ -322,7 +344,7 @@ class ApprovalFlow:
         return Reply(text=f"Approval #{row.id}: {outcome.status.value}.", private=True)
 
     async def _run(
-        self, row: Approval, approver: str, target: Surface
+        self, row: Approval, approver: str, target: Surface, reasons: list[tuple[str, str]]
     ) -> tuple[Outcome, str | None]:
         """Run a claimed request once. Whatever happens, an outcome comes back to finish it,
         with the audit decision still to record when the run did not record its own."""
@@ -338,7 +360,7 @@ class ApprovalFlow:
             return Outcome(Status.FAILED, summary), "not run"
         started = False
         try:
-            running = self._card(row, messages.approval_running(row, approver))
+            running = self._card(row, messages.approval_running(row, approver, reasons))
             await target.update(row.ref, running, key=card_key(row.id))
             started = True
             outcome = await self.runner.execute(

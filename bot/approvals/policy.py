@@ -12,9 +12,15 @@
       - name: customer-daily-ceiling
         command: voipcloud move-funds
         ceiling: {field: amount, max: 20000, per: day, by: account}
+      - name: big-move-needs-code-and-why
+        command: voipcloud move-funds
+        when: [{field: amount, over: 1000}]
+        step_up: totp                        # the approver's authenticator code
+        reason: required                     # and why they approve
 
 Every rule that matches a request applies: the most approvals any asks for, the highest
-approver role, and every ceiling. A ceiling sums the sizes of the runs of the same command
+approver role, every ceiling, and a code or a reason when any asks for one (every approval of
+the request then brings them). A ceiling sums the sizes of the runs of the same command
 (per value of `by`, when given) that are executing, done or unknown since the period began in
 BILLING_TIMEZONE; it is checked when the request is made and again by the final approval,
 inside the claim's transaction, so two requests cannot both use the last room. No file means
@@ -122,6 +128,8 @@ class Rule(BaseModel):
     approvals: int = Field(1, ge=1, le=5)
     approver_role: Literal["approver", "admin"] = "approver"
     ceiling: Ceiling | None = None
+    step_up: Literal["totp"] | None = None
+    reason: Literal["required"] | None = None
 
     @field_validator("command")
     @classmethod
@@ -139,6 +147,10 @@ class Rule(BaseModel):
             parts.append("an admin's approval")
         if self.ceiling:
             parts.append(str(self.ceiling))
+        if self.step_up:
+            parts.append("the approver's authenticator code")
+        if self.reason:
+            parts.append("a reason")
         when = " when " + " and ".join(str(c) for c in self.when) if self.when else ""
         return f"*{self.name}*: `/{self.command}`{when} needs " + ", ".join(parts or ["approval"])
 
@@ -159,6 +171,16 @@ class Requirement:
     def ceilings(self) -> list[Rule]:
         return [r for r in self.rules if r.ceiling is not None]
 
+    @property
+    def step_up(self) -> bool:
+        """Approving needs the approver's current authenticator code."""
+        return any(r.step_up for r in self.rules)
+
+    @property
+    def reason(self) -> bool:
+        """Approving needs the approver's reason."""
+        return any(r.reason for r in self.rules)
+
 
 class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -175,6 +197,11 @@ class Policy(BaseModel):
 
     def lines(self) -> list[str]:
         return [f"• {rule.describe()}" for rule in self.rules]
+
+    @property
+    def step_up(self) -> bool:
+        """Some rule asks for an authenticator code (so BILLING_SECRET_KEY is needed)."""
+        return any(r.step_up for r in self.rules)
 
 
 def load(path: Path, commands: Sequence[Command[Any, Any]]) -> Policy:

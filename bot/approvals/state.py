@@ -220,13 +220,19 @@ class Approvals:
         return [Approval.from_row(r) for r in rows]
 
     async def claim(
-        self, approval_id: int, approver: str, *, guard: Guard | None = None
+        self,
+        approval_id: int,
+        approver: str,
+        *,
+        guard: Guard | None = None,
+        reason: str | None = None,
     ) -> tuple[Claim, Approval | None]:
         """Record `approver`'s approval; the one that completes the approvals needed moves the
         request pending → executing, atomically. Never the requester's own.
 
         `guard` (ceilings) is asked inside the same transaction, one final claim at a time
-        across every replica: a refusal moves the request to failed instead."""
+        across every replica: a refusal moves the request to failed instead. `reason` is kept
+        with this person's approval (a rule may ask for one)."""
         now = self.clock()
         async with self.engine.begin() as conn:
             open_request = sa.and_(
@@ -240,7 +246,7 @@ class Approvals:
             needed = await conn.scalar(
                 sa.select(approvals.c.approvals_needed).where(open_request).with_for_update()
             )
-            new_vote = needed is not None and await _vote(conn, approval_id, approver, now)
+            new_vote = needed is not None and await _vote(conn, approval_id, approver, now, reason)
             votes = sa.select(sa.func.count()).where(approval_votes.c.approval_id == approval_id)
             count = int((await conn.execute(votes)).scalar_one())
             if needed is not None and count >= needed and guard is not None:
@@ -297,6 +303,17 @@ class Approvals:
         )
         async with self.engine.connect() as conn:
             return [str(user) for user in (await conn.execute(query)).scalars()]
+
+    async def reasons(self, approval_id: int) -> list[tuple[str, str]]:
+        """Who gave which reason for approving a request, in order."""
+        query = (
+            sa.select(approval_votes.c.user_id, approval_votes.c.reason)
+            .where(approval_votes.c.approval_id == approval_id)
+            .where(approval_votes.c.reason.is_not(None))
+            .order_by(approval_votes.c.at, approval_votes.c.user_id)
+        )
+        async with self.engine.connect() as conn:
+            return [(str(user), str(why)) for user, why in (await conn.execute(query)).all()]
 
     async def resolve(
         self, approval_id: int, who: str, resolution: str, reason: str
@@ -496,10 +513,12 @@ GUARD_LOCK = 0x62696C6C  # "bill"
 Guard = Callable[[AsyncConnection, Approval], Awaitable[str | None]]
 
 
-async def _vote(conn: AsyncConnection, approval_id: int, user: str, at: datetime) -> bool:
+async def _vote(
+    conn: AsyncConnection, approval_id: int, user: str, at: datetime, reason: str | None
+) -> bool:
     """One approval per person and request; False when this person had already approved
     ((approval_id, user_id) is the table's only key, so any conflict is exactly that one)."""
-    values = {"approval_id": approval_id, "user_id": user, "at": at}
+    values = {"approval_id": approval_id, "user_id": user, "at": at, "reason": reason}
     if conn.dialect.name == "postgresql":
         statement: Any = postgresql.insert(approval_votes).values(**values)
     else:

@@ -66,7 +66,7 @@ class Forms:
                     f"{form.title}: cancelled, nothing was sent.", "class:warning"
                 )
                 return
-            answers = got
+            answers = {**got, **form.fixed}
             found, errors = await self.intake.check_form(
                 command.path, answers, user=user, channel=channel
             )

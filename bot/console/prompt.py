@@ -16,12 +16,12 @@ from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.patch_stdout import patch_stdout
-from pydantic import SecretStr
 
 from bot.console.completion import CommandCompleter
 from bot.console.screen import STYLE
 from bot.console.tasks import on_sigint
-from commands.base import Command
+from commands import grammar
+from commands.base import Command, is_secret
 from commands.secrets import MASK, redact
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ class MaskedHistory(FileHistory):
             name
             for command in self.commands()
             for name, info in command.args.model_fields.items()
-            if info.annotation is SecretStr
+            if is_secret(info)
         }
 
         def mask(match: re.Match[str]) -> str:
@@ -67,7 +67,27 @@ class MaskedHistory(FileHistory):
             return f"{name}={MASK}" if hidden else match.group(0)
 
         masked = re.sub(r"\b([A-Za-z][\w-]*)=(\"[^\"]*\"?|'[^']*'?|\S*)", mask, string)
+        for value in _positional_secrets(string, self.commands()):
+            masked = masked.replace(value, MASK)
         super().store_string(redact(masked))
+
+
+def _positional_secrets(line: str, commands: Sequence[Command[Any, Any]]) -> list[str]:
+    """Secret values given by position (`/billing mfa confirm 123456`), as the grammar reads
+    the line; none when it does not read."""
+    slash, _, text = line.strip().removeprefix("/").partition(" ")
+    try:
+        parsed = grammar.parse(slash.lower(), text, commands)
+    except grammar.GrammarError:
+        return []
+    if not isinstance(parsed, grammar.Parsed):
+        return []
+    fields = parsed.command.args.model_fields
+    return [
+        str(value)
+        for name, value in parsed.values.items()
+        if name in fields and is_secret(fields[name]) and str(value)
+    ]
 
 
 class PromptLoop:

@@ -70,7 +70,12 @@ def home_view(
                     _button(
                         approval.approve_label, f"/billing approve {approval.id}", 0, "primary"
                     ),
-                    _button(approval.reject_label, f"/billing reject {approval.id}", 1, "danger"),
+                    _button(
+                        approval.reject_label,
+                        f"/billing reject {approval.id} form=yes",
+                        1,
+                        "danger",
+                    ),
                 ],
             }
         )

@@ -116,8 +116,10 @@ class FormSubmitted:
             meta = json.loads(view.get("private_metadata") or "{}")
             path, channel = str(meta.get("path", "")), str(meta.get("channel", ""))
             user = str(body["user"]["id"])
-            values = form_values(view["state"]["values"])
+            fixed = {str(k): str(v) for k, v in dict(meta.get("fixed") or {}).items()}
+            values = {**form_values(view["state"]["values"]), **fixed}
             command, errors = await self.intake.check_form(path, values, user=user, channel=channel)
+            errors = _under_blocks(errors, view)
         except Exception:
             # The modal must still close or show errors; the failure is logged with a reference.
             reference = logged_reference(log, "a form could not be checked")
@@ -130,6 +132,20 @@ class FormSubmitted:
         surface = SlackSurface(self.outbox, channel=channel, user=user)
         work = self.intake.run_values(command, values, user=user, channel=channel, surface=surface)
         self.after_ack(work, surface)
+
+
+def _under_blocks(errors: dict[str, str], view: dict[str, Any]) -> dict[str, str]:
+    """Errors keyed by the modal's own inputs: Slack refuses `response_action: errors` that name
+    a block the view does not have (https://api.slack.com/surfaces/modals#displaying_errors),
+    so an error about a value the form carries (`fixed`) goes under its first input."""
+    blocks = [str(b.get("block_id")) for b in view.get("blocks") or [] if b.get("block_id")]
+    if not blocks:
+        return errors
+    shown: dict[str, str] = {}
+    for name, text in errors.items():
+        key = name if name in blocks else blocks[0]
+        shown[key] = f"{shown[key]} {text}" if key in shown else text
+    return shown
 
 
 class HomeOpened:

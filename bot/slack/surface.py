@@ -85,7 +85,11 @@ class SlackSurface:
     async def open_form(self, command: Command[Any, Any], form: Form) -> bool:
         if not self.trigger_id:
             return False
-        metadata = json.dumps({"path": command.path, "channel": self.channel})
+        # private_metadata comes back with the submission, as Slack stored it (at most 3,000
+        # characters: https://api.slack.com/reference/surfaces/views).
+        metadata = json.dumps(
+            {"path": command.path, "channel": self.channel, "fixed": dict(form.fixed)}
+        )
         try:
             await self.outbox.client.views_open(
                 trigger_id=self.trigger_id, view=form_view(command, form, metadata)

@@ -89,6 +89,23 @@ approval_votes = sa.Table(
     sa.Column("approval_id", sa.Integer, primary_key=True),
     sa.Column("user_id", sa.String(40), primary_key=True),
     sa.Column("at", UTCDateTime, nullable=False),
+    # Why this person approved, when a rule asks (`reason: required`); shown on the card.
+    sa.Column("reason", sa.Text),
+)
+
+# Each person's step-up enrolment (RFC 6238 TOTP), shared by every replica: the seed only ever
+# sealed (bot/storage/sealed.py), the last time-step accepted (a code passes once), and the
+# wrong codes in a row that lock step-up for a while (bot/approvals/stepup.py).
+step_up = sa.Table(
+    "step_up",
+    metadata,
+    sa.Column("user_id", sa.String(40), primary_key=True),
+    sa.Column("seed", sa.Text, nullable=False),
+    sa.Column("enrolled_at", UTCDateTime, nullable=False),
+    sa.Column("confirmed_at", UTCDateTime),
+    sa.Column("last_step", sa.BigInteger),
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("locked_until", UTCDateTime),
 )
 
 audit = sa.Table(

@@ -26,14 +26,14 @@ async def test_a_card_posted_elsewhere_is_updated_where_it_is(bot: Bot) -> None:
 async def test_a_rejection_shows_and_records_who_and_why(bot: Bot) -> None:
     await bot.run("/drill move r1", "U1")
     await bot.run("/drill move r2", "U1")
-    rejected, surface = await bot.run("/billing reject 1", "U2")
+    rejected, surface = await bot.run('/billing reject 1 "wrong customer id"', "U2")
     assert rejected
     assert surface.sent[-1].text == "Approval #1 rejected." and surface.sent[-1].private
     ref, card = surface.updates[-1]
     assert ref == MessageRef("C1", "1.0001") and surface.keys == ["approval:1", None]
-    assert card.text == "🚫 #1 rejected by <@U2>"
+    assert card.text == "🚫 #1 rejected by <@U2>: wrong customer id"
     assert ("Decided", "2030-01-06 18:00 JST") in card.fields
-    assert (await story(bot, 1))[-1] == ("U2", "rejected", "not run", "")
+    assert (await story(bot, 1))[-1] == ("U2", "rejected", "not run", "wrong customer id")
     await bot.run('/billing reject 2 "wrong account"', "U2")
     assert (await story(bot, 2))[-1] == ("U2", "rejected", "not run", "wrong account")
 

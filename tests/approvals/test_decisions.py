@@ -28,14 +28,14 @@ async def test_a_done_request_cannot_be_rejected(bot: Bot) -> None:
 
 async def test_a_run_in_flight_or_settled_as_unknown_cannot_be_rejected(bot: Bot) -> None:
     running = await approve_in_flight(bot)
-    rejected, surface = await bot.run("/billing reject 1", "U3")
+    rejected, surface = await bot.run('/billing reject 1 "too late now"', "U3")
     assert not rejected
     assert "already executing by <@U2>" in surface.privates[-1]
     assert await bot.status() == "executing"
 
     bot.clock.advance(minutes=10)
     await bot.replica("other-host:4242:feedbeef").orphaned(stale_after=STALE)
-    rejected, surface = await bot.run("/billing reject 1", "U3")
+    rejected, surface = await bot.run('/billing reject 1 "too late now"', "U3")
     assert not rejected
     assert "already unknown" in surface.privates[-1]
     bot.client.release.set()
@@ -46,7 +46,7 @@ async def test_a_run_in_flight_or_settled_as_unknown_cannot_be_rejected(bot: Bot
 async def test_an_expired_request_cannot_be_rejected_and_expires_once(bot: Bot) -> None:
     await bot.run("/drill move r1", "U1")
     bot.clock.advance(hours=24)  # exactly the TTL: no longer open
-    rejected, surface = await bot.run("/billing reject 1", "U2")
+    rejected, surface = await bot.run('/billing reject 1 "too late now"', "U2")
     assert not rejected
     assert surface.privates[-1] == "Approval #1 has expired; request it again."
     assert await bot.status() == "pending"  # until the sweeper marks it
@@ -73,7 +73,7 @@ async def test_a_request_still_open_can_be_rejected_up_to_its_expiry(bot: Bot) -
     assert bot.client.calls == []
 
 
-@pytest.mark.parametrize("line", ["/billing approve 999", '/billing reject 999 "no such"'])
+@pytest.mark.parametrize("line", ["/billing approve 999", '/billing reject 999 "no such request"'])
 async def test_an_id_that_does_not_exist_runs_nothing(bot: Bot, line: str) -> None:
     await bot.run("/drill move r1", "U1")
     done, surface = await bot.run(line, "U2")

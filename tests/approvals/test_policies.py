@@ -45,6 +45,14 @@ rules:
     approver_role: admin
 """
 
+STEP_UP_RULE = """
+  - name: huge-move-needs-a-code-and-why
+    command: voipcloud move-funds
+    when: [{field: amount, over: 10000}]
+    step_up: totp
+    reason: required
+"""
+
 TWO_APPROVALS = """
 rules:
   - name: two-for-any-move
@@ -169,21 +177,27 @@ def test_the_readme_policy_loads_and_reads_back_in_words(tmp_path: Path) -> None
     readme = (root / "README.md").read_text(encoding="utf-8")
     shown = example.read_text(encoding="utf-8").split("rules:", 1)[1]
     assert "rules:" + shown in readme  # the README shows the example file as it is
-    assert README_POLICY.strip() == "rules:" + shown.rstrip()
-    path = tmp_path / "policy.yml"
-    path.write_text(README_POLICY, encoding="utf-8")
+    # The tests here use the example's first four rules; its fifth asks for codes and reasons
+    # (tests/approvals/test_step_up_approvals.py).
+    assert README_POLICY.strip() + STEP_UP_RULE.rstrip() == "rules:" + shown.rstrip()
     commands = [*billing_provider({}).commands, *(c for p in PROVIDERS for c in p.commands)]
-    policy = load(path, commands)
+    policy = load(example, commands)
     assert [r.name for r in policy.rules] == [
         "big-move-needs-admin",
         "huge-move-needs-two",
         "customer-daily-ceiling",
         "big-invoice-needs-admin",
+        "huge-move-needs-a-code-and-why",
     ]
     assert policy.lines()[2] == (
         "• *customer-daily-ceiling*: `/voipcloud move-funds` needs at most 20000 of amount "
         "a day to one account"
     )
+    assert policy.lines()[4] == (
+        "• *huge-move-needs-a-code-and-why*: `/voipcloud move-funds` when amount over 10000 "
+        "needs the approver's authenticator code, a reason"
+    )
+    assert policy.step_up
     with pytest.raises(PolicyError, match="cannot be read"):
         load(tmp_path / "missing.yml", commands)
 

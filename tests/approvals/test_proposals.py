@@ -29,7 +29,7 @@ async def test_a_proposal_from_an_approved_run_is_put_up_as_proposed(bot: Bot) -
     )
     card = next(r for r in surface.sent if "Approval needed" in " ".join(r.sections))
     assert card.text == "moved r1"  # the reply that proposed it heads the card
-    assert [b.command for b in card.buttons] == ["/billing approve 2", "/billing reject 2"]
+    assert [b.command for b in card.buttons] == ["/billing approve 2", "/billing reject 2 form=yes"]
     assert [r.text for r in surface.sent if r.text == "moved r1"] == ["moved r1"]  # only there
 
 
@@ -93,6 +93,7 @@ def flow_with(runtime: Runtime, schedules: Postponer) -> ApprovalFlow:
         schedules=schedules,
         policy=runtime.policy,
         notices=runtime.flow.notices,
+        gate=runtime.flow.gate,
         system_surface=runtime.system_surface,
         tz=runtime.settings.tz,
         stale_after=STALE,

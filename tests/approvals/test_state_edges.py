@@ -15,7 +15,7 @@ async def test_open_lists_open_requests_oldest_first_fifty_at_most(bot: Bot) -> 
     for n in range(53):
         await bot.run(f"/drill move r{n}", "U1")
     await bot.run("/billing approve 1", "U2")
-    await bot.run("/billing reject 2", "U2")
+    await bot.run('/billing reject 2 "not this one"', "U2")
     listed = bot.replica("host-b:1:b")
     await move_on_disk(bot.runtime.engine, 10)
     assert [a.id for a in await listed.open()] == list(range(3, 53))

@@ -296,8 +296,13 @@ async def test_the_history_file_keeps_no_typed_secret(runtime: Runtime, tmp_path
         "communication_type=auto"
     )
     history.append_string("/smsc act get acme num=7")
+    history.append_string("/billing mfa confirm 493817")
+    history.append_string("/billing approve 12 code=650212 reason='checked'")
 
     written = path.read_text()
+    assert "493817" not in written and "650212" not in written
+    assert "/billing mfa confirm ••••••" in written
+    assert "/billing approve 12 code=•••••• reason='checked'" in written
     assert "hunter" not in written
     assert "subuser=123456789/3 password=•••••• communication_type=auto" in written
     assert "/smsc act get acme num=7" in written

@@ -231,3 +231,48 @@ def test_a_scheduled_post_prints_above_a_half_typed_line(tmp_path: Path) -> None
     term.send(CTRL_D)
     assert term.exit_code() == 0
     assert "Traceback" not in term.text
+
+
+def test_a_step_up_code_is_asked_with_no_echo_and_approves_once(tmp_path: Path) -> None:
+    """Enrol as U2 (the console shows the link and key; the QR is Slack's), confirm in the
+    form, then approve a move whose rule asks for a code: both codes typed unseen."""
+    import pyotp
+
+    policy = tmp_path / "policy.yml"
+    policy.write_text(
+        "rules:\n  - name: code-for-moves\n    command: voipcloud move-funds\n    step_up: totp\n",
+        encoding="utf-8",
+    )
+    terminal = Terminal(
+        tmp_path,
+        BILLING_POLICY_FILE=str(policy),
+        BILLING_SECRET_KEY="AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+    )
+    try:
+        terminal.expect(PROMPT)
+        terminal.send("/voipcloud move-funds 10023 5.00 top-up\r")
+        terminal.expect("Approval needed")
+        terminal.send(":as U2\r")
+        terminal.expect("U2>")
+        terminal.send("/billing mfa enroll\r")
+        shown = terminal.expect("Sent to your direct messages")
+        found = re.search(r"secret=([A-Z2-7]+)", shown)
+        assert found is not None, shown
+        totp = pyotp.TOTP(found.group(1))
+        terminal.send("/billing mfa confirm\r")
+        terminal.expect("Authenticator code:")
+        first = totp.now()
+        terminal.send(first + "\r")
+        terminal.expect("Step-up enrolled")
+        terminal.send("/billing approve 1\r")
+        terminal.expect("Authenticator code:")
+        second = totp.at(time.time(), counter_offset=1)
+        terminal.send(second + "\r")
+        terminal.expect("Approval #1: done.")
+        terminal.send(CTRL_D)
+        assert terminal.exit_code() == 0
+    finally:
+        if terminal.child.isalive():
+            terminal.child.terminate(force=True)
+    assert first not in terminal.text and second not in terminal.text
+    assert "Traceback" not in terminal.text

@@ -189,7 +189,7 @@ async def test_approval_flow_runs_once_and_tells_the_story(runtime: Runtime) -> 
     card = requester.sent[0]
     assert "Approval needed" in card.text and "#1" in card.text
     assert '"serie": "2027"' in card.sections[0]
-    assert [b.command for b in card.buttons] == ["/billing approve 1", "/billing reject 1"]
+    assert [b.command for b in card.buttons] == ["/billing approve 1", "/billing reject 1 form=yes"]
 
     # The requester (an operator) cannot approve.
     assert not await runtime.dispatcher.run(
@@ -375,7 +375,10 @@ async def test_open_approvals_are_listed_with_links_and_buttons(runtime: Runtime
     assert listing.text == "*1 open approval request*"
     assert "<https://slack.com/archives/C0BILL/p10001|open>" in listing.sections[0]
     assert "`/invoicexpress sequence create serie=2041 default=no`" in listing.sections[0]
-    assert [b.command for b in listing.buttons] == ["/billing approve 1", "/billing reject 1"]
+    assert [b.command for b in listing.buttons] == [
+        "/billing approve 1",
+        "/billing reject 1 form=yes",
+    ]
 
 
 async def test_shutdown_waits_for_work_in_flight(runtime: Runtime) -> None:

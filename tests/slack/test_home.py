@@ -71,9 +71,9 @@ def test_approver_sees_others_requests_with_buttons_but_not_their_own() -> None:
     )
     assert buttons(view) == [
         "/billing approve 1",
-        "/billing reject 1",
+        "/billing reject 1 form=yes",
         "/billing approve 3",
-        "/billing reject 3",
+        "/billing reject 3 form=yes",
     ]
     text = json.dumps(view, ensure_ascii=False)
     assert "Approvals you can act on (2)" in text

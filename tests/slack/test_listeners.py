@@ -144,6 +144,38 @@ async def test_a_valid_form_closes_then_runs(outbox: Outbox, runtime: Runtime) -
     assert intake.values == [{"email": "a@b.c"}]
 
 
+async def test_a_form_carries_its_fixed_values_and_errors_land_under_its_inputs(
+    outbox: Outbox, runtime: Runtime
+) -> None:
+    """The approval's form carries the request number in private_metadata; an error about it
+    goes under the form's first input (Slack refuses errors naming a block the view lacks)."""
+    ack = Ack()
+    intake = Intake(ack, errors={"id": "no such request", "code": "required"})
+    intake.command = runtime.catalog.command("billing approve")
+    view = {
+        "private_metadata": json.dumps(
+            {"path": "billing approve", "channel": "C1", "fixed": {"id": "12"}}
+        ),
+        "blocks": [{"type": "input", "block_id": "code"}, {"type": "input", "block_id": "reason"}],
+        "state": {"values": {"code": {"value": {"value": "123456"}}}},
+    }
+    seen: list[Mapping[str, Any]] = []
+
+    async def check_form(
+        path: str, values: Mapping[str, Any], *, user: str, channel: str
+    ) -> tuple[Command[Any, Any] | None, dict[str, str]]:
+        seen.append(values)
+        return intake.command, dict(intake.errors)
+
+    intake.check_form = check_form  # type: ignore[method-assign]
+    await FormSubmitted(intake, outbox, AfterAck())(ack, {"user": {"id": "U2"}}, view)
+
+    assert seen == [{"code": "123456", "id": "12"}]
+    assert ack.calls == [
+        {"response_action": "errors", "errors": {"code": "no such request required"}}
+    ]
+
+
 async def test_a_form_that_cannot_be_checked_says_so_under_the_form(
     outbox: Outbox, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -34,6 +34,7 @@ class RecordingSurface:
     privates: list[str] = field(default_factory=list)
     updates: list[tuple[MessageRef | None, Reply]] = field(default_factory=list)
     forms: list[str] = field(default_factory=list)
+    form_specs: list[Form] = field(default_factory=list)  # what each form asked and carried
     keys: list[str | None] = field(default_factory=list)  # each send's and update's outbox key
     form_support: bool = False
     _ts: int = 0
@@ -55,6 +56,7 @@ class RecordingSurface:
 
     async def open_form(self, command: Command[Any, Any], form: Form) -> bool:
         self.forms.append(command.path)
+        self.form_specs.append(form)
         return self.form_support
 
     def texts(self) -> str:
