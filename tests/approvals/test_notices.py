@@ -206,7 +206,7 @@ async def test_off_tells_no_approver_but_still_reminds_and_tells_the_requester(
     await bot.runtime.flow.sweep()
     assert bot.told() == {}
     assert bot.sent("C1")[-1].startswith("⏰ #1 is still waiting for approval; it expires")
-    await bot.run("/billing reject 1 not now", "U2")
+    await bot.run("/billing reject 1 not this month", "U2")
     assert bot.told() == {"U1": ["🚫 Your request #1 was rejected by <@U2>"]}
 
 
