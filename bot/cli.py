@@ -37,6 +37,13 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="HTTP mode: POST /slack/events, /healthz, /readyz")
     serve.add_argument("--port", type=int, default=None, help="default $PORT or 3000")
     serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="also serve GET /metrics, with no token, on this port (keep it private)",
+    )
+    serve.add_argument("--metrics-host", default="0.0.0.0")
     socket = sub.add_parser(
         "socket", help="Socket Mode (SLACK_APP_TOKEN), for hosts with no public URL"
     )
@@ -84,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         if args.command == "serve":
             _require(settings, "slack_bot_token", "slack_signing_secret")
-            return _serve(settings, args.host, args.port)
+            return _serve(settings, args)
         if args.command == "socket":
             _require(settings, "slack_bot_token", "slack_app_token")
             return asyncio.run(_socket(settings, args.metrics_host, args.metrics_port))
@@ -112,19 +119,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2  # pragma: no cover - argparse requires a command
 
 
-def _serve(settings: Settings, host: str, port: int | None) -> int:
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from bot.slack.server import build_web
 
+    chosen = args.port or int(os.environ.get("PORT") or settings.port)
+    if args.metrics_port is not None and args.metrics_port == chosen:
+        raise ConfigError("configuration error: --metrics-port must differ from the HTTP port")
     _logging(settings)
-    chosen = port or int(os.environ.get("PORT") or settings.port)
+    web = build_web(
+        settings, freeze_heap=True, metrics_port=args.metrics_port, metrics_host=args.metrics_host
+    )
     # log_config=None: uvicorn's own access formatter reads each record's args, which the log
     # redaction has already merged into the message; its lines go through `_logging`'s handler.
     # One access line per request (and per metrics scrape) is DEBUG material.
     uvicorn.run(
-        build_web(settings, freeze_heap=True),
-        host=host,
+        web,
+        host=args.host,
         port=chosen,
         log_config=None,
         log_level=settings.log_level.lower(),

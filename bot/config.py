@@ -17,6 +17,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 SLACK_ID = re.compile(r"^[UWS][A-Z0-9]+$")
 
 IdTuple = Annotated[tuple[str, ...], NoDecode]
+# A bearer token on a public port is only as good as its length.
+MIN_TOKEN = 16
 
 
 class Settings(BaseSettings):
@@ -93,6 +95,16 @@ class Settings(BaseSettings):
         examples=["examples/policy.yml"],
     )
     port: int = Field(3000, ge=1, le=65535, description="HTTP port of `serve` (`--port` wins)")
+    metrics_token: SecretStr | None = Field(
+        None,
+        description=(
+            "bearer token `GET /metrics` asks for on `serve`'s public port "
+            "(`Authorization: Bearer …`); unset, `/metrics` is not served there "
+            "(`--metrics-port` serves it on a port of its own); at least 16 characters "
+            "(`openssl rand -hex 32` makes one)"
+        ),
+        examples=["a-long-random-metrics-token"],
+    )
     scheduler_tick_seconds: float = Field(
         15,
         ge=0.2,
@@ -134,6 +146,18 @@ class Settings(BaseSettings):
             )
         return tuple(items)
 
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _token(cls, value: Any) -> Any:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if not isinstance(raw, str):
+            return raw
+        if not raw.strip():
+            return None  # `METRICS_TOKEN=` left empty: not set
+        if len(raw.strip()) < MIN_TOKEN:
+            raise ValueError(f"must be at least {MIN_TOKEN} characters (`openssl rand -hex 32`)")
+        return raw.strip()
+
     @field_validator("billing_timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
@@ -171,7 +195,12 @@ class Settings(BaseSettings):
         )
 
     def secrets(self) -> list[str]:
-        tokens = (self.slack_bot_token, self.slack_signing_secret, self.slack_app_token)
+        tokens = (
+            self.slack_bot_token,
+            self.slack_signing_secret,
+            self.slack_app_token,
+            self.metrics_token,
+        )
         return [t.get_secret_value() for t in tokens if t is not None]
 
 

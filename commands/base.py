@@ -8,6 +8,7 @@ Nothing here knows about Slack. A provider package declares its commands with `C
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -91,6 +92,29 @@ class Proposal:
     snooze_hours: int | None = None
 
 
+# Slack's guide asks for a readable alphanumeric event type named `<resource>_<event>`; the
+# bot's are snake_case (`billing_approval`, `billing_audit_anchor`).
+EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MessageMetadata:
+    """What a posted message tells other apps and workflows, beside what people read: Slack's
+    message metadata (https://api.slack.com/metadata/using), an `event_type` and an
+    `event_payload` of text values. Any reply may carry it (an approval card says
+    `billing_approval`); only messages posted in a channel carry it, and the console ignores it.
+    """
+
+    event_type: str
+    payload: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not EVENT_TYPE.match(self.event_type):
+            raise ValueError(f"{self.event_type!r} is not a snake_case event type")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.payload.items()):
+            raise ValueError(f"{self.event_type}: every payload value is text")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Reply:
     """A result for people: a headline, optional detail, buttons and files.
@@ -99,6 +123,7 @@ class Reply:
     `reveal` marks a private reply whose text deliberately carries a secret for the requester
     (a one-time login URL): it is shown as is, while every other text is redacted.
     `audit_note` replaces the result text in the audit log when the result itself is sensitive.
+    `metadata` goes with the message for other apps to follow (`MessageMetadata`).
     """
 
     text: str
@@ -111,6 +136,7 @@ class Reply:
     reveal: bool = False
     audit_note: str | None = None
     proposal: Proposal | None = None
+    metadata: MessageMetadata | None = None
 
 
 # ---------------------------------------------------------------------------------------------

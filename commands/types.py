@@ -14,7 +14,7 @@ from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import BaseModel, BeforeValidator, PlainSerializer
 
 from commands.money import exact, places
 
@@ -116,6 +116,20 @@ Money = Annotated[Decimal, BeforeValidator(positive_amount), Label("amount"), Pl
 SignedMoney = Annotated[
     Decimal, BeforeValidator(signed_amount), Label("±amount"), PlainSerializer(str)
 ]
+
+
+def money_field(model: type[BaseModel]) -> str | None:
+    """The first argument declared as `Money` or `SignedMoney`, or None: the amount a request
+    moves or invoices (an approval card's metadata reports it)."""
+    for name, info in model.model_fields.items():
+        if any(
+            isinstance(item, BeforeValidator) and item.func in (positive_amount, signed_amount)
+            for item in info.metadata
+        ):
+            return name
+    return None
+
+
 PositiveInt = Annotated[int, BeforeValidator(positive_int), Label("number")]
 Digits = Annotated[str, BeforeValidator(digits), Label("number")]
 

@@ -37,7 +37,7 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         model: Any = settings if isinstance(settings, type) else type(settings())
         if prefix := str(model.model_config.get("env_prefix", "")):
             prefixes.append(prefix.upper())
-    bare = {"DATABASE_URL", "APPROVAL_TTL_HOURS", "PORT"}
+    bare = {"DATABASE_URL", "APPROVAL_TTL_HOURS", "PORT", "METRICS_TOKEN"}
     for name in list(os.environ):  # settings read names in any case, so clear them in any case
         if name.upper().startswith(tuple(prefixes)) or name.upper() in bare:
             monkeypatch.delenv(name, raising=False)

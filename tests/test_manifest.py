@@ -30,6 +30,10 @@ SCOPES: dict[str, tuple[str, ...]] = {
     "conversations_open": ("im:write",),  # a direct message (audit exports)
     "views_publish": (),  # App Home: no scope beyond the event subscription
     "views_open": (),  # needs only a trigger_id
+    # Reading messages back, their metadata included (`include_all_metadata`): the history
+    # scopes. `metadata.message:read` is for the message_metadata_* events, which the bot does
+    # not subscribe to (https://api.slack.com/metadata/using).
+    "conversations_history": ("channels:history", "groups:history"),
 }
 
 

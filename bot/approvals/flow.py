@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 
 from bot import messages
 from bot.approvals.cards import card_key, number_after
+from bot.approvals.metadata import tagged
 from bot.approvals.policy import Policy, Requirement, over_ceiling, requirement_of, rules_of
 from bot.approvals.state import Approval, Approvals, Claim, Guard, Outcome, Status
 from bot.errors import logged_reference
@@ -224,7 +225,7 @@ class ApprovalFlow:
         await self.audit_decision(
             approval, user, "requested", "pending", f"approval #{approval.id}"
         )
-        card = messages.approval_card(approval, self.tz)
+        card = self._card(approval, messages.approval_card(approval, self.tz))
         ref = await surface.send(card, key=card_key(approval.id))
         if ref is not None:
             await self.approvals.attach_message(approval.id, ref)
@@ -278,7 +279,7 @@ class ApprovalFlow:
             progress = f"{len(votes)} of {row.approvals_needed}"
             detail = messages.approvals_progress(row, votes)
             await self.audit_decision(row, user, "approved", progress, detail)
-            card = messages.approval_card(row, self.tz, votes=votes)
+            card = self._card(row, messages.approval_card(row, self.tz, votes=votes))
             await guarded(self._surface_for(surface, row.channel)).update(
                 row.ref, card, key=card_key(row.id)
             )
@@ -288,7 +289,7 @@ class ApprovalFlow:
             await self.audit_decision(row, user, "approved", Status.FAILED.value, row.outcome)
             outcome = Outcome(Status.FAILED, row.outcome)
             target = guarded(self._surface_for(surface, row.channel))
-            card = messages.approval_done(row, outcome, self.tz)
+            card = self._card(row, messages.approval_done(row, outcome, self.tz), outcome.status)
             await target.update(row.ref, card, key=card_key(row.id))
             return Reply(text=f"Approval #{row.id}: {row.outcome}.", private=True)
         if claim is Claim.ALREADY_VOTED and row is not None:
@@ -307,9 +308,10 @@ class ApprovalFlow:
             await self.audit_decision(row, user, unaudited, outcome.status.value, outcome.summary)
         await self.approvals.finish(row.id, outcome.status, outcome.summary)
         card = messages.approval_done(row, outcome, self.tz)  # all it shows was set by the claim
-        await target.update(row.ref, card, key=card_key(row.id))
+        await target.update(row.ref, self._card(row, card, outcome.status), key=card_key(row.id))
         if outcome.reply is not None and outcome.status is not Status.UNKNOWN:
-            await target.send(outcome.reply)  # an unknown's hint is on the card already
+            # an unknown's hint is on the card already
+            await target.send(self._card(row, outcome.reply, outcome.status))
         return Reply(text=f"Approval #{row.id}: {outcome.status.value}.", private=True)
 
     async def _run(
@@ -329,7 +331,7 @@ class ApprovalFlow:
             return Outcome(Status.FAILED, summary), "not run"
         started = False
         try:
-            running = messages.approval_running(row, approver)
+            running = self._card(row, messages.approval_running(row, approver))
             await target.update(row.ref, running, key=card_key(row.id))
             started = True
             outcome = await self.runner.execute(
@@ -364,7 +366,7 @@ class ApprovalFlow:
         await self.audit_decision(rejected, by, "withdrawn", "not run", reason)
         if rejected.ref is not None:
             target = guarded(self.system_surface(rejected.channel))
-            card = messages.approval_rejected(rejected, self.tz)
+            card = self._card(rejected, messages.approval_rejected(rejected, self.tz))
             await target.update(rejected.ref, card, key=card_key(rejected.id))
         if surface is not None:
             await guarded(surface).private(messages.withdrawn(rejected.id))
@@ -385,9 +387,8 @@ class ApprovalFlow:
         outcome = Outcome(Status.UNKNOWN, CUT_OFF, self._unknown_hint(row))
         await self.approvals.finish(row.id, Status.UNKNOWN, CUT_OFF)
         await self.audit_decision(row, user, "approved", Status.UNKNOWN.value, CUT_OFF)
-        await target.update(
-            row.ref, messages.approval_done(row, outcome, self.tz), key=card_key(row.id)
-        )
+        card = self._card(row, messages.approval_done(row, outcome, self.tz), outcome.status)
+        await target.update(row.ref, card, key=card_key(row.id))
         await guarded(surface).private(messages.cut_off(row.id))
 
     async def reject(
@@ -398,7 +399,7 @@ class ApprovalFlow:
             raise CommandError(messages.claim_refused(approval_id, claim, row))
         await self.audit_decision(row, user, "rejected", "not run", reason or "")
         target = guarded(self._surface_for(surface, row.channel))
-        card = messages.approval_rejected(row, self.tz)
+        card = self._card(row, messages.approval_rejected(row, self.tz))
         await target.update(row.ref, card, key=card_key(row.id))
         return Reply(text=f"Approval #{row.id} rejected.", private=True)
 
@@ -447,7 +448,8 @@ class ApprovalFlow:
             raise CommandError(messages.resolve_refused(approval_id, claim, row))
         await self.audit_decision(row, user, "resolved", resolution, reason)
         target = guarded(self._surface_for(surface, row.channel))
-        await target.update(row.ref, messages.approval_resolved(row, self.tz), key=card_key(row.id))
+        card = self._card(row, messages.approval_resolved(row, self.tz))
+        await target.update(row.ref, card, key=card_key(row.id))
         buttons: list[Button] = []
         command = self.commands.command(row.command_path)
         if resolution == "not done" and command is not None:
@@ -477,14 +479,14 @@ class ApprovalFlow:
         for row in await self.approvals.expire_due():
             await self.audit_decision(row, "system", "expired", "not run", "")
             surface = guarded(self.system_surface(row.channel))
-            card = messages.approval_expired(row, self.tz)
+            card = self._card(row, messages.approval_expired(row, self.tz))
             await surface.update(row.ref, card, key=card_key(row.id))
         for row in await self.approvals.orphaned(stale_after=self.stale_after):
             assert row.outcome is not None  # orphaned() says why
             await self.audit_decision(row, "system", "recovered", Status.UNKNOWN.value, row.outcome)
             outcome = Outcome(Status.UNKNOWN, row.outcome, self._unknown_hint(row))
             surface = guarded(self.system_surface(row.channel))
-            card = messages.approval_done(row, outcome, self.tz)
+            card = self._card(row, messages.approval_done(row, outcome, self.tz))
             await surface.update(row.ref, card, key=card_key(row.id))
 
     def _unknown_hint(self, row: Approval) -> Reply | None:
@@ -498,6 +500,10 @@ class ApprovalFlow:
             return None
 
     # --- helpers ---------------------------------------------------------------------------
+
+    def _card(self, row: Approval, reply: Reply, state: Status | None = None) -> Reply:
+        """A card, or an approved run's result, with the request's metadata for other apps."""
+        return tagged(reply, row, self.commands.command(row.command_path), state)
 
     def _surface_for(self, surface: Surface, channel: str) -> Surface:
         """The clicking user's surface when it is the card's channel, else the channel's own."""
@@ -548,5 +554,6 @@ class _Headed(SurfaceWrapper):
             buttons=[*reply.buttons],
             files=[*self.head.files, *reply.files],
             private=reply.private,
+            metadata=reply.metadata,
         )
         return await self.inner.send(merged, key=key)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import re
 from collections.abc import Awaitable, Callable, Generator, Iterable
@@ -286,14 +287,38 @@ def _slack_result(response: Any, error: Exception | None) -> str:
     return "error"
 
 
-def endpoint(metrics: Metrics) -> Callable[[Request], Awaitable[Response]]:
-    """The `GET /metrics` handler."""
+def endpoint(
+    metrics: Metrics, *, token: str | None = None
+) -> Callable[[Request], Awaitable[Response]]:
+    """The `GET /metrics` handler; with `token`, only for `Authorization: Bearer <token>`."""
 
     async def exposition(request: Request) -> Response:
+        if token is not None and (refusal := _unauthorized(request, token)) is not None:
+            return refusal
         body, content_type = await metrics.exposition()
         return Response(body, media_type=content_type)
 
     return exposition
+
+
+def _unauthorized(request: Request, token: str) -> Response | None:
+    """401 unless the request carries the bearer token (RFC 6750 §2.1, the scheme's name in
+    any case as RFC 9110 §11.1 says). A missing and a wrong token both get 401 with a
+    `WWW-Authenticate: Bearer` challenge (RFC 6750 §3: 403 is for a valid token that lacks a
+    scope, and there are no scopes here); the wrong one adds `error="invalid_token"`."""
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        challenge = 'Bearer realm="metrics"'
+    elif hmac.compare_digest(given.strip().encode(), token.encode()):
+        return None
+    else:
+        challenge = 'Bearer realm="metrics", error="invalid_token"'
+    return Response(
+        "unauthorized\n",
+        status_code=401,
+        media_type="text/plain",
+        headers={"WWW-Authenticate": challenge},
+    )
 
 
 class _Server(uvicorn.Server):
@@ -321,10 +346,14 @@ class Exporter:
             await self.task
 
 
-async def serve_metrics(metrics: Metrics, *, host: str, port: int) -> Exporter:
-    """Start serving `GET /metrics`; returns once the port is listening (0: any free port)."""
+async def serve_metrics(
+    metrics: Metrics, *, host: str, port: int, access_log: bool = False
+) -> Exporter:
+    """Start serving `GET /metrics`; returns once the port is listening (0: any free port).
+    `access_log` must be what any other uvicorn server of the process was given: uvicorn's
+    `Config` switches the one `uvicorn.access` logger off for every server when it is False."""
     app = Starlette(routes=[Route("/metrics", endpoint(metrics), methods=["GET"])])
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=access_log)
     server = _Server(config)
     task = asyncio.ensure_future(server.serve())
     while not server.started:

@@ -113,6 +113,17 @@ def fallback_text(reply: Reply) -> str:
     return shown(reply, reply.text)[:3000]
 
 
+def metadata_param(reply: Reply) -> dict[str, Any]:
+    """The `metadata` argument of chat.postMessage and chat.update for a reply that carries
+    some (https://api.slack.com/metadata/using: `event_type` and an `event_payload` object),
+    redacted like every other text; {} for one that carries none. Ephemeral messages take none.
+    """
+    if reply.metadata is None or reply.private:
+        return {}
+    payload = {key: redact(value) for key, value in reply.metadata.payload.items()}
+    return {"metadata": {"event_type": reply.metadata.event_type, "event_payload": payload}}
+
+
 def form_view(command: Command[Any, Any], form: Form, metadata: str) -> dict[str, Any]:
     """A modal whose block ids are the Args field names, so errors land under the field."""
     blocks: list[dict[str, Any]] = []

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-import aiohttp
 import httpx
 import sqlalchemy as sa
 from slack_sdk.errors import SlackApiError
@@ -43,6 +42,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.slack.blocks import NOT_MEMBER_ERRORS, section
+from bot.slack.failures import backoff, classify
 from bot.storage.store import deliveries, utcnow
 from bot.surface import MessageRef
 from commands.base import File
@@ -58,16 +58,6 @@ UPLOAD = "file"
 PENDING, SENDING, DONE, SUPERSEDED, DEAD = "pending", "sending", "done", "superseded", "dead"
 WAITING = (PENDING, SENDING)
 
-# Errors Slack documents as passing (https://api.slack.com/web#errors and each method's page):
-# worth another try later. Any other `ok: false` error will answer the same way again.
-TRANSIENT_ERRORS = {
-    "ratelimited",
-    "internal_error",
-    "fatal_error",
-    "service_unavailable",
-    "request_timeout",
-    "team_added_to_org",
-}
 # `response_url` takes 5 posts within 30 minutes
 # (https://api.slack.com/interactivity/handling#message_responses).
 RESPONSE_URL_USES = 5
@@ -94,55 +84,6 @@ class NoPlaces:
 
     async def locate(self, key: str) -> MessageRef | None:
         return None
-
-
-@dataclass(frozen=True)
-class Failure:
-    """What a failed Slack call means for its row."""
-
-    retry: bool
-    error: str
-    retry_after: float | None = None
-
-
-def classify(exc: BaseException) -> Failure:
-    """Passing trouble (429, 5xx, timeouts, connections) is retried; Slack's other `ok: false`
-    answers are final. Works on answers that are not JSON (an HTML 500 page)."""
-    if isinstance(exc, SlackApiError):
-        response = exc.response
-        status = int(getattr(response, "status_code", 0) or 0)
-        data = getattr(response, "data", None)
-        error = str(data.get("error", "")) if isinstance(data, dict) else ""
-        retry_after = _retry_after(getattr(response, "headers", None))
-        if status == 429 or error == "ratelimited":
-            return Failure(True, "ratelimited", retry_after)
-        if status >= 500 or error in TRANSIENT_ERRORS:
-            return Failure(True, error or f"HTTP {status}", retry_after)
-        return Failure(False, error or f"HTTP {status}")
-    if isinstance(exc, TimeoutError | OSError | aiohttp.ClientError | httpx.HTTPError):
-        return Failure(True, type(exc).__name__)
-    # A bug or an answer nobody expected: retried a bounded number of times, then given up.
-    return Failure(True, type(exc).__name__)
-
-
-def _retry_after(headers: Any) -> float | None:
-    if not headers:
-        return None
-    for name, value in dict(headers).items():
-        if str(name).lower() == "retry-after":
-            values = value if isinstance(value, list) else [value]
-            try:
-                return max(0.0, float(values[0]))
-            except (TypeError, ValueError, IndexError):
-                return None
-    return None
-
-
-def backoff(attempts: int, retry_after: float | None) -> float:
-    """Seconds before the next try: Slack's Retry-After when given, else 1, 2, 4 … 300."""
-    if retry_after is not None:
-        return retry_after
-    return float(min(300, 2 ** max(0, attempts - 1)))
 
 
 @dataclass(frozen=True)
@@ -534,10 +475,9 @@ class Outbox:
                 "member of this channel. Invite me with `/invite @billing-bot`, then run the "
                 "command again."
             )
-        else:
-            await self.ephemeral(
-                row.channel, row.user_id, row.params, response_url=row.response_url
-            )
+        else:  # what was for the channel, shown to one person: without its metadata
+            shown = {k: v for k, v in row.params.items() if k != "metadata"}
+            await self.ephemeral(row.channel, row.user_id, shown, response_url=row.response_url)
         await self.ephemeral(
             row.channel,
             row.user_id,

@@ -4,7 +4,11 @@ POST /slack/events   slash commands, interactivity, events (signature checked by
                      over 1 MB (413) and bodies Bolt cannot read (400) are refused first
 GET  /healthz        the process is up
 GET  /readyz         200 only when the database can be written (see bot/ops/health.py)
-GET  /metrics        Prometheus text exposition (see bot/ops/metrics.py)
+GET  /metrics        Prometheus text exposition (see bot/ops/metrics.py), only for
+                     `Authorization: Bearer <METRICS_TOKEN>`; not served here (404) without
+                     METRICS_TOKEN. `metrics_port` serves it on a port of its own, as `socket`.
+
+Only POST /slack/events must face the internet; a proxy in front exposes that path alone.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from starlette.routing import Route
 
 from bot.config import Settings
 from bot.ops.health import database_problem
-from bot.ops.metrics import Metrics, endpoint
+from bot.ops.metrics import Metrics, endpoint, serve_metrics
 from bot.runtime import Runtime, open_runtime, slack_app
 from bot.slack.app import group_lookup, settle_heap, web_client
 from bot.slack.input_limits import (
@@ -58,11 +62,18 @@ def bolt_request(request: Request, body: bytes) -> AsyncBoltRequest:
 
 
 def build_web(
-    settings: Settings, *, sweep_every: float = 30.0, freeze_heap: bool = False, **options: object
+    settings: Settings,
+    *,
+    sweep_every: float = 30.0,
+    freeze_heap: bool = False,
+    metrics_port: int | None = None,
+    metrics_host: str = "0.0.0.0",
+    **options: object,
 ) -> Starlette:
     """The ASGI app. The runtime opens in the lifespan, so nothing runs at import time.
     `freeze_heap`: once started, leave what start-up built out of garbage collections
-    (`settle_heap`; for the `serve` process, not for apps a test starts and stops)."""
+    (`settle_heap`; for the `serve` process, not for apps a test starts and stops).
+    `metrics_port`: also serve `GET /metrics`, open, on that port (for a private network)."""
     state: dict[str, object] = {}
 
     async def events(request: Request) -> Response:
@@ -115,17 +126,29 @@ def build_web(
         runtime.start_deliveries()
         runtime.start_sweeper(sweep_every)
         runtime.start_scheduler()
-        if freeze_heap:
-            settle_heap()
+        exporter = None
         try:
+            if metrics_port is not None:
+                exporter = await serve_metrics(
+                    metrics,
+                    host=metrics_host,
+                    port=metrics_port,
+                    access_log=settings.log_level == "DEBUG",  # as `billing-bot serve` has it
+                )
+            if freeze_heap:
+                settle_heap()
             yield
         finally:
+            if exporter is not None:
+                await exporter.stop()
             await runtime.close()
 
     routes = [
         Route("/slack/events", events, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", endpoint(metrics), methods=["GET"]),
     ]
+    if settings.metrics_token is not None:
+        token = settings.metrics_token.get_secret_value()
+        routes.append(Route("/metrics", endpoint(metrics, token=token), methods=["GET"]))
     return Starlette(routes=routes, lifespan=lifespan)

@@ -12,8 +12,9 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot.slack.blocks import fallback_text, form_view, reply_blocks, section
-from bot.slack.outbox import RESPONSE_URL_USES, Outbox, classify
+from bot.slack.blocks import fallback_text, form_view, metadata_param, reply_blocks, section
+from bot.slack.failures import classify
+from bot.slack.outbox import RESPONSE_URL_USES, Outbox
 from bot.surface import MessageRef
 from commands.base import Command, Form, Reply
 from commands.secrets import redact
@@ -54,6 +55,7 @@ class SlackSurface:
             "text": fallback_text(reply),
             "blocks": reply_blocks(reply),
             "unfurl_links": False,
+            **metadata_param(reply),
         }
         return await self.outbox.post(
             self.channel,
@@ -71,7 +73,11 @@ class SlackSurface:
         await self._note(redact(text), [section(redact(text))])
 
     async def update(self, ref: MessageRef | None, reply: Reply, *, key: str | None = None) -> None:
-        params = {"text": fallback_text(reply), "blocks": reply_blocks(reply)}
+        params = {
+            "text": fallback_text(reply),
+            "blocks": reply_blocks(reply),
+            **metadata_param(reply),
+        }
         channel = ref.channel if ref else self.channel
         ts = ref.ts if ref and not key else None
         await self.outbox.update(channel, params, ts=ts, key=key)

@@ -31,6 +31,7 @@ from tests.support.slack_api import SlackApiDouble, serve_slack_double
 SIGNING_SECRET = "e2e-ops-signing-3b7c"
 BOT_TOKEN = "xoxb-e2e-ops-5e1f02"
 API_KEY = "ix-e2e-ops-key-a94d"
+METRICS_TOKEN = "e2e-ops-metrics-5a0b7c3d91"
 CHATTY = ("alembic", "apscheduler", "uvicorn.access", "httpx", "httpcore")
 
 
@@ -83,6 +84,7 @@ async def test_serve_logs_one_json_line_per_command_and_serves_metrics(
             ),
             "LOG_FORMAT": "json",
             "SCHEDULER_TICK_SECONDS": "0.5",
+            "METRICS_TOKEN": METRICS_TOKEN,
         }
 
         async def audited(count: int) -> bool:
@@ -100,7 +102,8 @@ async def test_serve_logs_one_json_line_per_command_and_serves_metrics(
             await add_due_reminder(database_url)  # fired on a scheduler tick
             await wait_until(lambda: audited(3), "the scheduled run", timeout=15)
             await slack.wait_for("chat.postMessage", timeout=15)
-            metrics = await http.get(f"{replica.url}/metrics")
+            bearer = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+            metrics = await http.get(f"{replica.url}/metrics", headers=bearer)
         log = replica.log_text()
         rows = await table_rows(database_url, audit)
 
@@ -154,5 +157,5 @@ async def test_serve_logs_one_json_line_per_command_and_serves_metrics(
     assert [r["audit_id"] for r in commands] == [row["id"] for row in rows]
     assert commands[0]["user"] == "U0VIEWER" and isinstance(commands[0]["duration_ms"], int)
     assert commands[2]["user"] == "schedule:1" and "detail" in commands[2]
-    for secret in (SIGNING_SECRET, BOT_TOKEN, API_KEY):
+    for secret in (SIGNING_SECRET, BOT_TOKEN, API_KEY, METRICS_TOKEN):
         assert secret not in log

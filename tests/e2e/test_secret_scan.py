@@ -16,6 +16,7 @@ BOT_TOKEN = "xoxb-e2e-5d1f0c7a9b3e"
 INVOICEXPRESS_KEY = "ix-e2e-key-4b7e2a91"
 SMSC_PASSWORD = "smsc-e2e-pw-c05d8e3f"
 AT_PASSWORD = "At-e2e-typed-9q2w"
+METRICS_TOKEN = "metrics-e2e-token-31f7a0c2"
 
 
 async def test_secrets_stay_out_of_slack_logs_and_database(
@@ -26,7 +27,12 @@ async def test_secrets_stay_out_of_slack_logs_and_database(
     invoicexpress = InvoiceXpressSandbox(api_key=INVOICEXPRESS_KEY)
     smsc = SmscSandbox(password=SMSC_PASSWORD)
     async with running_bot(
-        database_url, slack=slack, invoicexpress=invoicexpress, smsc=smsc, secret=SIGNING_SECRET
+        database_url,
+        slack=slack,
+        invoicexpress=invoicexpress,
+        smsc=smsc,
+        secret=SIGNING_SECRET,
+        variables={"METRICS_TOKEN": METRICS_TOKEN},
     ) as bot:
         listed = await bot.slash("/invoicexpress", "sequences", user="U0VIEWER")
         missing = await bot.slash("/invoicexpress", "sequence 999", user="U0VIEWER")
@@ -53,11 +59,15 @@ async def test_secrets_stay_out_of_slack_logs_and_database(
         card = next(c for c in cards if "Approval needed" in c.params["text"])
         approved = await bot.click(bot.message(card.response["ts"]), "Approve", user="U2")
         await bot.private(approved.respond, containing="done")
+        bearer = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+        scraped = await bot.http.get(f"{bot.url}/metrics", headers=bearer)
 
     answers = [listed, missing, invalid, misspelt, pdf, typed, refused, approved]
     assert [sent.answer.status_code for sent in answers] == [200] * len(answers)
+    assert scraped.status_code == 200  # the metrics token was in use too
     assert invoicexpress.at_settings is not None  # the typed password was sent
     secrets = [SIGNING_SECRET, BOT_TOKEN, INVOICEXPRESS_KEY, SMSC_PASSWORD, AT_PASSWORD]
+    secrets.append(METRICS_TOKEN)
     slack_text = recorded_text(bot.slack)
     log_text = caplog.text
     rows = await every_row(database_url)

@@ -15,7 +15,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.runtime import Runtime
-from bot.slack.outbox import backoff, classify
+from bot.slack.failures import backoff, classify
 from bot.storage.store import approvals, audit
 from bot.surface import MessageRef
 from commands.base import Reply

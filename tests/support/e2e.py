@@ -360,9 +360,14 @@ async def running_bot(
     voipcloud: VoipcloudSandbox | None = None,
     secret: str = SIGNING_SECRET,
     migrate: bool = True,
+    variables: Mapping[str, str] | None = None,
+    sweep_every: float = 30.0,
+    metrics_port: int | None = None,
 ) -> AsyncIterator[Bot]:
     """The app as `billing-bot serve` runs it, on loopback, with InvoiceXpress, SMSC and
-    VoIPcloud live against their sandboxes (ActivePlatform unconfigured, so switched off)."""
+    VoIPcloud live against their sandboxes (ActivePlatform unconfigured, so switched off).
+    `variables` adds to the environment (`METRICS_TOKEN`, `BILLING_POLICY_FILE`, …); `sweep_every`
+    and `metrics_port` are `build_web`'s."""
     ix = invoicexpress or InvoiceXpressSandbox()
     sms = smsc or SmscSandbox()
     vc = voipcloud or VoipcloudSandbox()
@@ -387,11 +392,17 @@ async def running_bot(
                 **smsc_env(smsc_url, sms),
                 **voipcloud_env(vc_url, vc),
             },
-        )
+        ) | dict(variables or {})
         patch = stack.enter_context(pytest.MonkeyPatch.context())
         for name, value in environment.items():
             patch.setenv(name, value)
-        app_url = await stack.enter_async_context(serve_asgi(build_web(load_settings())))
+        web = build_web(
+            load_settings(),
+            sweep_every=sweep_every,
+            metrics_port=metrics_port,
+            metrics_host="127.0.0.1",
+        )
+        app_url = await stack.enter_async_context(serve_asgi(web))
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
         baseline = asyncio.all_tasks()
         yield Bot(

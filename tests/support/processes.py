@@ -3,8 +3,9 @@
     async with replicas(environment, workdir, count=2) as (first, second):
         ...signed requests to first.url and second.url...
 
-Each replica is `billing-bot serve` on its own loopback port, started in `workdir` with the
-given environment, and ready once `GET /readyz` answers 200. Its output goes to a log file the
+Each replica is `billing-bot serve` on its own loopback port (and any further `args`, such as
+`--metrics-port`), started in `workdir` with the given environment, and ready once
+`GET /readyz` answers 200. Its output goes to a log file the
 test can read (`replica.log_text()`). Leaving the block stops every replica still running.
 """
 
@@ -16,7 +17,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,12 +78,14 @@ class Replica:
             await asyncio.to_thread(self.process.wait, STOP_TIMEOUT)
 
 
-async def _start(name: str, environment: Mapping[str, str], workdir: Path) -> Replica:
+async def _start(
+    name: str, environment: Mapping[str, str], workdir: Path, args: Sequence[str] = ()
+) -> Replica:
     port = free_port()
     log = workdir / f"{name}.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
-            cli("serve", "--host", "127.0.0.1"),
+            cli("serve", "--host", "127.0.0.1", *args),
             env={**child_environment(environment), "PORT": str(port)},
             cwd=workdir,
             stdout=output,
@@ -114,10 +117,10 @@ async def _ready(replica: Replica) -> None:
 
 @contextlib.asynccontextmanager
 async def replicas(
-    environment: Mapping[str, str], workdir: Path, *, count: int
+    environment: Mapping[str, str], workdir: Path, *, count: int, args: Sequence[str] = ()
 ) -> AsyncIterator[list[Replica]]:
     started = await asyncio.gather(
-        *(_start(f"replica-{n}", environment, workdir) for n in range(1, count + 1)),
+        *(_start(f"replica-{n}", environment, workdir, args) for n in range(1, count + 1)),
         return_exceptions=True,
     )
     running = [r for r in started if isinstance(r, Replica)]

@@ -15,6 +15,11 @@ The double also serves what surrounds the Web API: the upload URLs `files.getUpl
 hands out (the bytes POSTed there are recorded exactly), and `response_url(name)` endpoints whose
 POSTs are recorded as calls to the method `response_url`; like Slack's, each answers 5 times.
 
+Message metadata (https://api.slack.com/metadata/using) is read as Slack reads it: an object
+with a text `event_type` and an object `event_payload`, else `invalid_metadata_format`. A
+message keeps the metadata its post or a later update set (`message(...)["metadata"]`), and
+`metadata_of(channel, ts)` lists what each post and update of it carried, in order.
+
 Every Web API answer carries the token's scopes in `x-oauth-scopes`, as Slack's do: the bot
 token has `scopes` (by default every scope manifest.yml asks for); `conversations.info` answers
 `missing_scope` without `channels:read`.
@@ -169,6 +174,8 @@ class SlackApiDouble:
     failures: dict[str, list[str]] = field(default_factory=dict)
     response_url_uses: dict[str, int] = field(default_factory=dict)
     faults: dict[str, list[Fault]] = field(default_factory=dict)
+    # (channel, ts) → the metadata of the post and of every update that carried some.
+    metadata_sent: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     _serial: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     # -----------------------------------------------------------------------------------------
@@ -203,6 +210,10 @@ class SlackApiDouble:
     def message(self, channel: str, ts: str) -> dict[str, Any]:
         """The message as it stands now in `channel` (after any chat.update)."""
         return self.messages[(channel, ts)]
+
+    def metadata_of(self, channel: str, ts: str) -> list[dict[str, Any]]:
+        """The metadata the message's post and each of its updates carried, in order."""
+        return list(self.metadata_sent.get((channel, ts), []))
 
     def shared_files(self) -> list[UploadedFile]:
         return [f for f in self.uploads.values() if f.completed]
@@ -337,6 +348,7 @@ class SlackApiDouble:
         if thread_ts := params.get("thread_ts"):
             message["thread_ts"] = str(thread_ts)
         self.messages[(channel, ts)] = message
+        self._record_metadata(channel, ts, message)
         return {"channel": channel, "ts": ts, "message": dict(message)}
 
     def _update(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -354,6 +366,7 @@ class SlackApiDouble:
         if "blocks" in content:
             content["blocks"] = self._named(content["blocks"])
         message.update(content)
+        self._record_metadata(channel, ts, content)
         message["edited"] = {"user": BOT_USER_ID, "ts": self._ts()}
         return {"channel": channel, "ts": ts, "text": message["text"], "message": dict(message)}
 
@@ -616,7 +629,13 @@ class SlackApiDouble:
         if "blocks" in content:
             if problems := block_problems(content["blocks"], "/blocks", limit=MESSAGE_BLOCKS):
                 raise SlackFailure("invalid_blocks", *problems)
+        if "metadata" in content:
+            _check_metadata(content["metadata"])
         return content
+
+    def _record_metadata(self, channel: str, ts: str, content: dict[str, Any]) -> None:
+        if "metadata" in content:
+            self.metadata_sent.setdefault((channel, ts), []).append(content["metadata"])
 
     def _named(self, blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         # Slack names every block the app left unnamed; clicks and submissions carry the names.
@@ -689,6 +708,17 @@ async def _arguments(request: Request, body: bytes) -> tuple[dict[str, Any], str
     header = request.headers.get("authorization", "")
     token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else None
     return params, token or body_token, encoding
+
+
+def _check_metadata(metadata: Any) -> None:
+    """Message metadata as Slack takes it: `{"event_type": "…", "event_payload": {…}}`."""
+    if not (
+        isinstance(metadata, dict)
+        and isinstance(metadata.get("event_type"), str)
+        and metadata["event_type"]
+        and isinstance(metadata.get("event_payload"), dict)
+    ):
+        raise SlackFailure("invalid_metadata_format")
 
 
 def _file_object(upload: UploadedFile) -> dict[str, Any]:
