@@ -312,6 +312,24 @@ async def export_audit(desk: Desk, args: AuditExportArgs, ctx: Context) -> Reply
     )
 
 
+async def anchor_audit(desk: Desk, args: NoArgs, ctx: Context) -> Reply:
+    """The audit chain's head posted to the billing channel now (`bot/anchors.py`)."""
+    channel = desk.settings.billing_channel
+    if not channel:
+        raise CommandError(
+            "Anchors are posted to BILLING_CHANNEL, which is not set. An admin must set it to a "
+            "channel ID (like C0123456789) and restart; nothing was anchored."
+        )
+    anchor = await desk.anchors.take(by=ctx.user_id)
+    if anchor is None:
+        raise CommandError("The audit log is empty: there is nothing to anchor yet.")
+    return Reply(
+        text=f"Anchored the audit log at row {anchor.seq}, hash `{anchor.hash}`; posted to "
+        f"<#{channel}>.",
+        private=True,
+    )
+
+
 APPROVE: Command[Any, Desk] = Command(
     slash=SLASH,
     words=("approve",),
@@ -404,6 +422,14 @@ COMMANDS: list[Command[Any, Desk]] = [
         handler=export_audit,
         role=Role.APPROVER,
         read_only=True,
+    ),
+    Command(
+        slash=SLASH,
+        words=("audit", "anchor"),
+        summary="post the audit log's head (row and hash) to the billing channel, as daily",
+        args=NoArgs,
+        handler=anchor_audit,
+        role=Role.APPROVER,
     ),
 ]
 

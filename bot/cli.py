@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dotenv import load_dotenv
 
@@ -26,6 +26,9 @@ from bot.runtime import (
     open_runtime,
     prepare_database,
 )
+
+if TYPE_CHECKING:
+    from bot.slack.history import Found
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,8 +63,13 @@ def _parser() -> argparse.ArgumentParser:
     db_sub.add_parser("upgrade", help="apply the Alembic migrations")
     audit = sub.add_parser("audit", help="audit log tasks")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
-    audit_sub.add_parser(
+    verify = audit_sub.add_parser(
         "verify", help="recompute the audit log's hash chain; exit 1 naming the first broken row"
+    )
+    verify.add_argument(
+        "--anchors",
+        action="store_true",
+        help="also check it against the anchors posted in BILLING_CHANNEL (read from Slack)",
     )
     keys = sub.add_parser("keys", help="the key that encrypts step-up enrolments")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
@@ -124,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("database is at the latest migration")  # noqa: T201
             return 0
         if args.command == "audit":
-            return asyncio.run(_verify_audit(settings))
+            return asyncio.run(_verify_audit(settings, anchors=args.anchors))
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)  # noqa: T201
         return 2
@@ -209,22 +217,77 @@ async def _console(settings: Settings, args: argparse.Namespace) -> int:
     return await run_console(settings, args)
 
 
-async def _verify_audit(settings: Settings) -> int:
-    """Exit 0 printing the head, 1 printing the first broken row, 2 if the log is unreadable."""
+async def _verify_audit(settings: Settings, *, anchors: bool = False) -> int:
+    """Exit 0 printing the head, 1 printing the first broken row (or, with `anchors`, what the
+    channel and the anchors table disagree on), 2 if the log or the channel is unreadable."""
+    from bot.anchors import EVENT_TYPE, compare, posted
+    from bot.storage.anchors import AnchorStore
     from bot.storage.audit import AuditLog
 
     _logging(settings, at_least=logging.WARNING)
+    found: Found | None = None
+    if anchors:
+        read_back = await _channel_anchors(settings, EVENT_TYPE)
+        if isinstance(read_back, str):
+            print(read_back, file=sys.stderr)  # noqa: T201
+            return 2
+        found = read_back
     try:
         engine = await prepare_database(settings)
         try:
-            verdict = await AuditLog(engine).verify()
+            log = AuditLog(engine)
+            comparison = None
+            if found is not None:
+                comparison = compare(
+                    await AnchorStore(engine, log).kept(),
+                    [posted(ts, payload) for ts, payload in found.messages],
+                    str(settings.billing_channel),
+                    others=found.others,
+                )
+            verdict = await log.verify(anchors=comparison.anchors if comparison else ())
         finally:
             await engine.dispose()
     except Exception as exc:  # the database is away or not migrated: say so, in one line
         print(f"could not read the audit log ({type(exc).__name__})", file=sys.stderr)  # noqa: T201
         return 2
+    for line in comparison.lines() if comparison else []:
+        print(line)  # noqa: T201
     print(verdict)  # noqa: T201
-    return 0 if verdict.broken is None else 1
+    return 0 if verdict.broken is None and (comparison is None or comparison.ok) else 1
+
+
+async def _channel_anchors(settings: Settings, event_type: str) -> Found | str:
+    """The anchors in BILLING_CHANNEL (`bot.slack.history.Found`), or the one sentence that
+    says why they could not be read."""
+    from slack_sdk.errors import SlackApiError
+
+    from bot.slack.app import web_client
+    from bot.slack.failures import classify
+    from bot.slack.history import bot_messages
+
+    channel = settings.billing_channel
+    if settings.slack_bot_token is None or not channel:
+        return (
+            "audit verify --anchors reads the anchors back from the billing channel: set "
+            "SLACK_BOT_TOKEN and BILLING_CHANNEL"
+        )
+    client = web_client(settings)
+    try:
+        return await bot_messages(client, channel, event_type)
+    except SlackApiError as exc:
+        error = classify(exc).error
+        hint = HISTORY_HINTS.get(error, "")
+        return f"could not read the anchors in BILLING_CHANNEL {channel}: Slack said {error}{hint}"
+    except Exception as exc:  # Slack unreachable
+        return f"could not read the anchors in BILLING_CHANNEL {channel} ({type(exc).__name__})"
+
+
+HISTORY_HINTS = {
+    "missing_scope": " (the bot token needs channels:history, or groups:history for a private "
+    "channel: add them as in manifest.yml and reinstall the app)",
+    "not_in_channel": " (invite the bot: /invite @billing-bot)",
+    "channel_not_found": " (is BILLING_CHANNEL a channel ID the bot can see?)",
+}
 
 
 async def _check(settings: Settings) -> int:

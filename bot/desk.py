@@ -12,6 +12,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.anchors import Anchoring
 from bot.approvals.flow import ApprovalFlow
 from bot.approvals.policy import Policy
 from bot.approvals.state import Approvals
@@ -49,6 +50,7 @@ class Desk:
     approvals: Approvals
     flow: ApprovalFlow
     audit: AuditLog
+    anchors: Anchoring
     policy: Policy
     schedules: ScheduleStore
     scheduler: Scheduler

@@ -29,6 +29,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.anchors import Anchoring
 from bot.approvals.cards import Cards
 from bot.approvals.flow import ApprovalFlow
 from bot.approvals.gate import Gate
@@ -53,14 +54,15 @@ from bot.schedules.store import ScheduleStore
 from bot.slack.app import Listeners, build_app
 from bot.slack.listeners import AfterAck, ButtonClick, FormSubmitted, HomeOpened, SlashCommand
 from bot.slack.notices import SlackNotices
-from bot.slack.outbox import Outbox
+from bot.slack.outbox import Outbox, Places
 from bot.slack.secret_dm import SlackSecretMessages
 from bot.slack.surface import SlackSurface
 from bot.storage import store
+from bot.storage.anchors import AnchorStore
 from bot.storage.audit import AuditLog, ChainCheck
 from bot.storage.limits import DatabaseLimits
 from bot.storage.store import ReportHistory, StoredCommands, utcnow
-from bot.surface import Surface, guarded
+from bot.surface import MessageRef, Surface, guarded
 from commands.base import Provider, Reply
 from commands.http import http_of
 from commands.limits import limits_of
@@ -145,6 +147,7 @@ class Runtime:
     roles: Roles
     audit: AuditLog
     chain: ChainCheck
+    anchors: Anchoring
     approvals: Approvals
     policy: Policy
     outbox: Outbox | None
@@ -166,7 +169,8 @@ class Runtime:
             self.background.append(asyncio.ensure_future(self.outbox.run(every)))
 
     def start_sweeper(self, every: float = 30.0) -> None:
-        """Expiries, stale runs and reminders; and the next batch of the audit chain's check."""
+        """Expiries, stale runs and reminders; the next batch of the audit chain's check; and
+        the day's audit anchor once it is due."""
 
         async def loop() -> None:
             while True:
@@ -178,6 +182,10 @@ class Runtime:
                     await self.chain.step()
                 except Exception:
                     log.exception("the audit chain check failed")
+                try:
+                    await self.anchors.daily()
+                except Exception:
+                    log.exception("the daily audit anchor failed")
                 await asyncio.sleep(every)
 
         self.background.append(asyncio.ensure_future(loop()))
@@ -288,9 +296,14 @@ async def open_runtime(
     roles = Roles(settings, group_members=group_members, open_console=open_console)
     audit = AuditLog(engine, listeners=[command_line, metrics.on_audit])
     chain = ChainCheck(audit)
+    kept = AnchorStore(engine, audit)
     approvals = Approvals(engine, ttl=timedelta(hours=settings.approval_ttl_hours), clock=clock)
-    outbox = Outbox(engine, slack, places=Cards(approvals)) if slack is not None else None
+    places = EveryPlace(Cards(approvals), kept)
+    outbox = Outbox(engine, slack, places=places) if slack is not None else None
     surfaces = _surfaces(outbox, system_surface)
+    anchors = Anchoring(
+        kept, system_surface=surfaces, channel=settings.billing_channel, tz=settings.tz, clock=clock
+    )
     if direct is None:
         direct = (
             SlackDirectMessages(outbox) if outbox is not None else SystemDirectMessages(surfaces)
@@ -376,6 +389,7 @@ async def open_runtime(
             approvals=approvals,
             flow=flow,
             audit=audit,
+            anchors=anchors,
             policy=policy,
             schedules=schedules,
             scheduler=scheduler,
@@ -404,6 +418,7 @@ async def open_runtime(
         roles=roles,
         audit=audit,
         chain=chain,
+        anchors=anchors,
         approvals=approvals,
         policy=policy,
         outbox=outbox,
@@ -493,3 +508,21 @@ def attach_providers(
             if shared is not None:
                 limit.share(shared)
             metrics.watch_limit(name, limit)
+
+
+class EveryPlace:
+    """The outbox's `Places` for messages of more than one kind (approval cards, audit
+    anchors): each is told where a message landed, and the first that knows says where one is."""
+
+    def __init__(self, *places: Places) -> None:
+        self.places = places
+
+    async def posted(self, key: str, ref: MessageRef) -> None:
+        for place in self.places:
+            await place.posted(key, ref)
+
+    async def locate(self, key: str) -> MessageRef | None:
+        for place in self.places:
+            if (ref := await place.locate(key)) is not None:
+                return ref
+        return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -113,6 +114,12 @@ def fallback_text(reply: Reply) -> str:
     return shown(reply, reply.text)[:3000]
 
 
+# Metadata values kept whole: a number, or a hex SHA-256 digest (an audit anchor's hash, read
+# back to verify the chain). A registered secret's digits may occur inside one by chance, and
+# masking them would unmake the value; neither can carry a secret the bot shows.
+VERBATIM = re.compile(r"[0-9]+|[0-9a-f]{64}")
+
+
 def metadata_param(reply: Reply) -> dict[str, Any]:
     """The `metadata` argument of chat.postMessage and chat.update for a reply that carries
     some (https://api.slack.com/metadata/using: `event_type` and an `event_payload` object),
@@ -120,7 +127,10 @@ def metadata_param(reply: Reply) -> dict[str, Any]:
     """
     if reply.metadata is None or reply.private:
         return {}
-    payload = {key: redact(value) for key, value in reply.metadata.payload.items()}
+    payload = {
+        key: value if VERBATIM.fullmatch(value) else redact(value)
+        for key, value in reply.metadata.payload.items()
+    }
     return {"metadata": {"event_type": reply.metadata.event_type, "event_payload": payload}}
 
 

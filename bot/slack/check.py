@@ -28,6 +28,8 @@ BOT_SCOPES = frozenset(
         "channels:read",
         "groups:read",
         "im:write",
+        "channels:history",
+        "groups:history",
     }
 )
 

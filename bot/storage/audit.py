@@ -20,7 +20,7 @@ import csv
 import io
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -98,6 +98,28 @@ async def _head(conn: AsyncConnection) -> Link | None:
     return Link(int(found.seq), str(found.hash)) if found is not None else None
 
 
+async def _last_by(conn: AsyncConnection, until: datetime) -> Link | None:
+    query = (
+        sa.select(audit.c.seq, audit.c.hash)
+        .where(audit.c.at <= until)
+        .order_by(audit.c.seq.desc())
+        .limit(1)
+    )
+    found = (await conn.execute(query)).first()
+    return Link(int(found.seq), str(found.hash)) if found is not None else None
+
+
+async def _insert(conn: AsyncConnection, row: dict[str, Any], head: Link | None) -> int | None:
+    result = await conn.execute(audit.insert().values(**row, **seal(row, head)))
+    key = result.inserted_primary_key
+    return int(key[0]) if key and key[0] is not None else None
+
+
+# Writes, in the append's transaction, what goes with an entry about the row `Link` names, and
+# returns the entry (None: append nothing). See `AuditLog.note`.
+Note = Callable[[AsyncConnection, Link], Awaitable[Entry | None]]
+
+
 class AuditLog:
     def __init__(self, engine: AsyncEngine, *, listeners: Sequence[Listener] = ()) -> None:
         self.engine = engine
@@ -122,39 +144,64 @@ class AuditLog:
         )
 
     async def record(self, entry: Entry, *, at: datetime | None = None) -> None:
-        row = {
-            "at": at or utcnow(),
-            "user_id": storable(entry.user_id),
-            "channel": storable(entry.channel),
-            "command": storable(entry.command[:120]),
-            "args": json.dumps(redact_any(entry.args), ensure_ascii=False, sort_keys=True),
-            "decision": storable(entry.decision),
-            "outcome": storable(entry.outcome),
-            "detail": storable(detail_text(entry.detail)),
-            "provider": storable(entry.provider),
-            "provider_status": entry.provider_status,
-            "duration_ms": entry.duration_ms,
-            "approval_id": entry.approval_id,
-        }
         audit_id: int | None = None
         try:
-            audit_id = await self._append(fit(row))
+            audit_id = await self._append(self._row(entry, at))
         finally:
-            for listener in self.listeners:
-                try:
-                    listener(entry, audit_id)
-                except Exception:  # a listener must never lose an audit row or a command
-                    log.exception("an audit listener failed")
+            self._tell(entry, audit_id)
+
+    def _row(self, entry: Entry, at: datetime | None) -> dict[str, Any]:
+        return fit(
+            {
+                "at": at or utcnow(),
+                "user_id": storable(entry.user_id),
+                "channel": storable(entry.channel),
+                "command": storable(entry.command[:120]),
+                "args": json.dumps(redact_any(entry.args), ensure_ascii=False, sort_keys=True),
+                "decision": storable(entry.decision),
+                "outcome": storable(entry.outcome),
+                "detail": storable(detail_text(entry.detail)),
+                "provider": storable(entry.provider),
+                "provider_status": entry.provider_status,
+                "duration_ms": entry.duration_ms,
+                "approval_id": entry.approval_id,
+            }
+        )
+
+    def _tell(self, entry: Entry, audit_id: int | None) -> None:
+        for listener in self.listeners:
+            try:
+                listener(entry, audit_id)
+            except Exception:  # a listener must never lose an audit row or a command
+                log.exception("an audit listener failed")
 
     async def _append(self, row: dict[str, Any]) -> int | None:
         """Inserts `row` as the chain's next link, after taking the database's lock for
         appends, so the head it reads is still the head when it inserts; returns its row ID."""
         async with self._appending, self.engine.begin() as conn:
             await conn.execute(*_append_lock(conn.dialect.name))
-            links = seal(row, await _head(conn))
-            result = await conn.execute(audit.insert().values(**row, **links))
-        key = result.inserted_primary_key
-        return int(key[0]) if key and key[0] is not None else None
+            return await _insert(conn, row, await _head(conn))
+
+    async def note(
+        self, write: Note, *, until: datetime | None = None, at: datetime | None = None
+    ) -> Link | None:
+        """Appends an entry about a row already on the chain: the head, or with `until` the
+        last row written by then. `write` gets that row's link inside the append's transaction,
+        under the appends' lock, writes there what goes with it (an anchor) and returns the
+        entry to append, or None to append nothing; so without `until` the row it names is the
+        head just before that entry, and the entry and what `write` wrote are committed
+        together or not at all. Returns the link written about, or None when there was no such
+        row or nothing was appended. `at`: the entry's time (now by default)."""
+        async with self._appending, self.engine.begin() as conn:
+            await conn.execute(*_append_lock(conn.dialect.name))
+            head = await _head(conn)
+            about = head if until is None else await _last_by(conn, until)
+            entry = await write(conn, about) if about is not None else None
+            if entry is None:
+                return None
+            audit_id = await _insert(conn, self._row(entry, at), head)
+        self._tell(entry, audit_id)
+        return about
 
     async def head(self) -> Link | None:
         """The last row's place in the chain (what an anchor keeps), or None when empty."""

@@ -131,6 +131,25 @@ audit = sa.Table(
     sa.UniqueConstraint("seq", name="uq_audit_seq"),
 )
 
+# The audit chain's anchors (bot/anchors.py): a row of the chain (`seq`, `hash`) posted to the
+# billing channel, daily (one per local `day`, whichever replica takes it) or on command; `sent_at`
+# once handed to the outbox, `ts` once it landed in Slack.
+audit_anchors = sa.Table(
+    "audit_anchors",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("by", sa.String(40), nullable=False),
+    sa.Column("how", sa.String(20), nullable=False),
+    sa.Column("day", sa.Date),
+    sa.Column("channel", sa.String(40), nullable=False),
+    sa.Column("sent_at", UTCDateTime),
+    sa.Column("ts", sa.String(40)),
+    sa.UniqueConstraint("day", name="uq_audit_anchors_day"),
+)
+
 schedules = sa.Table(
     "schedules",
     metadata,

@@ -117,6 +117,36 @@ async def test_update_replaces_what_it_sends_and_keeps_the_rest() -> None:
         assert missing["error"] == "message_not_found"
 
 
+async def test_history_pages_newest_first_with_metadata_only_when_asked() -> None:
+    metadata = {"event_type": "billing_audit_anchor", "event_payload": {"seq": "1"}}
+    async with slack_client() as (slack, client):
+        first = await client.chat_postMessage(channel="C1", text="one", metadata=metadata)
+        second = await client.chat_postMessage(channel="C1", text="two")
+        await client.chat_postMessage(channel="C2", text="elsewhere")
+        theirs = slack.add_message("C1", {"user": "U7", "text": "three"})
+
+        page = await client.conversations_history(channel="C1", limit=2)
+        assert [m["ts"] for m in page["messages"]] == [theirs, second["ts"]]
+        assert page["has_more"] and page["response_metadata"]["next_cursor"]
+        pages = await client.conversations_history(channel="C1", limit=2, include_all_metadata=True)
+        messages = [m async for p in pages for m in p["messages"]]
+        assert [m["text"] for m in messages] == ["three", "two", "one"]
+        assert messages[2]["metadata"] == metadata and messages[2]["ts"] == first["ts"]
+        assert messages[2]["bot_id"] and "bot_id" not in messages[0]
+        plain = await client.conversations_history(channel="C1")
+        assert all("metadata" not in m for m in plain["messages"])
+
+
+async def test_history_needs_the_history_scope_of_the_channel_s_kind() -> None:
+    double = SlackApiDouble(scopes={"channels:history"}, not_in_channel={"C9"})
+    async with slack_client(double) as (slack, client):
+        assert (await client.conversations_history(channel="C1"))["messages"] == []
+        private = await slack_error(client.conversations_history(channel="G1"))
+        assert private["error"] == "missing_scope"
+        outside = await slack_error(client.conversations_history(channel="C9"))
+        assert outside["error"] == "not_in_channel"
+
+
 async def test_ephemeral_messages_cannot_be_updated_and_permalinks_point_at_the_message() -> None:
     async with slack_client() as (slack, client):
         ephemeral = await client.chat_postEphemeral(channel="C1", user="U1", text="only you")

@@ -64,7 +64,7 @@ async def test_check_reports_slack_the_database_and_each_provider(tmp_path: Path
     assert good.stdout.splitlines()[:5] == [
         "slack mode: ok — serve (SLACK_SIGNING_SECRET set)",
         "slack token: ok — bot @billing-bot (U0BILLBOT1) in workspace Billing Team (T0BILLING1)",
-        "slack scopes: ok — 7 scopes manifest.yml asks for granted",
+        "slack scopes: ok — 9 scopes manifest.yml asks for granted",
         "slack channel: ok — #billing (C0BILLING1), the bot is a member",
         "database: ok (sqlite)",
     ]
@@ -99,8 +99,9 @@ async def test_missing_scopes_are_named(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert line(result, "slack token").startswith("slack token: ok — bot @billing-bot")
     assert line(result, "slack scopes") == (
-        "slack scopes: FAILED — the token lacks channels:read, groups:read, im:write, "
-        "usergroups:read: add them as in manifest.yml (OAuth & Permissions) and reinstall the app"
+        "slack scopes: FAILED — the token lacks channels:history, channels:read, groups:history, "
+        "groups:read, im:write, usergroups:read: add them as in manifest.yml (OAuth & "
+        "Permissions) and reinstall the app"
     )
     assert line(result, "slack channel") == (
         "slack channel: FAILED — Slack refused to describe BILLING_CHANNEL C0BILLING1 "

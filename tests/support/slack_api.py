@@ -19,6 +19,9 @@ Message metadata (https://api.slack.com/metadata/using) is read as Slack reads i
 with a text `event_type` and an object `event_payload`, else `invalid_metadata_format`. A
 message keeps the metadata its post or a later update set (`message(...)["metadata"]`), and
 `metadata_of(channel, ts)` lists what each post and update of it carried, in order.
+`conversations.history` reads a channel back, newest first, a page at a time, with each
+message's metadata only when `include_all_metadata` asks; `add_message` puts in what a person
+or another app posted.
 
 Every Web API answer carries the token's scopes in `x-oauth-scopes`, as Slack's do: the bot
 token has `scopes` (by default every scope manifest.yml asks for); `conversations.info` answers
@@ -317,6 +320,7 @@ class SlackApiDouble:
             "usergroups.users.list": self._usergroup_users,
             "conversations.info": self._conversation_info,
             "conversations.open": self._conversation_open,
+            "conversations.history": self._conversation_history,
             "users.info": self._user_info,
             "files.getUploadURLExternal": self._upload_url,
             "files.completeUploadExternal": self._complete_upload,
@@ -471,6 +475,44 @@ class SlackApiDouble:
         if len(users) != 1 or not USER_ID.match(users[0]):
             raise SlackFailure("user_not_found")
         return {"no_op": True, "already_open": True, "channel": {"id": "D" + users[0][1:]}}
+
+    def _conversation_history(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A channel's messages, newest first, `limit` a page (Slack's default 100) and
+        `response_metadata.next_cursor` for the next (empty on the last); each message's
+        `metadata` only with `include_all_metadata` (https://api.slack.com/methods/
+        conversations.history). `channels:history` for a public channel, `groups:history` for a
+        private one; `not_in_channel` where the bot is not a member."""
+        channel = str(params.get("channel") or "")
+        if not CHANNEL_ID.match(channel) or channel in self.missing_channels:
+            raise SlackFailure("channel_not_found")
+        scope = "channels:history" if channel.startswith("C") else "groups:history"
+        if scope not in self.scopes:
+            raise SlackFailure("missing_scope")
+        if channel in self.not_in_channel:
+            raise SlackFailure("not_in_channel")
+        newest_first = sorted(
+            (m for (c, _), m in self.messages.items() if c == channel),
+            key=lambda m: tuple(int(part) for part in str(m["ts"]).split(".")),
+            reverse=True,
+        )
+        start = int(params.get("cursor") or 0)
+        limit = int(params.get("limit") or 100)
+        page = newest_first[start : start + limit]
+        with_metadata = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
+        messages = [{k: v for k, v in m.items() if with_metadata or k != "metadata"} for m in page]
+        more = start + limit < len(newest_first)
+        return {
+            "messages": messages,
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
+
+    def add_message(self, channel: str, message: dict[str, Any]) -> str:
+        """A message someone else posted in `channel` (a person: `user`; an app: `bot_id`);
+        returns its ts."""
+        ts = self._ts()
+        self.messages[(channel, ts)] = {"type": "message", "text": "", **message, "ts": ts}
+        return ts
 
     def _user_info(self, params: dict[str, Any]) -> dict[str, Any]:
         user_id = str(params.get("user") or "")
