@@ -3,6 +3,7 @@ TEST_DATABASE_URL names one, on PostgreSQL too (CI starts a real server)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from bot.catalog import ProviderRuntime
 from bot.config import Settings
 from bot.dispatch import Dispatcher
+from bot.ops.logs import CHATTY
 from bot.runtime import Runtime, open_providers, open_runtime
 from bot.storage import store
 from commands.secrets import reset_secrets
@@ -48,6 +50,18 @@ def _forget_secrets() -> None:
     """Each test starts with no registered secret: whatever masks one was registered by the code
     the test runs (or the test itself), never by an earlier test."""
     reset_secrets()
+
+
+@pytest.fixture(autouse=True)
+def _restore_log_levels() -> Iterator[None]:
+    """Each test starts with the log levels the last one found: `billing-bot` commands a test
+    runs (`main([...])`) configure logging for the whole process, quieting libraries such as
+    httpx, and a later test in the same worker must not inherit that."""
+    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in CHATTY)]
+    levels = [logger.level for logger in loggers]
+    yield
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.setLevel(level)
 
 
 @pytest.fixture(params=BACKENDS)
