@@ -26,10 +26,10 @@ def dead_pid() -> int:
 @pytest.fixture
 def live() -> Iterator[subprocess.Popen[bytes]]:
     """A process of ours that lives until `end(live)` (never one we did not start: a broken
-    liveness check could signal it)."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
-    )
+    liveness check could signal it). It takes back the default action of SIGHUP, which a
+    parent started under `nohup` would otherwise pass on as ignored, hiding a stray signal."""
+    script = "import signal, sys; signal.signal(signal.SIGHUP, signal.SIG_DFL); sys.stdin.read()"
+    child = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE)
     try:
         yield child
     finally:
