@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bot.catalog import ProviderRuntime
 from bot.config import Settings
@@ -62,6 +62,17 @@ def _restore_log_levels() -> Iterator[None]:
     yield
     for logger, level in zip(loggers, levels, strict=True):
         logger.setLevel(level)
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """A database migrated to the head, on each backend `database_url` names."""
+    await store.upgrade(database_url)
+    made = store.make_engine(database_url)
+    try:
+        yield made
+    finally:
+        await made.dispose()
 
 
 @pytest.fixture(params=BACKENDS)

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.mrkdwn import plain
-from bot.storage.chain import Break, Link, Verdict, Walk, seal
+from bot.storage.chain import FIELDS, Break, Link, Verdict, Walk, seal
 from bot.storage.store import audit, storable, utcnow
 from commands.secrets import redact, redact_any
 from commands.words import clip
@@ -288,24 +288,8 @@ class ChainCheck:
         self.walk = Walk(anchors=[self.anchor] if self.anchor is not None else [])
 
 
-CSV_COLUMNS = (
-    "id",
-    "at",
-    "user_id",
-    "channel",
-    "command",
-    "args",
-    "decision",
-    "outcome",
-    "detail",
-    "provider",
-    "provider_status",
-    "duration_ms",
-    "approval_id",
-    "seq",
-    "prev_hash",
-    "hash",
-)
+# The export: the row id, every chained field, and the chain itself (never masked).
+CSV_COLUMNS = ("id", *FIELDS, "seq", "prev_hash", "hash")
 # Hex digests and numbers: nothing in them to redact, and masking part would unmake the hash.
 CHAIN_COLUMNS = frozenset({"seq", "prev_hash", "hash"})
 

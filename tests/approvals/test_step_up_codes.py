@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pyotp
@@ -27,16 +26,6 @@ from tests.support import Clock
 START = datetime(2030, 1, 6, 9, 0, 15, tzinfo=UTC)
 KEY = os.urandom(32)
 OTHER_KEY = os.urandom(32)
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    await store.upgrade(database_url)
-    made = store.make_engine(database_url)
-    try:
-        yield made
-    finally:
-        await made.dispose()
 
 
 @pytest.fixture

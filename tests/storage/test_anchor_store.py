@@ -5,7 +5,6 @@ audit row, a daily anchor names the last row written by its time, and a day keep
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -34,16 +33,6 @@ def entry(n: int) -> Entry:
         detail=f"run {n}",
         provider="billing",
     )
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    await store.upgrade(database_url)
-    made = store.make_engine(database_url)
-    try:
-        yield made
-    finally:
-        await made.dispose()
 
 
 async def rows(engine: AsyncEngine) -> list[dict[str, object]]:

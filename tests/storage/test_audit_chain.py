@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -43,16 +43,6 @@ def entry(n: int, **changes: Any) -> Entry:
     }
     values.update(changes)
     return Entry(**values)
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    await store.upgrade(database_url)
-    made = store.make_engine(database_url)
-    try:
-        yield made
-    finally:
-        await made.dispose()
 
 
 async def appended(engine: AsyncEngine, count: int) -> AuditLog:
