@@ -79,7 +79,7 @@ class Notices:
         roles: Holders,
         post: Post,
         tz: ZoneInfo,
-        notify_approvers: bool = True,
+        notify_approvers: bool,
     ) -> None:
         self.approvals = approvals
         self.roles = roles

@@ -11,17 +11,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from bot.approvals.notices import Notices
+from bot.approvals.state import Approval
 from bot.catalog import ProviderRuntime
 from bot.runtime import ConfigError, Runtime, load_settings
 from bot.storage.store import audit
 from bot.surface import Surface
+from commands.base import Reply
 from tests.support import Clock, OpenBot, RecordingSurface
 from tests.support.drill import DRILL, STALE, START, DrillClient, Ref
 
@@ -312,3 +315,68 @@ def test_the_setting_is_on_or_off_in_any_case_and_a_wrong_value_is_named(
     assert str(raised.value) == (
         "configuration error: BILLING_NOTIFY_APPROVERS: Input should be 'on' or 'off'"
     )
+
+
+@dataclass
+class Recorded:
+    """A `Post` that records (to whom, headline, card) in order."""
+
+    sent: list[tuple[str, str, int]] = field(default_factory=list)
+
+    async def direct(self, user: str, reply: Reply, *, card: Approval) -> None:
+        self.sent.append((user, reply.text, card.id))
+
+    async def thread(self, card: Approval, reply: Reply) -> None:
+        self.sent.append(("thread", reply.text.split(";")[0], card.id))
+
+
+async def test_each_notice_is_about_its_own_request_and_only_while_it_is_open(
+    open_drill: OpenDrill,
+) -> None:
+    # The flow's own notices are off; these are asked for by hand, in the order the test says.
+    bot = await open_drill(billing_notify_approvers="off", billing_operators="U1,W0GRID")
+    post = Recorded()
+    notices = Notices(
+        approvals=bot.runtime.approvals,
+        roles=bot.runtime.roles,
+        post=post,
+        tz=bot.runtime.settings.tz,
+        notify_approvers=True,
+    )
+    await bot.run("/drill move r1", "U1")
+    bot.clock.advance(hours=6)
+    await bot.run("/drill move r2", "U1")
+    await bot.run("/drill move r3", "W0GRID")  # an Enterprise Grid user ID
+    await bot.run("/billing approve 3", "U2")
+    first, done = await bot.runtime.approvals.get(1), await bot.runtime.approvals.get(3)
+    assert first is not None and done is not None
+    await notices.requested(done)  # decided already: nobody is asked
+    await notices.requested(first)
+    await notices.decided(3)
+    bot.clock.advance(hours=6)  # #1 is halfway; #2 was never announced
+    await notices.sweep()
+    bot.clock.advance(hours=6)  # #2 is halfway
+    await notices.sweep()
+    await notices.sweep()
+    asked = "🔐 <@U1> asks for an approval: #{}"
+    assert post.sent == [
+        *((user, asked.format(1), 1) for user in APPROVERS),
+        ("W0GRID", "✅ Your request #3 was approved by <@U2>: *done*", 3),
+        ("thread", "⏰ #1 is still waiting for approval", 1),
+        *((user, asked.format(2), 2) for user in APPROVERS),
+        ("thread", "⏰ #2 is still waiting for approval", 2),
+    ]
+
+
+async def test_times_are_told_in_the_bots_time_zone(open_drill: OpenDrill) -> None:
+    bot = await open_drill(billing_timezone="Asia/Tokyo")
+    await bot.run("/drill move r1", "U1")
+    assert ("Expires", "2030-01-07 18:00 JST") in bot.surfaces["U2"].sent[0].fields
+    bot.clock.advance(hours=12)
+    await bot.runtime.flow.sweep()
+    assert "it expires 2030-01-07 18:00 JST." in bot.sent("C1")[-1]
+    bot.clock.advance(hours=12)
+    await bot.runtime.flow.sweep()
+    assert bot.sent("U1") == [
+        "⌛ Your request #1 expired unapproved at 2030-01-07 18:00 JST; nothing ran"
+    ]
