@@ -47,6 +47,14 @@ async def sealed_seeds(database_url: str) -> dict[str, str]:
     return {str(user): str(seed) for user, seed in rows}
 
 
+@pytest.fixture(autouse=True)
+def _logging_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`billing-bot keys rotate` sets up the process's logging (quiet libraries) as every
+    command does; run here, in a test worker, that would silence the libraries' logs for the
+    tests that come after it, so it is left out."""
+    monkeypatch.setattr(cli, "_logging", lambda *args, **kwargs: None)
+
+
 def key_line(monkeypatch: pytest.MonkeyPatch, key: bytes | None) -> str:
     if key is None:
         monkeypatch.delenv("BILLING_SECRET_KEY", raising=False)
