@@ -10,6 +10,7 @@ import io
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from bot.mrkdwn import Names
 from bot.runtime import Runtime, open_providers
 from commands.sandbox import Sandbox
 from commands.sandbox_state import StateError, load_state, number_span, save_state
-from tests.support import sandbox_of
+from tests.support import Clock, OpenBot, sandbox_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,6 +75,26 @@ async def test_approval_tried_alone_with_as(runtime: Runtime, tmp_path: Path) ->
     assert "✅ #1 done — approved by @U2" in out.getvalue()
     assert not await console.handle("1")  # and it ran once
     assert "already done" in out.getvalue()
+
+
+async def test_a_request_two_approved_names_both_in_order(
+    open_bot: OpenBot, tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy.yml"
+    policy.write_text(
+        "rules:\n  - name: two\n    command: voipcloud move-funds\n    approvals: 2\n",
+        encoding="utf-8",
+    )
+    clock = Clock(datetime(2030, 1, 6, 9, 0, tzinfo=UTC))
+    runtime = await open_bot(billing_policy_file=str(policy), clock=clock)
+    console, out = console_for(runtime, tmp_path)
+    assert await console.handle("/voipcloud move-funds 10025 12.00 refund")
+    for user in ("U3", "U2"):
+        assert await console.handle(f":as {user}")
+        assert await console.handle("/billing approve 1")
+        clock.advance(minutes=1)
+    assert "⏳ #1 approved by @U3 and @U2, running…" in out.getvalue()
+    assert "✅ #1 done — approved by @U3 and @U2" in out.getvalue()
 
 
 async def test_files_are_saved_and_their_path_printed(runtime: Runtime, tmp_path: Path) -> None:
