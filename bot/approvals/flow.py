@@ -176,7 +176,7 @@ class ApprovalFlow:
                     )
                 )
                 return None
-        line = grammar.render(command, exact)
+        line = grammar.shown(command, exact)  # amounts as the summary writes them; args stay exact
         description = command.describe(exact) if command.describe else f"`{line}`"
         since = self.approvals.clock()
         try:
