@@ -396,20 +396,32 @@ def nothing_to_check(approval: Approval) -> str:
     return f"Approval #{approval.id} is {approval.status.value}: its outcome is known."
 
 
+def settled_reason(found: Evidence, settled: str) -> str:
+    """The reason a check's button records: the check when it settles what the check found,
+    else the settlement first, said to go against the check ("done" after "It has not been
+    booked." never reads as agreeing with it)."""
+    if settled == found.verdict:
+        return f"checked: {found.text}"
+    return f"marked {settled} against the check, which found: {found.text}"
+
+
 def evidence(approval: Approval, found: Evidence, *, settle: bool) -> Reply:
-    """What a check found; with `settle`, buttons that record it as the resolution."""
+    """What a check found; with `settle`, buttons that record it as the resolution, each with a
+    reason that says what it settles."""
     verdicts = {"done": "it happened", "not done": "it did not happen", "unclear": "unclear"}
     buttons: list[Button] = []
     if settle and found.verdict != "unclear":
         for outcome in ("done", "not-done"):
+            settled = outcome.replace("-", " ")
+            reason = settled_reason(found, settled)
             command = grammar.line(
-                "billing resolve", id=approval.id, outcome=outcome, reason=f"checked: {found.text}"
+                "billing resolve", id=approval.id, outcome=outcome, reason=reason
             )
             buttons.append(
                 Button(
-                    label=f"Mark {outcome.replace('-', ' ')}",
+                    label=f"Mark {settled}",
                     command=command,
-                    style="primary" if outcome.replace("-", " ") == found.verdict else None,
+                    style="primary" if settled == found.verdict else None,
                 )
             )
     return Reply(

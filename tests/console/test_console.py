@@ -451,3 +451,24 @@ async def test_a_sandbox_can_lose_its_answers_to_try_an_unknown_outcome(
     assert await console.handle(str(console.buttons.index(done) + 1))
     assert "outcome settled as done by @U3" in out.getvalue()
     assert "Traceback" not in out.getvalue()
+
+
+async def test_marking_not_done_what_a_check_found_done_says_so(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    console, out = console_for(runtime, tmp_path, user="U1")
+    assert await console.handle("/voipcloud move-funds 10025 12.00 refund")
+    assert await console.handle(":sandbox voipcloud drop")
+    assert await console.handle(":as U2")
+    await console.handle("/billing approve 1")
+    assert await console.handle(":sandbox voipcloud ok")
+    assert await console.handle(":as U3")
+    check = next(b for b in console.buttons if b.label == "Check now")
+    assert await console.handle(str(console.buttons.index(check) + 1))
+    assert "It looks done." in out.getvalue()
+    against = next(b for b in console.buttons if b.label == "Mark not done")
+    assert await console.handle(str(console.buttons.index(against) + 1))
+    assert "outcome settled as not done by @U3" in out.getvalue()
+    assert "Reason: marked not done against the check, which found: Customer 10025's" in (
+        out.getvalue()
+    )
