@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from bot.approvals.policy import PolicyError, load
 from bot.config import Settings
 from bot.messages import when
-from bot.slack.blocks import reply_blocks
 from bot.runtime import ConfigError, Runtime, open_providers, open_runtime
+from bot.slack.blocks import reply_blocks
 from bot.storage import store
 from bot.storage.store import approvals, audit
 from bot.surface import MessageRef
