@@ -118,6 +118,17 @@ def _who(user: str) -> str:
     return user
 
 
+def approved_by(approval: Approval, votes: Sequence[str]) -> str:
+    """Everyone who approved a request, in the order they did: `<@U2>`, `<@U2> and <@U3>`,
+    `<@U2>, <@U3> and <@U4>`. The one who decided it is named even without a vote of theirs
+    (a request decided before votes were kept)."""
+    names = [*votes]
+    if approval.decided_by and approval.decided_by not in names:
+        names.append(approval.decided_by)
+    shown = [_who(n) for n in names] or ["nobody"]
+    return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} and {shown[-1]}"
+
+
 def failed_after_ack(reference: str) -> str:
     return (
         f"Something went wrong inside the bot after your request was received (reference "
@@ -174,10 +185,12 @@ def approval_card(
 
 
 def approval_running(
-    approval: Approval, approver: str, reasons: Sequence[tuple[str, str]] = ()
+    approval: Approval, votes: Sequence[str], reasons: Sequence[tuple[str, str]] = ()
 ) -> Reply:
+    """The card while an approved request runs; `approval` is the claimed row (its
+    `decided_by` the approval that completed it), `votes` everyone who approved it, in order."""
     return Reply(
-        text=f"⏳ #{approval.id} approved by {_who(approver)}, running…",
+        text=f"⏳ #{approval.id} approved by {approved_by(approval, votes)}, running…",
         sections=[approval.description, *reasons_shown(reasons)],
         fields=[("Command", f"`{approval.command_line}`")],
     )
@@ -198,9 +211,10 @@ def approval_done(
     tz: ZoneInfo,
     *,
     reasons: Sequence[tuple[str, str]] = (),
+    votes: Sequence[str] = (),
 ) -> Reply:
     icon = ICONS.get(outcome.status, "•")
-    who = _who(approval.decided_by) if approval.decided_by else "nobody"
+    who = approved_by(approval, votes)
     if outcome.status is Status.UNKNOWN:
         check = (
             outcome.reply.text if outcome.reply else "Check at the provider before asking again."
@@ -307,7 +321,10 @@ def claim_refused(
         )
     if claim is Claim.EXPIRED:
         return f"Approval #{approval_id} has expired; request it again."
-    who = f" by {_who(row.decided_by)}" if row.decided_by else ""
+    who = ""
+    if row.decided_by:  # a request that ran (or a ceiling refused) names everyone who approved it
+        ran = row.status not in (Status.REJECTED, Status.EXPIRED)
+        who = f" by {approved_by(row, votes) if ran else _who(row.decided_by)}"
     return f"Approval #{approval_id} is already {row.status.value}{who}; nothing was run again."
 
 
@@ -379,20 +396,32 @@ def nothing_to_check(approval: Approval) -> str:
     return f"Approval #{approval.id} is {approval.status.value}: its outcome is known."
 
 
+def settled_reason(found: Evidence, settled: str) -> str:
+    """The reason a check's button records: the check when it settles what the check found,
+    else the settlement first, said to go against the check ("done" after "It has not been
+    booked." never reads as agreeing with it)."""
+    if settled == found.verdict:
+        return f"checked: {found.text}"
+    return f"marked {settled} against the check, which found: {found.text}"
+
+
 def evidence(approval: Approval, found: Evidence, *, settle: bool) -> Reply:
-    """What a check found; with `settle`, buttons that record it as the resolution."""
+    """What a check found; with `settle`, buttons that record it as the resolution, each with a
+    reason that says what it settles."""
     verdicts = {"done": "it happened", "not done": "it did not happen", "unclear": "unclear"}
     buttons: list[Button] = []
     if settle and found.verdict != "unclear":
         for outcome in ("done", "not-done"):
+            settled = outcome.replace("-", " ")
+            reason = settled_reason(found, settled)
             command = grammar.line(
-                "billing resolve", id=approval.id, outcome=outcome, reason=f"checked: {found.text}"
+                "billing resolve", id=approval.id, outcome=outcome, reason=reason
             )
             buttons.append(
                 Button(
-                    label=f"Mark {outcome.replace('-', ' ')}",
+                    label=f"Mark {settled}",
                     command=command,
-                    style="primary" if outcome.replace("-", " ") == found.verdict else None,
+                    style="primary" if settled == found.verdict else None,
                 )
             )
     return Reply(
@@ -498,14 +527,16 @@ def approval_reminder(
     )
 
 
-def decision_notice(approval: Approval, tz: ZoneInfo) -> Reply:
-    """The requester's direct message once their request is decided or expires."""
+def decision_notice(approval: Approval, tz: ZoneInfo, votes: Sequence[str] = ()) -> Reply:
+    """The requester's direct message once their request is decided or expires; `votes`:
+    everyone who approved it, in order."""
     by = _who(approval.decided_by or "?")
+    ran = approved_by(approval, votes)
     detail = approval.outcome or ""
     heads = {
-        Status.DONE: f"✅ Your request #{approval.id} was approved by {by}: *done*",
-        Status.FAILED: f"⚠️ Your request #{approval.id} was approved by {by} and *failed*",
-        Status.UNKNOWN: f"❓ Your request #{approval.id}, approved by {by}: *outcome unknown*",
+        Status.DONE: f"✅ Your request #{approval.id} was approved by {ran}: *done*",
+        Status.FAILED: f"⚠️ Your request #{approval.id} was approved by {ran} and *failed*",
+        Status.UNKNOWN: f"❓ Your request #{approval.id}, approved by {ran}: *outcome unknown*",
         Status.REJECTED: f"🚫 Your request #{approval.id} was rejected by {by}",
         Status.EXPIRED: (
             f"⌛ Your request #{approval.id} expired unapproved at "

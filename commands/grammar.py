@@ -18,8 +18,9 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 
+from commands import money
 from commands.base import Args, Command, Role, format_value
-from commands.types import Label
+from commands.types import Label, money_fields
 
 _CURLY = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'"})
 _NAMED = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)=(.*)$", re.DOTALL)
@@ -146,6 +147,18 @@ def assign(command: Command[Any, Any], tokens: Sequence[str]) -> dict[str, Any]:
 def render(command: Command[Any, Any], args: Args) -> str:
     """The command line that `parse` reads back into exactly `args` (secrets masked)."""
     return line(command.path, **args.preview())
+
+
+def shown(command: Command[Any, Any], args: Args) -> str:
+    """`render`'s line as an approval card shows it: each amount written as the card's summary
+    writes it, in cents (`sum=100.00`, `amount=-12.50`), through `money.rounded`, the one
+    display rounding. Display only: what is stored and runs is `args`, exact."""
+    values = args.preview()
+    for name in money_fields(command.args):
+        amount = getattr(args, name)
+        if amount is not None:
+            values[name] = money.exact(money.rounded(amount))
+    return line(command.path, **values)
 
 
 def line(path: str, **values: object) -> str:

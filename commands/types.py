@@ -118,16 +118,22 @@ SignedMoney = Annotated[
 ]
 
 
-def money_field(model: type[BaseModel]) -> str | None:
-    """The first argument declared as `Money` or `SignedMoney`, or None: the amount a request
-    moves or invoices (an approval card's metadata reports it)."""
-    for name, info in model.model_fields.items():
+def money_fields(model: type[BaseModel]) -> list[str]:
+    """Every argument declared as `Money` or `SignedMoney`, in declaration order."""
+    return [
+        name
+        for name, info in model.model_fields.items()
         if any(
             isinstance(item, BeforeValidator) and item.func in (positive_amount, signed_amount)
             for item in info.metadata
-        ):
-            return name
-    return None
+        )
+    ]
+
+
+def money_field(model: type[BaseModel]) -> str | None:
+    """The first argument declared as `Money` or `SignedMoney`, or None: the amount a request
+    moves or invoices (an approval card's metadata reports it)."""
+    return next(iter(money_fields(model)), None)
 
 
 PositiveInt = Annotated[int, BeforeValidator(positive_int), Label("number")]

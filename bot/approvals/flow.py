@@ -176,7 +176,7 @@ class ApprovalFlow:
                     )
                 )
                 return None
-        line = grammar.render(command, exact)
+        line = grammar.shown(command, exact)  # amounts as the summary writes them; args stay exact
         description = command.describe(exact) if command.describe else f"`{line}`"
         since = self.approvals.clock()
         try:
@@ -314,28 +314,26 @@ class ApprovalFlow:
             await self.audit_decision(row, user, "approved", Status.FAILED.value, row.outcome)
             outcome = Outcome(Status.FAILED, row.outcome)
             target = guarded(self._surface_for(surface, row.channel))
-            card = self._card(row, messages.approval_done(row, outcome, self.tz), outcome.status)
-            await target.update(row.ref, card, key=card_key(row.id))
+            await target.update(row.ref, await self._ended(row, outcome), key=card_key(row.id))
             await self.notices.decided(row.id)
             return Reply(text=f"Approval #{row.id}: {row.outcome}.", private=True)
-        if claim is Claim.ALREADY_VOTED and row is not None:
-            votes = await self.approvals.votes(row.id)
-            raise CommandError(messages.claim_refused(approval_id, claim, row, votes))
         if claim is not Claim.WON or row is None:
-            raise CommandError(messages.claim_refused(approval_id, claim, row))
+            votes = await self.approvals.votes(approval_id)  # "already done by" names them all
+            raise CommandError(messages.claim_refused(approval_id, claim, row, votes))
         detail = messages.with_reason(f"by {user}", reason)
         await self.audit_decision(row, user, "approved", Status.EXECUTING.value, detail)
         target = guarded(self._surface_for(surface, row.channel))
-        reasons = await self.approvals.reasons(row.id)
+        reasons, votes = await self.approvals.reasons(row.id), await self.approvals.votes(row.id)
+        running = messages.approval_running(row, votes, reasons)
         try:
-            outcome, unaudited = await self._run(row, user, target, reasons)
+            outcome, unaudited = await self._run(row, user, target, running)
         except asyncio.CancelledError:
             await self._cut_off(row, user, target, surface)
             raise
         if unaudited:  # a run audits itself; one that never got that far is audited here
             await self.audit_decision(row, user, unaudited, outcome.status.value, outcome.summary)
         await self.approvals.finish(row.id, outcome.status, outcome.summary)
-        card = messages.approval_done(row, outcome, self.tz, reasons=reasons)  # set by the claim
+        card = messages.approval_done(row, outcome, self.tz, reasons=reasons, votes=votes)
         await target.update(row.ref, self._card(row, card, outcome.status), key=card_key(row.id))
         if outcome.reply is not None and outcome.status is not Status.UNKNOWN:
             # an unknown's hint is on the card already
@@ -344,7 +342,7 @@ class ApprovalFlow:
         return Reply(text=f"Approval #{row.id}: {outcome.status.value}.", private=True)
 
     async def _run(
-        self, row: Approval, approver: str, target: Surface, reasons: list[tuple[str, str]]
+        self, row: Approval, approver: str, target: Surface, running: Reply
     ) -> tuple[Outcome, str | None]:
         """Run a claimed request once. Whatever happens, an outcome comes back to finish it,
         with the audit decision still to record when the run did not record its own."""
@@ -360,8 +358,7 @@ class ApprovalFlow:
             return Outcome(Status.FAILED, summary), "not run"
         started = False
         try:
-            running = self._card(row, messages.approval_running(row, approver, reasons))
-            await target.update(row.ref, running, key=card_key(row.id))
+            await target.update(row.ref, self._card(row, running), key=card_key(row.id))
             started = True
             outcome = await self.runner.execute(
                 command, args, user=approver, channel=row.channel, surface=target, approval=row
@@ -416,8 +413,7 @@ class ApprovalFlow:
         outcome = Outcome(Status.UNKNOWN, CUT_OFF, self._unknown_hint(row))
         await self.approvals.finish(row.id, Status.UNKNOWN, CUT_OFF)
         await self.audit_decision(row, user, "approved", Status.UNKNOWN.value, CUT_OFF)
-        card = self._card(row, messages.approval_done(row, outcome, self.tz), outcome.status)
-        await target.update(row.ref, card, key=card_key(row.id))
+        await target.update(row.ref, await self._ended(row, outcome), key=card_key(row.id))
         await guarded(surface).private(messages.cut_off(row.id))
         await self.notices.decided(row.id)
 
@@ -518,8 +514,7 @@ class ApprovalFlow:
             await self.audit_decision(row, "system", "recovered", Status.UNKNOWN.value, row.outcome)
             outcome = Outcome(Status.UNKNOWN, row.outcome, self._unknown_hint(row))
             surface = guarded(self.system_surface(row.channel))
-            card = self._card(row, messages.approval_done(row, outcome, self.tz))
-            await surface.update(row.ref, card, key=card_key(row.id))
+            await surface.update(row.ref, await self._ended(row, outcome), key=card_key(row.id))
             await self.notices.decided(row.id)
         await self.notices.sweep()
 
@@ -538,6 +533,12 @@ class ApprovalFlow:
     def _card(self, row: Approval, reply: Reply, state: Status | None = None) -> Reply:
         """A card, or an approved run's result, with the request's metadata for other apps."""
         return tagged(reply, row, self.commands.command(row.command_path), state)
+
+    async def _ended(self, row: Approval, outcome: Outcome) -> Reply:
+        """An ended request's card, naming everyone who approved it, in order."""
+        votes = await self.approvals.votes(row.id)
+        done = messages.approval_done(row, outcome, self.tz, votes=votes)
+        return self._card(row, done, outcome.status)
 
     def _surface_for(self, surface: Surface, channel: str) -> Surface:
         """The clicking user's surface when it is the card's channel, else the channel's own."""

@@ -113,7 +113,8 @@ class Notices:
                 return
             if row.status in (Status.PENDING, Status.EXECUTING):
                 return
-            await self.post.direct(row.requester, messages.decision_notice(row, self.tz), card=row)
+            notice = messages.decision_notice(row, self.tz, await self.approvals.votes(row.id))
+            await self.post.direct(row.requester, notice, card=row)
         except Exception:
             logged_reference(log, f"telling the requester of #{approval_id} failed")
 

@@ -252,6 +252,17 @@ async def test_the_requester_is_told_how_their_request_ended(
         assert detail in told.sections[1]
 
 
+async def test_the_requester_is_told_everyone_who_approved_in_order(
+    open_drill: OpenDrill,
+) -> None:
+    bot = await open_drill(TWO_APPROVALS)
+    await bot.run("/drill move r1", "U1")
+    await bot.run("/billing approve 1", "U3")
+    bot.clock.advance(minutes=1)
+    await bot.run("/billing approve 1", "U2")
+    assert bot.sent("U1") == ["✅ Your request #1 was approved by <@U3> and <@U2>: *done*"]
+
+
 async def test_nobody_is_told_of_a_withdrawal_of_their_own_or_a_schedules_request(
     open_drill: OpenDrill,
 ) -> None:

@@ -21,6 +21,7 @@ from bot.approvals.policy import PolicyError, load
 from bot.config import Settings
 from bot.messages import when
 from bot.runtime import ConfigError, Runtime, open_providers, open_runtime
+from bot.slack.blocks import reply_blocks
 from bot.storage import store
 from bot.storage.store import approvals, audit
 from bot.surface import MessageRef
@@ -58,6 +59,13 @@ rules:
   - name: two-for-any-move
     command: voipcloud move-funds
     approvals: 2
+"""
+
+THREE_APPROVALS = """
+rules:
+  - name: three-for-any-move
+    command: voipcloud move-funds
+    approvals: 3
 """
 
 SMALL_CEILING = """
@@ -321,6 +329,35 @@ async def test_two_approvals_clicked_at_once_run_exactly_once(open_with_policy: 
         assert puts(d) == 1
     finally:
         await runtime.close()
+
+
+def headline(card: Any) -> str:
+    """The first line of a card as Slack shows it (its first block's text)."""
+    text: str = reply_blocks(card)[0]["text"]["text"]
+    return text
+
+
+async def test_every_approver_is_named_in_the_order_they_approved(open_with_policy: Any) -> None:
+    clock = Clock(datetime(2030, 1, 6, 9, 0, tzinfo=UTC))
+    runtime = await open_with_policy(THREE_APPROVALS, clock=clock)
+    try:
+        d = runtime
+        await request(d, "8.00")
+        for user in ("U3", "U0ADMIN"):  # not in the order of their ids
+            await approve(d, 1, user)
+            clock.advance(minutes=1)
+        last = await approve(d, 1, "U2")
+        again = await approve(d, 1, "U0APPROVER")
+    finally:
+        await runtime.close()
+    everyone = "<@U3>, <@U0ADMIN> and <@U2>"
+    shown = [headline(card) for _, card in last.updates]
+    assert f"⏳ #1 approved by {everyone}, running…" in shown
+    assert shown[-1] == f"✅ #1 *done* — approved by {everyone}"
+    assert (
+        again.privates[-1] == f"Approval #1 is already done by {everyone}; nothing was run again."
+    )
+    assert puts(d) == 1
 
 
 # --- ceilings ------------------------------------------------------------------------------------

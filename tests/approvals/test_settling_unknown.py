@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from bot.config import Settings
+from bot.slack.blocks import reply_blocks
 from bot.storage.store import approvals
 from bot.surface import MessageRef
+from commands.base import Reply
 from commands.http import OutcomeUnknown
 from tests.support import RecordingSurface
 from tests.support.drill import Bot, in_a_later_release, story, system
@@ -32,6 +36,53 @@ async def test_a_check_reads_the_provider_as_the_checker_and_is_audited(bot: Bot
     assert found.sections == ["r1 is at the provider"] and "it happened" in found.text
     assert [b.label for b in found.buttons] == ["Mark done", "Mark not done"]
     assert (await story(bot))[-1] == ("U3", "checked", "done", "r1 is at the provider")
+
+
+def button_values(reply: Reply) -> dict[str, str]:
+    """Each button's label and the value Slack sends back when it is clicked."""
+    return {
+        e["text"]["text"]: e["value"]
+        for b in reply_blocks(reply)
+        if b["type"] == "actions"
+        for e in b["elements"]
+    }
+
+
+@pytest.mark.parametrize(
+    ("at_provider", "found", "done_reason", "not_done_reason"),
+    [
+        (
+            True,
+            "r1 is at the provider",
+            "checked: r1 is at the provider",
+            "marked not done against the check, which found: r1 is at the provider",
+        ),
+        (
+            False,
+            "r1 is not at the provider",
+            "marked done against the check, which found: r1 is not at the provider",
+            "checked: r1 is not at the provider",
+        ),
+    ],
+)
+async def test_each_check_button_gives_the_reason_for_what_it_settles(
+    bot: Bot, at_provider: bool, found: str, done_reason: str, not_done_reason: str
+) -> None:
+    await lost(bot)
+    if not at_provider:
+        bot.client.calls.clear()  # the write never got there
+    _, checker = await bot.run("/billing check-outcome 1", "U3")
+    assert checker.sent[-1].sections == [found]
+    assert button_values(checker.sent[-1]) == {
+        "Mark done": f'/billing resolve id=1 outcome=done reason="{done_reason}"',
+        "Mark not done": f'/billing resolve id=1 outcome=not-done reason="{not_done_reason}"',
+    }
+    against = next(b for b in checker.sent[-1].buttons if b.style is None)
+    _, settled = await bot.run(against.command, "U3")
+    [card] = [c for _, c in settled.updates if "settled" in c.text]
+    reason = not_done_reason if at_provider else done_reason
+    assert f"Reason: {reason}" in card.sections
+    assert (await story(bot))[-1][3] == reason
 
 
 async def test_only_someone_who_may_settle_it_is_offered_to(bot: Bot) -> None:

@@ -10,6 +10,7 @@ import io
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from bot.mrkdwn import Names
 from bot.runtime import Runtime, open_providers
 from commands.sandbox import Sandbox
 from commands.sandbox_state import StateError, load_state, number_span, save_state
-from tests.support import sandbox_of
+from tests.support import Clock, OpenBot, sandbox_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,6 +75,26 @@ async def test_approval_tried_alone_with_as(runtime: Runtime, tmp_path: Path) ->
     assert "✅ #1 done — approved by @U2" in out.getvalue()
     assert not await console.handle("1")  # and it ran once
     assert "already done" in out.getvalue()
+
+
+async def test_a_request_two_approved_names_both_in_order(
+    open_bot: OpenBot, tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy.yml"
+    policy.write_text(
+        "rules:\n  - name: two\n    command: voipcloud move-funds\n    approvals: 2\n",
+        encoding="utf-8",
+    )
+    clock = Clock(datetime(2030, 1, 6, 9, 0, tzinfo=UTC))
+    runtime = await open_bot(billing_policy_file=str(policy), clock=clock)
+    console, out = console_for(runtime, tmp_path)
+    assert await console.handle("/voipcloud move-funds 10025 12.00 refund")
+    for user in ("U3", "U2"):
+        assert await console.handle(f":as {user}")
+        assert await console.handle("/billing approve 1")
+        clock.advance(minutes=1)
+    assert "⏳ #1 approved by @U3 and @U2, running…" in out.getvalue()
+    assert "✅ #1 done — approved by @U3 and @U2" in out.getvalue()
 
 
 async def test_files_are_saved_and_their_path_printed(runtime: Runtime, tmp_path: Path) -> None:
@@ -430,3 +451,24 @@ async def test_a_sandbox_can_lose_its_answers_to_try_an_unknown_outcome(
     assert await console.handle(str(console.buttons.index(done) + 1))
     assert "outcome settled as done by @U3" in out.getvalue()
     assert "Traceback" not in out.getvalue()
+
+
+async def test_marking_not_done_what_a_check_found_done_says_so(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    console, out = console_for(runtime, tmp_path, user="U1")
+    assert await console.handle("/voipcloud move-funds 10025 12.00 refund")
+    assert await console.handle(":sandbox voipcloud drop")
+    assert await console.handle(":as U2")
+    await console.handle("/billing approve 1")
+    assert await console.handle(":sandbox voipcloud ok")
+    assert await console.handle(":as U3")
+    check = next(b for b in console.buttons if b.label == "Check now")
+    assert await console.handle(str(console.buttons.index(check) + 1))
+    assert "It looks done." in out.getvalue()
+    against = next(b for b in console.buttons if b.label == "Mark not done")
+    assert await console.handle(str(console.buttons.index(against) + 1))
+    assert "outcome settled as not done by @U3" in out.getvalue()
+    assert "Reason: marked not done against the check, which found: Customer 10025's" in (
+        out.getvalue()
+    )
