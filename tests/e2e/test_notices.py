@@ -5,6 +5,7 @@ clock moved by hand), and the requester's message once it is done; each through 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, time
 from typing import Any
 
 from bot.storage.store import approvals, deliveries, utcnow
@@ -81,7 +82,9 @@ async def test_every_approver_is_told_with_a_link_to_the_card_through_429s(
 async def test_a_reminder_goes_in_the_cards_thread_once_at_half_time_through_a_429(
     database_url: str,
 ) -> None:
-    clock = Clock(utcnow())
+    # 06:00 UTC today: twelve hours on stays before midnight, so the day's audit anchor
+    # (posted at 00:05) is not due mid-test and cannot take the injected 429.
+    clock = Clock(datetime.combine(utcnow().date(), time(6), UTC))
     async with running_bot(database_url, clock=clock, sweep_every=0.05) as bot:
         await bot.slash("/voipcloud", MOVE, user="U1")
         await approvers_told(bot)
