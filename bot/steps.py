@@ -49,7 +49,7 @@ DECISION_OUTPUTS = (
     ("state", "How the request ended (done)"),
     ("decided_by", "Who approved it (user ID)"),
 )
-USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+USER_ID = re.compile(r"^[UW][A-Z0-9]+$")  # a Slack user ID (U…, or W… in Enterprise Grid)
 
 
 # --- what a step is ------------------------------------------------------------------------------
