@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from bot.cli import open_socket
+from bot.mrkdwn import plain
 from bot.runtime import load_settings
 from bot.storage.store import approvals, audit, step_runs
 from commands.voipcloud.sandbox import VoipcloudSandbox
@@ -102,20 +103,21 @@ async def test_a_step_with_a_bad_input_fails_with_the_typed_sentence_and_calls_n
             execution="Fx0BAD1",
         )
         done = await completed(bot.slack, "Fx0BAD1")
-    assert done == {"error": sentence.replace("*", "").replace("`", "")} or (
-        done["error"] and "12ab" in done["error"] and "account" in done["error"]
-    )
-    assert "'12ab' is not an account number" in done["error"]
+    assert done == {"error": plain(sentence)}  # the typed sentence, as plain text
+    assert done["error"].startswith("account: '12ab' is not an account number")
     assert bot.voipcloud.control.requests == []
 
 
 async def test_a_viewer_as_requested_by_cannot_move_funds(database_url: str) -> None:
     async with running_bot(database_url) as bot:
+        typed = await bot.slash("/voipcloud", "move-funds 10023 8.00 refund", user="U0VIEWER")
+        sentence = await bot.private(typed.respond)
         await bot.step("voipcloud_move_funds", {**MOVE, "requested_by": "U0VIEWER"}, execution="Fx0V")
         done = await completed(bot.slack, "Fx0V")
         rows = await table_rows(bot.database_url, approvals)
         trail = await table_rows(bot.database_url, audit)
-    assert "needs the operator role" in done["error"] or "operator" in done["error"]
+    assert done == {"error": plain(sentence)}
+    assert done["error"].startswith("/voipcloud move-funds needs the operator role")
     assert rows == [] and puts(bot) == 0
     assert not bot.slack.calls_to("chat.postMessage")
     assert ("U0VIEWER", "refused", "denied") in [
@@ -139,16 +141,24 @@ async def test_a_move_step_waits_for_the_approval_and_completes_once(database_ur
         assert "Fx0MOVE1" not in bot.slack.completions
         await bot.click(bot.message(ts), "Approve", user="U2")
         done = await completed(bot.slack, "Fx0MOVE1")
-        [run] = await table_rows(bot.database_url, step_runs)
         # A second delivery of the same event runs nothing again.
         await bot.step("voipcloud_move_funds", MOVE, execution="Fx0MOVE1", workflow="Wx0REFUND")
-        await wait_until(lambda: run["result"] == "completed", "the result recorded", 5)
+
+        async def recorded() -> bool:
+            rows = await table_rows(bot.database_url, audit)
+            return any(r["outcome"] == "completed" for r in rows if r["decision"] == "step")
+
+        await wait_until(recorded, "the completion audited", 10)
+        [run] = await table_rows(bot.database_url, step_runs)
+        trail = await table_rows(bot.database_url, audit)
     outputs = done["outputs"]
     assert (outputs["approval_id"], outputs["state"], outputs["decided_by"]) == ("1", "done", "U2")
     assert outputs["customer_balance"] and "." in outputs["customer_balance"]
     assert outputs["text"].startswith("Funds moved")
     assert puts(bot) == 1 and len(completion_calls(bot.slack)) == 1
     assert run["approval_id"] == 1 and run["workflow_execution_id"] == "Wx0REFUND"
+    steps = [(r["outcome"], r["user_id"]) for r in trail if r["decision"] == "step"]
+    assert steps == [("started", "U1"), ("completed", "U1")]  # the second delivery: no row
 
 
 async def test_a_rejected_move_step_fails_with_the_reason(database_url: str) -> None:
