@@ -344,6 +344,11 @@ class Steps:
         self.surfaces = surfaces
         self.channel = channel
 
+    async def approval_of(self, execution: str) -> int | None:
+        """The approval a step's run is waiting for, if any."""
+        run = await self.runs.get(execution)
+        return run.approval_id if run is not None else None
+
     async def run(self, event: StepEvent) -> Completion | None:
         """Run one step. Returns the completion queued (None while an approval step waits, or
         when this execution was run already)."""

@@ -112,7 +112,9 @@ async def test_a_viewer_as_requested_by_cannot_move_funds(database_url: str) -> 
     async with running_bot(database_url) as bot:
         typed = await bot.slash("/voipcloud", "move-funds 10023 8.00 refund", user="U0VIEWER")
         sentence = await bot.private(typed.respond)
-        await bot.step("voipcloud_move_funds", {**MOVE, "requested_by": "U0VIEWER"}, execution="Fx0V")
+        await bot.step(
+            "voipcloud_move_funds", {**MOVE, "requested_by": "U0VIEWER"}, execution="Fx0V"
+        )
         done = await completed(bot.slack, "Fx0V")
         rows = await table_rows(bot.database_url, approvals)
         trail = await table_rows(bot.database_url, audit)
@@ -223,7 +225,9 @@ async def test_a_workflow_that_stopped_waiting_is_recorded_and_said_on_the_card(
 
         await wait_until(recorded, "the refusal recorded", 15)
         await wait_until(
-            lambda: [c for c in bot.slack.calls_to("chat.postMessage") if c.params.get("thread_ts")],
+            lambda: [
+                c for c in bot.slack.calls_to("chat.postMessage") if c.params.get("thread_ts")
+            ],
             "the note in the card's thread",
         )
         trail = await table_rows(bot.database_url, audit)
