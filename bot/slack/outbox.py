@@ -472,9 +472,7 @@ class Outbox:
             await deliver(self.sender, row.channel, row.params, await self._landed(row.key))
             return None
         if row.method == COMPLETE and self.steps is not None:
-            await self.steps.deliver(
-                self.sender, row.channel, row.params, row.content, self._landed
-            )
+            await self.steps.deliver(self.sender, row.channel, row.params, row.content, self.notice)
             return None
         raise ValueError(f"unknown delivery method {row.method}")
 

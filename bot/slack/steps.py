@@ -39,6 +39,12 @@ NOT_RUNNING = "execution_not_in_running_state"  # functions.completeSuccess's do
 Ack = Callable[..., Awaitable[object]]
 
 
+class Notice(Protocol):
+    """`Outbox.notice`: a message about another (a reply in the card's thread), queued."""
+
+    async def __call__(self, channel: str, params: dict[str, Any], *, about: str) -> None: ...
+
+
 class Rows(Protocol):
     """The outbox, as completions use it."""
 
@@ -88,7 +94,7 @@ class StepDelivery:
         channel: str,
         params: dict[str, Any],
         content: bytes | None,
-        landed: Callable[[str | None], Awaitable[str | None]],
+        notice: Notice,
     ) -> None:
         execution = str(params["function_execution_id"])
         try:
@@ -110,7 +116,7 @@ class StepDelivery:
         except SlackApiError as exc:
             if classify(exc).error != NOT_RUNNING:
                 raise
-            await self._not_running(client, execution, channel, params, landed)
+            await self._not_running(execution, channel, params, notice)
             return
         await self.runs.finished(execution, result)
         await self._audit(execution, result, params.get("error"))
@@ -139,31 +145,22 @@ class StepDelivery:
         return link
 
     async def _not_running(
-        self,
-        client: AsyncWebClient,
-        execution: str,
-        channel: str,
-        params: dict[str, Any],
-        landed: Callable[[str | None], Awaitable[str | None]],
+        self, execution: str, channel: str, params: dict[str, Any], notice: Notice
     ) -> None:
         await self.runs.finished(execution, "not running")
         await self._audit(execution, "not running", "the workflow was no longer waiting")
         card = params.get("card")
-        if card is None:
-            return
-        ts = await landed(card_key(int(card)))
-        if ts is None or channel == "-":
+        if card is None or channel == "-":
             return
         note = (
             "The workflow that asked for this was no longer waiting for it (Slack: "
             f"`{NOT_RUNNING}`), so its next steps did not run."
         )
-        try:  # best effort: the record and the audit row above are what counts
-            # `thread_ts`: a reply in the card's thread (https://api.slack.com/methods/
-            # chat.postMessage#arg_thread_ts).
-            await client.chat_postMessage(channel=channel, thread_ts=ts, text=note)
-        except SlackApiError as exc:
-            log.info("the card of step %s could not be noted: %s", execution, classify(exc).error)
+        # A reply in the card's thread, through the outbox like the approvers' reminders
+        # (bot.slack.notices: `thread` puts it under the card once the card has landed).
+        await notice(
+            channel, {"message": {"text": note}, "thread": True}, about=card_key(int(card))
+        )
 
     async def _audit(self, execution: str, result: str, error: Any) -> None:
         run = await self.runs.get(execution)
