@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Annotated, Any, Protocol, Union, get_args, get_origin
@@ -252,18 +252,28 @@ class StepEvent:
 class StepSurface(SurfaceWrapper):
     """A step's view of what dispatch shows: private notes are kept (the last one is a failed
     step's sentence), a read's reply is kept as its outputs, and an approval's card goes on to
-    the billing channel (its number noted from the card's key)."""
+    the billing channel (its number noted from the card's key, and `linked` before the card is
+    shown: nobody can approve it before the run knows which step waits for it)."""
 
-    def __init__(self, inner: Surface, *, approval: bool) -> None:
+    def __init__(
+        self,
+        inner: Surface,
+        *,
+        approval: bool,
+        linked: Callable[[int], Awaitable[None]] | None = None,
+    ) -> None:
         super().__init__(inner)
         self.approval_step = approval
+        self.linked = linked
         self.sentences: list[str] = []
         self.reply: Reply | None = None
         self.approval: int | None = None
 
     async def send(self, reply: Reply, *, key: str | None = None) -> MessageRef | None:
-        if key is not None and (number := card_of(key)) is not None:
+        if key is not None and (number := card_of(key)) is not None and self.approval is None:
             self.approval = number
+            if self.linked is not None:
+                await self.linked(number)
         if self.approval_step and not reply.private:
             return await self.inner.send(reply, key=key)
         if not reply.private:
@@ -374,13 +384,18 @@ class Steps:
         refusal = self._refusal(command, user)
         if refusal is not None or command is None or self.channel is None:
             return await self.completer.finish(Completion(event.execution, error=refusal))
-        surface = StepSurface(guarded(self.surfaces(self.channel)), approval=command.approval)
+
+        async def linked(approval: int) -> None:
+            await self.runs.link(event.execution, approval)
+
+        surface = StepSurface(
+            guarded(self.surfaces(self.channel)), approval=command.approval, linked=linked
+        )
         values = input_values(command, event.inputs)
         ok = await self.intake.run_step(
             command, values, user=user, channel=self.channel, surface=surface
         )
         if command.approval and ok and surface.approval is not None:
-            await self.runs.link(event.execution, surface.approval)
             await self.completer.decided(surface.approval)  # decided already (a quick reject)?
             return None
         if not ok or surface.reply is None:

@@ -97,29 +97,53 @@ class StepDelivery:
         notice: Notice,
     ) -> None:
         execution = str(params["function_execution_id"])
+        error = params.get("error")
         try:
             if "outputs" in params:
-                outputs = {str(k): str(v) for k, v in dict(params["outputs"]).items()}
-                if params.get("file"):
-                    outputs[FILE_PERMALINK] = await self._file(
-                        client, execution, channel, params["file"], content
-                    )
-                await client.functions_completeSuccess(
-                    function_execution_id=execution, outputs=outputs
-                )
-                result = "completed"
+                error = await self._success(client, execution, channel, params, content)
             else:
                 await client.functions_completeError(
-                    function_execution_id=execution, error=str(params["error"])
+                    function_execution_id=execution, error=str(error)
                 )
-                result = "failed"
         except SlackApiError as exc:
             if classify(exc).error != NOT_RUNNING:
                 raise
             await self._not_running(execution, channel, params, notice)
             return
+        result = "failed" if error else "completed"
         await self.runs.finished(execution, result)
-        await self._audit(execution, result, params.get("error"))
+        await self._audit(execution, result, error)
+
+    async def _success(
+        self,
+        client: AsyncWebClient,
+        execution: str,
+        channel: str,
+        params: dict[str, Any],
+        content: bytes | None,
+    ) -> str | None:
+        """functions.completeSuccess with the outputs. When Slack refuses them for good
+        (`parameter_validation_failed`: a workflow saved against an older definition), the step
+        fails instead, saying the command ran, so the workflow stops rather than waits; returns
+        that sentence (None on success)."""
+        outputs = {str(k): str(v) for k, v in dict(params["outputs"]).items()}
+        if params.get("file"):
+            outputs[FILE_PERMALINK] = await self._file(
+                client, execution, channel, params["file"], content
+            )
+        try:
+            await client.functions_completeSuccess(function_execution_id=execution, outputs=outputs)
+            return None
+        except SlackApiError as exc:
+            failure = classify(exc)
+            if failure.retry or failure.error == NOT_RUNNING:
+                raise
+            refused = (
+                f"The command ran, but Slack refused its outputs ({failure.error}); open the "
+                "workflow in Workflow Builder to update this step."
+            )
+        await client.functions_completeError(function_execution_id=execution, error=refused)
+        return refused
 
     async def _file(
         self,

@@ -134,6 +134,21 @@ async def test_a_viewer_as_requested_by_cannot_move_funds(database_url: str) -> 
     ]
 
 
+async def test_outputs_slack_refuses_fail_the_step_saying_it_ran(database_url: str) -> None:
+    async with running_bot(database_url) as bot:
+        bot.slack.fail_next("functions.completeSuccess", "parameter_validation_failed")
+        await bot.step(
+            "voipcloud_balance", {"account": "10023", "requested_by": "U1"}, execution="Fx0OLD"
+        )
+        done = await completed(bot.slack, "Fx0OLD")
+    assert done == {
+        "error": "The command ran, but Slack refused its outputs (parameter_validation_failed); "
+        "open the workflow in Workflow Builder to update this step."
+    }
+    methods = [c.method for c in completion_calls(bot.slack)]
+    assert methods == ["functions.completeSuccess", "functions.completeError"]
+
+
 async def test_a_step_without_a_person_is_refused(database_url: str) -> None:
     async with running_bot(database_url) as bot:
         await bot.step("voipcloud_balance", {"account": "10023"}, execution="Fx0NOBODY")
