@@ -98,6 +98,29 @@ async def test_a_balance_step_completes_with_the_exact_figures(
     assert bot.slack.function_token not in caplog.text  # the event's token: never logged
 
 
+async def test_a_file_step_posts_the_file_once_and_completes_with_its_link(
+    database_url: str,
+) -> None:
+    async with running_bot(database_url) as bot:
+        # The first completion is rate limited: the retry reuses the file already posted.
+        bot.slack.inject("functions.completeSuccess", Fault(status=429, retry_after=1))
+        await bot.step(
+            "smsc_invoice_get",
+            {"user": "acme", "id": 501, "requested_by": "U0VIEWER"},
+            execution="Fx0PDF",
+        )
+        done = await completed(bot.slack, "Fx0PDF")
+    [served] = bot.answered["smsc"].answers
+    [shared] = bot.slack.shared_files()
+    assert shared.data == served.body and shared.channels == [CHANNEL]
+    assert shared.filename == "smsc-invoice-501.pdf"
+    outputs = done["outputs"]
+    assert outputs["invoice_id"] == "501"
+    assert outputs["file_permalink"].startswith("https://")
+    assert outputs["text"].startswith("SMSC invoice 501 (sub-client acme)")
+    assert [c.status for c in completion_calls(bot.slack)] == [429, 200]
+
+
 async def test_a_step_with_a_bad_input_fails_with_the_typed_sentence_and_calls_nobody(
     database_url: str,
 ) -> None:
