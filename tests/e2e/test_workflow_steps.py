@@ -67,7 +67,8 @@ async def card_ts(bot: Bot) -> str:
 async def test_a_balance_step_completes_with_the_exact_figures(
     database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG)
+    for name in ("bot", "commands", "slack_bolt", "slack_sdk"):  # whatever sees the event
+        caplog.set_level(logging.DEBUG, logger=name)
     async with running_bot(database_url) as bot:
         typed = await bot.slash("/voipcloud", "balance 10023", user="U0VIEWER")
         assert typed.answer.status_code == 200
