@@ -162,6 +162,26 @@ class Dispatcher:
                 command, values, user=user, channel=channel, surface=guarded(surface)
             )
 
+    async def run_step(
+        self,
+        command: Command[Any, Any],
+        values: Mapping[str, Any],
+        *,
+        user: str,
+        channel: str,
+        surface: Surface,
+    ) -> bool:
+        """A Workflow Builder step (bot/steps.py): the role check of a typed command, then as
+        a submitted form. False when it was refused or failed (the surface was told why)."""
+        async with self._working():
+            surface = guarded(surface)
+            if not await self._allowed(command, user, channel, surface, values):
+                return False
+            errors = await self._run_values(
+                command, values, user=user, channel=channel, surface=surface
+            )
+            return errors is None
+
     async def _run_values(
         self,
         command: Command[Any, Any],

@@ -56,11 +56,14 @@ from bot.slack.listeners import AfterAck, ButtonClick, FormSubmitted, HomeOpened
 from bot.slack.notices import SlackNotices
 from bot.slack.outbox import Outbox, Places
 from bot.slack.secret_dm import SlackSecretMessages
+from bot.slack.steps import FunctionExecuted, SlackCompletions, StepDelivery
 from bot.slack.surface import SlackSurface
+from bot.steps import Completer, Completions, KeepingRunner, ShownCompletions, Steps, Told
 from bot.storage import store
 from bot.storage.anchors import AnchorStore
 from bot.storage.audit import AuditLog, ChainCheck
 from bot.storage.limits import DatabaseLimits
+from bot.storage.steps import StepRuns
 from bot.storage.store import ReportHistory, StoredCommands, utcnow
 from bot.surface import MessageRef, Surface, guarded
 from commands.base import Provider, Reply
@@ -161,6 +164,7 @@ class Runtime:
     system_surface: Callable[[str], Surface]
     direct: DirectMessages
     stepup: StepUp
+    steps: Steps
     background: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def start_deliveries(self, every: float = 2.0) -> None:
@@ -299,7 +303,9 @@ async def open_runtime(
     kept = AnchorStore(engine, audit)
     approvals = Approvals(engine, ttl=timedelta(hours=settings.approval_ttl_hours), clock=clock)
     places = EveryPlace(Cards(approvals), kept)
-    outbox = Outbox(engine, slack, places=places) if slack is not None else None
+    step_runs = StepRuns(engine, clock=clock)
+    delivery = StepDelivery(step_runs, audit)
+    outbox = Outbox(engine, slack, places=places, steps=delivery) if slack is not None else None
     surfaces = _surfaces(outbox, system_surface)
     anchors = Anchoring(
         kept, system_surface=surfaces, channel=settings.billing_channel, tz=settings.tz, clock=clock
@@ -343,15 +349,21 @@ async def open_runtime(
         tz=settings.tz,
         notify_approvers=settings.notify_approvers,
     )
+    completions: Completions = (
+        SlackCompletions(outbox)
+        if outbox is not None
+        else ShownCompletions(surfaces, settings.billing_channel)
+    )
+    completer = Completer(runs=step_runs, approvals=approvals, completions=completions)
     flow = ApprovalFlow(
         approvals=approvals,
         audit=audit,
-        runner=executor,
+        runner=KeepingRunner(executor, step_runs),
         commands=catalog,
         roles=roles,
         schedules=schedules,
         policy=policy,
-        notices=notices,
+        notices=Told(notices, completer),
         gate=gate,
         system_surface=surfaces,
         tz=settings.tz,
@@ -359,6 +371,15 @@ async def open_runtime(
     )
     dispatcher = Dispatcher(
         catalog=catalog, roles=roles, flow=flow, executor=executor, audit=audit, stored=stored
+    )
+    steps = Steps(
+        catalog=catalog,
+        intake=dispatcher,
+        runs=step_runs,
+        audit=audit,
+        completer=completer,
+        surfaces=surfaces,
+        channel=settings.billing_channel,
     )
     runs = ScheduleRuns(
         catalog=catalog,
@@ -432,6 +453,7 @@ async def open_runtime(
         system_surface=surfaces,
         direct=direct,
         stepup=stepup,
+        steps=steps,
     )
 
 
@@ -457,11 +479,13 @@ def slack_app(
             publish=outbox.client.views_publish,
             after_ack=after_ack,
         ),
+        step=FunctionExecuted(runtime.steps, after_ack),
     )
     return build_app(
         settings=runtime.settings,
         outbox=outbox,
         slashes=runtime.catalog.slashes,
+        steps=sorted(runtime.steps.steps),
         listeners=listeners,
         middleware=middleware,
     )

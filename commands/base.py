@@ -125,6 +125,8 @@ class Reply:
     (a one-time login URL): it is shown as is, while every other text is redacted.
     `audit_note` replaces the result text in the audit log when the result itself is sensitive.
     `metadata` goes with the message for other apps to follow (`MessageMetadata`).
+    `figures` are the reply's named figures as text exactly as the provider sent them
+    (`closing_balance` → `242.08793`): a Workflow Builder step's outputs (`Command.outputs`).
     """
 
     text: str
@@ -138,6 +140,7 @@ class Reply:
     audit_note: str | None = None
     proposal: Proposal | None = None
     metadata: MessageMetadata | None = None
+    figures: Mapping[str, str] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,6 +331,11 @@ class Command(Generic[A, C]):
     inferred: `idempotent` alone is not enough, since a repeatable call may still write
     (`sequence set-current`, `confirm-email`). A read-only command is idempotent and needs
     no approval; the declaration refuses anything else.
+
+    `step=True` offers the command as a Workflow Builder step (its `Args` fields as inputs);
+    `outputs` names the figures its reply carries (`Reply.figures`), each with a title, as
+    the step's outputs beside the reply's text (and `file_permalink`, when declared, for the
+    file it posts).
     """
 
     slash: str
@@ -347,10 +355,14 @@ class Command(Generic[A, C]):
     # For a write: the provider read that shows whether it happened (the "Check now" button of
     # an unknown outcome). It reads only, and may run any number of times.
     check_outcome: Callable[[C, A, Context], Awaitable[Evidence]] | None = None
+    step: bool = False
+    outputs: Sequence[tuple[str, str]] = ()
 
     def __post_init__(self) -> None:
         if self.read_only and (self.approval or not self.idempotent):
             raise ValueError(f"/{self.path}: a read-only command is idempotent, with no approval")
+        if self.outputs and not self.step:
+            raise ValueError(f"/{self.path}: outputs are a step's; declare step=True")
 
     @property
     def path(self) -> str:

@@ -25,7 +25,9 @@ _PARAM = re.compile(
     + r"))(?P<sep>=|%3D|[\"']?\s*:\s*[\"']?)(?P<value>[^&\s\"',}<>`][^&\s\"',}]*)",
     re.IGNORECASE,
 )
-_SLACK_TOKEN = re.compile(r"\bxox[abposr]-[A-Za-z0-9-]+|\bxapp-[A-Za-z0-9-]+")
+# `xwfp-`: the short-lived token a Workflow Builder step's `function_executed` event carries
+# (`bot_access_token`, https://api.slack.com/events/function_executed); never used, never shown.
+_SLACK_TOKEN = re.compile(r"\bxox[abposr]-[A-Za-z0-9-]+|\bxapp-[A-Za-z0-9-]+|\bxwfp-[A-Za-z0-9-]+")
 
 _lock = threading.Lock()
 _secrets: set[str] = set()

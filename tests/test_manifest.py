@@ -73,3 +73,42 @@ def test_bot_scopes_are_exactly_the_ones_the_code_uses(manifest: dict[str, Any])
 
 def test_check_compares_the_token_with_the_manifests_scopes(manifest: dict[str, Any]) -> None:
     assert set(manifest["oauth_config"]["scopes"]["bot"]) == BOT_SCOPES
+
+
+def test_workflow_builder_steps_are_the_declared_ones(manifest: dict[str, Any]) -> None:
+    """The `functions` section is generated from the declarations (scripts/docs.py), and the
+    settings custom steps need are on (https://api.slack.com/automation/functions/custom-bolt)."""
+    from bot.steps import declared_steps, functions_manifest
+
+    steps = declared_steps(PROVIDERS)
+    assert manifest["functions"] == functions_manifest(steps)
+    assert {
+        "voipcloud_balance",
+        "voipcloud_partner_balance",
+        "voipcloud_move_funds",
+        "smsc_invoice_create",
+        "smsc_invoice_get",
+        "activeplatform_notify_closing",
+        "invoicexpress_sequences",
+    } <= set(manifest["functions"])
+    settings = manifest["settings"]
+    assert "function_executed" in settings["event_subscriptions"]["bot_events"]
+    assert settings["function_runtime"] == "remote"
+    assert settings["org_deploy_enabled"] is True
+    balance = manifest["functions"]["voipcloud_balance"]
+    inputs, outputs = balance["input_parameters"], balance["output_parameters"]
+    assert inputs["requested_by"] == {
+        "type": "slack#/types/user_id",
+        "name": "requested_by",
+        "title": "Requested by",
+        "description": inputs["requested_by"]["description"],
+        "is_required": True,
+    }
+    assert inputs["from_date"]["type"] == "slack#/types/date"
+    assert inputs["account"]["is_required"] is True
+    assert outputs["closing_balance"]["type"] == "string"
+    move = manifest["functions"]["voipcloud_move_funds"]["input_parameters"]
+    assert move["amount"]["type"] == "string"  # money is text, never a float
+    for definition in manifest["functions"].values():
+        for parameter in definition["output_parameters"].values():
+            assert parameter["type"] == "string"

@@ -32,6 +32,7 @@ from prompt_toolkit.utils import get_cwidth
 from bot.console.forms import Forms
 from bot.console.screen import PlainScreen, TerminalScreen, Transcript
 from bot.console.services import Intake, Providers
+from bot.console.steps import StepRunner, run_step
 from bot.console.surface import ConsoleSurface
 from bot.console.tasks import Running, file_tasks, on_sigint
 from bot.mrkdwn import Fragment, Names, fragments, table_fragments
@@ -58,8 +59,10 @@ class Console:
         out: TextIO | None = None,
         interactive: bool = False,
         on_change: Callable[[], None] = lambda: None,
+        steps: StepRunner | None = None,
     ) -> None:
         self.intake = intake
+        self.steps = steps
         self.providers = providers
         self.open_roles = open_roles
         self.user = user
@@ -163,6 +166,8 @@ class Console:
             return True
         if line.startswith(":sandbox"):
             return self.sandbox_switch(line.removeprefix(":sandbox").split())
+        if line.startswith(":step"):  # a Workflow Builder step, without Slack (bot.console.steps)
+            return await run_step(self.steps, line, self.user, self.transcript.note)
         if line.isdigit():
             index = int(line)
             if not 1 <= index <= len(self.buttons):

@@ -17,7 +17,10 @@ from pydantic.fields import FieldInfo
 
 from commands.base import Command
 
-CONSOLE_WORDS = {":as": "act as another Slack user, e.g. :as U2"}
+CONSOLE_WORDS = {
+    ":as": "act as another Slack user, e.g. :as U2",
+    ":step": "run a Workflow Builder step, e.g. :step voipcloud_balance account=10023",
+}
 
 
 def choices(info: FieldInfo) -> list[str]:

@@ -18,6 +18,7 @@ from bot.console.app import CONSOLE_CHANNEL, CONSOLE_USER, SLACK_USER, Console
 from bot.console.prompt import PromptLoop, read_lines
 from bot.console.screen import ScreenLog
 from bot.console.services import Intake, Providers
+from bot.console.steps import StepRunner
 from bot.runtime import ConfigError, open_runtime
 from bot.surface import Surface
 from commands.sandbox_state import StateError, load_state, save_state
@@ -168,6 +169,7 @@ class Wiring:
     open_roles: bool  # no roles configured: everyone in the console is admin
     sweep: Callable[[], Awaitable[None]]  # settle approvals an earlier run left behind
     start_scheduler: Callable[[], None]
+    steps: StepRunner  # `:step`: Workflow Builder steps without Slack
 
 
 async def run_console(settings: Settings, args: argparse.Namespace) -> int:
@@ -186,6 +188,7 @@ async def run_console(settings: Settings, args: argparse.Namespace) -> int:
         open_roles=runtime.roles.open_console,
         sweep=runtime.flow.sweep,
         start_scheduler=runtime.start_scheduler,
+        steps=runtime.steps,
     )
     try:
         return await run.converse(wiring)
@@ -260,6 +263,7 @@ class _Run:
             files_dir=Path(args.files),
             interactive=args.one is None and terminal,
             on_change=save,
+            steps=wiring.steps,
         )
         self.console = console
         logging.getLogger().addHandler(ScreenLog(console.transcript, files.log))

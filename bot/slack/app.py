@@ -29,6 +29,7 @@ from bot.ops.metrics import Metrics
 from bot.slack.blocks import ACTION_PREFIX
 from bot.slack.listeners import ButtonClick, FormSubmitted, HomeOpened, SlashCommand
 from bot.slack.outbox import Outbox
+from bot.slack.steps import FunctionExecuted
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class Listeners:
     button: ButtonClick
     form: FormSubmitted
     home: HomeOpened
+    step: FunctionExecuted
 
 
 def build_app(
@@ -88,6 +90,7 @@ def build_app(
     outbox: Outbox,
     slashes: Sequence[str],
     listeners: Listeners,
+    steps: Sequence[str] = (),
     middleware: Sequence[Callable[..., Awaitable[Any]]] = (),
 ) -> AsyncApp:
     """The Bolt app: `middleware` first (before any listener reads text), then one listener for
@@ -102,6 +105,9 @@ def build_app(
         # every 10 ms (slack_bolt/listener/asyncio_runner.py), a task and a sleep per request.
         process_before_response=True,
         raise_error_for_unhandled_request=False,
+        # A step's `bot_access_token` is never used: completions go through the outbox with
+        # the app's own token (bot.slack.steps), so the token stays out of every client.
+        attaching_function_token_enabled=False,
     )
     for step in middleware:
         app.use(step)
@@ -112,6 +118,9 @@ def build_app(
     app.action(re.compile(f"^{re.escape(ACTION_PREFIX)}"))(listeners.button)
     app.view("form")(listeners.form)
     app.event("app_home_opened")(listeners.home)
+    if steps:  # Workflow Builder steps: one listener for every callback_id, as for commands
+        names = "|".join(re.escape(step) for step in steps)
+        app.function(re.compile(f"^(?:{names})$"), auto_acknowledge=False)(listeners.step)
     app.error(on_error)
     return app
 

@@ -45,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.slack.blocks import NOT_MEMBER_ERRORS, section
 from bot.slack.failures import backoff, classify
 from bot.slack.notices import NOTICE, deliver
+from bot.slack.steps import COMPLETE, StepDelivery
 from bot.storage.store import deliveries, utcnow
 from bot.surface import MessageRef
 from commands.base import File
@@ -116,6 +117,7 @@ class Outbox:
         clock: Callable[[], datetime] = utcnow,
         max_attempts: int = 12,
         lease: timedelta = timedelta(seconds=120),
+        steps: StepDelivery | None = None,
     ) -> None:
         self.engine = engine
         self.client = client
@@ -135,6 +137,7 @@ class Outbox:
         self.max_attempts = max_attempts
         self.lease = lease
         self.places = places or NoPlaces()
+        self.steps = steps  # Workflow Builder completions (bot.slack.steps)
         self._wake = asyncio.Event()
 
     # --- what surfaces hand in -------------------------------------------------------------
@@ -195,6 +198,12 @@ class Outbox:
         row = self._row(EPHEMERAL, channel, params, user=user, response_url=response_url)
         [row_id] = await self._insert([row])
         await self.attempt(row_id)
+
+    def queued(
+        self, method: str, channel: str, params: dict[str, Any], *, content: bytes | None = None
+    ) -> dict[str, Any]:
+        """A row's values, for a caller that inserts it in its own transaction."""
+        return self._row(method, channel, params, content=content)
 
     # --- the worker --------------------------------------------------------------------------
 
@@ -461,6 +470,9 @@ class Outbox:
             return None
         if row.method == NOTICE:
             await deliver(self.sender, row.channel, row.params, await self._landed(row.key))
+            return None
+        if row.method == COMPLETE and self.steps is not None:
+            await self.steps.deliver(self.sender, row.channel, row.params, row.content, self.notice)
             return None
         raise ValueError(f"unknown delivery method {row.method}")
 

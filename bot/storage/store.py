@@ -197,6 +197,28 @@ deliveries = sa.Table(
     sa.Index("ix_deliveries_status_next_at", "status", "next_at"),
 )
 
+# A Workflow Builder step's run (bot/steps.py), by Slack's `function_execution_id`: who it runs
+# as, the approval it asked for, what the approved run produced until its completion is queued
+# (`queued_at`, set once, in the transaction that queues it), and how Slack took the completion.
+# No token: completions use the app's own bot token, never the event's `bot_access_token`.
+step_runs = sa.Table(
+    "step_runs",
+    metadata,
+    sa.Column("function_execution_id", sa.String(80), primary_key=True),
+    sa.Column("workflow_execution_id", sa.String(80), nullable=False),
+    sa.Column("callback_id", sa.String(100), nullable=False),
+    sa.Column("requested_by", sa.String(40), nullable=False),
+    sa.Column("approval_id", sa.Integer, index=True),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("outputs", sa.Text),
+    sa.Column("file", sa.LargeBinary),
+    sa.Column("file_name", sa.String(200)),
+    sa.Column("queued_at", UTCDateTime),
+    sa.Column("result", sa.String(40)),
+    sa.Column("permalink", sa.Text),
+    sa.Column("finished_at", UTCDateTime),
+)
+
 report_history = sa.Table(
     "report_history",
     metadata,

@@ -275,6 +275,13 @@ def closing_reply(run: ClosingRun, period: Period, reseller: str) -> Reply:
         ("Accounts notified", f"{len(run.delivered_ids)} of {run.total}"),
         ("Chunks", str(len(run.outcomes))),
     ]
+    figures = {
+        "period": str(period),
+        "reseller": reseller,
+        "accounts_notified": str(len(run.delivered_ids)),
+        "accounts_total": str(run.total),
+        "chunks_failed": str(len(run.failed)),
+    }
     if not run.failed:
         return Reply(
             text=(
@@ -283,6 +290,7 @@ def closing_reply(run: ClosingRun, period: Period, reseller: str) -> Reply:
             ),
             sections=["To check delivery, see the notifications log in ActivePlatform."],
             fields=fields,
+            figures=figures,
         )
     failed = [
         f"Chunk {o.number} ({plural(len(o.account_ids), 'account')}, {o.span}): {o.error}"
@@ -297,6 +305,7 @@ def closing_reply(run: ClosingRun, period: Period, reseller: str) -> Reply:
         ),
         sections=failed,
         fields=fields,
+        figures=figures,
         buttons=[
             Button(
                 label=f"Retry the {len(retry)} failed accounts",
@@ -422,6 +431,14 @@ COMMANDS: list[Command[Any, ActivePlatformClient]] = [
         describe=_describe_notify,
         unknown_hint=_unknown_notify,
         resolve=resolve_notify,
+        step=True,
+        outputs=(
+            ("period", "Billing period notified"),
+            ("reseller", "Reseller"),
+            ("accounts_notified", "Accounts notified"),
+            ("accounts_total", "Accounts asked"),
+            ("chunks_failed", "Chunks that failed"),
+        ),
     ),
 ]
 

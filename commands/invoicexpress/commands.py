@@ -136,6 +136,10 @@ async def list_sequences(client: InvoiceXpressClient, args: NoArgs, ctx: Context
         ),
         table=sequence_table(sequences),
         buttons=buttons,
+        figures={
+            "sequences": str(len(sequences)),
+            "default_serie": next((s.serie for s in sequences if s.default_sequence), ""),
+        },
     )
 
 
@@ -328,6 +332,8 @@ COMMANDS: list[Command[Any, InvoiceXpressClient]] = [
         handler=list_sequences,
         role=Role.VIEWER,
         read_only=True,
+        step=True,
+        outputs=(("sequences", "Number of sequences"), ("default_serie", "The default serie")),
     ),
     Command(
         slash=SLASH,

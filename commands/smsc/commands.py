@@ -113,9 +113,11 @@ async def create_invoice(client: SmscClient, args: CreateInvoice, ctx: Context) 
             text=f"{summary} Its PDF could not be used ({created.pdf_problem}); "
             f"download it with `{download}`.",
             buttons=[Button(label="Download the PDF", command=download)],
+            figures={"invoice_id": str(created.id), "sum": exact(created.sum)},
         )
     return Reply(
         text=summary,
+        figures={"invoice_id": str(created.id), "sum": exact(created.sum)},
         files=[
             File(
                 filename=f"smsc-invoice-{created.id}.pdf",
@@ -132,6 +134,7 @@ async def get_invoice(client: SmscClient, args: GetInvoice, ctx: Context) -> Rep
     return Reply(
         text=f"{title}, {size(pdf)}.",
         files=[File(filename=f"smsc-invoice-{args.id}.pdf", content=pdf, title=title)],
+        figures={"invoice_id": str(args.id)},
     )
 
 
@@ -189,6 +192,12 @@ COMMANDS: list[Command[Any, SmscClient]] = [
         example='/smsc invoice create acme 1500.00 service="SMS package"',
         describe=_describe_create,
         unknown_hint=_unknown_create,
+        step=True,
+        outputs=(
+            ("invoice_id", "Invoice ID"),
+            ("sum", "Invoice amount, as SMSC sent it"),
+            ("file_permalink", "Link to the invoice PDF"),
+        ),
     ),
     Command(
         slash=SLASH,
@@ -199,6 +208,8 @@ COMMANDS: list[Command[Any, SmscClient]] = [
         role=Role.VIEWER,
         read_only=True,
         example="/smsc invoice get acme 501",
+        step=True,
+        outputs=(("invoice_id", "Invoice ID"), ("file_permalink", "Link to the invoice PDF")),
     ),
     Command(
         slash=SLASH,

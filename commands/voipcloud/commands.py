@@ -41,7 +41,7 @@ from commands.voipcloud import client as api
 from commands.voipcloud import report
 from commands.voipcloud.budget import DEFAULT_RATE_LIMIT, RateLimit
 from commands.voipcloud.client import Paths, VoipcloudClient
-from commands.voipcloud.models import Statement
+from commands.voipcloud.models import STATEMENT_LINES, Statement
 from commands.voipcloud.sandbox import (
     CONSOLE_POPULATION,
     SANDBOX_BASE_URL,
@@ -352,18 +352,35 @@ def _closing(table: Table) -> str:
     return f": closing balance *{closing[0]}*" if closing else ""
 
 
+def statement_figures(statement: Statement) -> dict[str, str]:
+    """Each figure sent, by its API name, exactly as sent (a step's outputs)."""
+    return {
+        name: money.exact(value)
+        for name, _ in STATEMENT_LINES
+        if (value := getattr(statement, name)) is not None
+    }
+
+
 async def balance(client: VoipcloudClient, args: BalanceArgs, ctx: Context) -> Reply:
     period = period_of(args.from_date, args.to_date, ctx.today())
     statement = await client.customer_balance(args.account, period.start, period.end)
     table = statement_table(statement)
-    return Reply(text=f"*Customer {args.account}*, {period.label}{_closing(table)}", table=table)
+    return Reply(
+        text=f"*Customer {args.account}*, {period.label}{_closing(table)}",
+        table=table,
+        figures=statement_figures(statement),
+    )
 
 
 async def partner_balance(client: VoipcloudClient, args: PartnerBalanceArgs, ctx: Context) -> Reply:
     period = period_of(args.from_date, args.to_date, ctx.today())
     statement = await client.partner_balance(period.start, period.end)
     table = statement_table(statement)
-    return Reply(text=f"*Partner account*, {period.label}{_closing(table)}", table=table)
+    return Reply(
+        text=f"*Partner account*, {period.label}{_closing(table)}",
+        table=table,
+        figures=statement_figures(statement),
+    )
 
 
 async def report_balances(client: VoipcloudClient, args: ReportBalancesArgs, ctx: Context) -> Reply:
@@ -402,6 +419,10 @@ async def move_funds(client: VoipcloudClient, args: MoveFundsArgs, ctx: Context)
             ("Credit limit", money.exact(result.customer_credit_limit)),
             ("Description", args.description),
         ],
+        figures={
+            "customer_balance": money.exact(result.customer_balance),
+            "customer_credit_limit": money.exact(result.customer_credit_limit),
+        },
         buttons=[
             Button(
                 label="Show balance", command=grammar.line(f"{SLASH} balance", account=args.account)
@@ -560,6 +581,9 @@ REGISTER_FORM = Form(
     ],
 )
 
+# A statement's figures as a step's outputs: each one VoIPcloud sent, as sent.
+STATEMENT_OUTPUTS = tuple((name, label) for name, label in STATEMENT_LINES)
+
 COMMANDS: list[Command[Any, VoipcloudClient]] = [
     Command(
         slash=SLASH,
@@ -570,6 +594,8 @@ COMMANDS: list[Command[Any, VoipcloudClient]] = [
         role=Role.VIEWER,
         read_only=True,
         example="/voipcloud balance 10023 2025-03-01 2025-03-31",
+        step=True,
+        outputs=STATEMENT_OUTPUTS,
     ),
     Command(
         slash=SLASH,
@@ -580,6 +606,8 @@ COMMANDS: list[Command[Any, VoipcloudClient]] = [
         role=Role.VIEWER,
         read_only=True,
         example="/voipcloud partner-balance 2025-03-01 2025-03-31",
+        step=True,
+        outputs=STATEMENT_OUTPUTS,
     ),
     Command(
         slash=SLASH,
@@ -594,6 +622,11 @@ COMMANDS: list[Command[Any, VoipcloudClient]] = [
         describe=_describe_move,
         unknown_hint=_unknown_move,
         check_outcome=_check_move,
+        step=True,
+        outputs=(
+            ("customer_balance", "Customer balance after the move"),
+            ("customer_credit_limit", "Customer credit limit"),
+        ),
     ),
     Command(
         slash=SLASH,

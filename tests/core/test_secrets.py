@@ -103,6 +103,7 @@ def test_secret_parameters_are_masked_in_python_reprs() -> None:
         "xoxp-1111-2222-3333-abcdef",
         "xoxa-2-abc",
         "xapp-1-A0123BCDE-4567890123-abcdef0123456789",
+        "xwfp-7654321-1234567890-abcdef0123456789",  # a workflow step's bot_access_token
     ],
 )
 def test_slack_tokens_are_masked(token: str) -> None:

@@ -38,6 +38,7 @@ from commands.voipcloud.sandbox import VoipcloudSandbox
 from tests.support.server import serve_asgi
 from tests.support.signing import (
     block_actions_payload,
+    function_executed_payload,
     interactivity_body,
     signed_headers,
     slash_command_body,
@@ -196,6 +197,20 @@ class SlackSender:
         name, url = self.response_url("command")
         body = slash_command_body(command, text, response_url=url, user_id=user, channel_id=channel)
         return Sent(await self.post(body), name)
+
+    async def step(
+        self, callback_id: str, inputs: dict[str, Any], *, execution: str, workflow: str = "Wx1"
+    ) -> httpx.Response:
+        """A workflow reaching one of the app's steps: a signed `function_executed` event."""
+        payload = function_executed_payload(
+            callback_id,
+            inputs,
+            execution=execution,
+            workflow=workflow,
+            token=self.slack.function_token,
+        )
+        body = json.dumps(payload).encode()
+        return await self.post(body, {"Content-Type": "application/json"})
 
     def click_body(
         self, message: dict[str, Any], label: str, *, user: str, channel: str = CHANNEL

@@ -78,6 +78,57 @@ def slash_command_fields(
     }
 
 
+def function_executed_payload(
+    callback_id: str,
+    inputs: dict[str, Any],
+    *,
+    execution: str,
+    workflow: str = "Wx0BILLING1",
+    token: str = "xwfp-test-function-token",
+) -> dict[str, Any]:
+    """An `event_callback` carrying `function_executed`, as Slack sends it when a workflow
+    reaches one of the app's steps (https://api.slack.com/events/function_executed)."""
+    n = next(_serial)
+    return {
+        "token": VERIFICATION_TOKEN,
+        "team_id": TEAM_ID,
+        "api_app_id": APP_ID,
+        "type": "event_callback",
+        "event_id": f"Ev{n:010d}",
+        "event_time": int(time.time()),
+        "event": {
+            "type": "function_executed",
+            "function": {
+                "id": f"Fn{n:08d}",
+                "callback_id": callback_id,
+                "title": callback_id,
+                "description": "",
+                "type": "app",
+                "input_parameters": [],
+                "output_parameters": [],
+                "app_id": APP_ID,
+                "date_created": 1700000000,
+                "date_updated": 1700000000,
+                "date_deleted": 0,
+            },
+            "inputs": inputs,
+            "function_execution_id": execution,
+            "workflow_execution_id": workflow,
+            "event_ts": f"{time.time():.6f}",
+            "bot_access_token": token,
+        },
+        "authorizations": [
+            {
+                "team_id": TEAM_ID,
+                "user_id": "U0BILLBOT1",
+                "is_bot": True,
+                "is_enterprise_install": False,
+            }
+        ],
+        "is_ext_shared_channel": False,
+    }
+
+
 def form_body(fields: dict[str, str]) -> bytes:
     return urlencode(fields).encode()
 

@@ -30,6 +30,13 @@ token has `scopes` (by default every scope manifest.yml asks for); `conversation
 `chat.getPermalink` answers a message's link as Slack does (`message_not_found` for a ts the
 channel never held), so a card's link can be checked in the direct messages that carry it.
 
+`functions.completeSuccess` and `functions.completeError` (https://api.slack.com/methods/
+functions.completeSuccess) take the bot token; `completions` lists each accepted one by
+`function_execution_id`, and a second completion of the same execution answers
+`execution_not_in_running_state`, as does one in `stopped_executions` (a workflow that was
+cancelled or timed out). `function_token` is the short-lived token a `function_executed` event
+carries; the double refuses it for every method, so a test sees it was never used.
+
 Switches: `not_in_channel` (channels the bot is not a member of), `missing_channels` (channels
 that do not exist: `channel_not_found`), `scopes`, `usergroups`, `users`, `channel_names`,
 `expired_triggers`, and `fail_next(method, error)` for any other error (`invalid_auth`, say).
@@ -170,6 +177,9 @@ class SlackApiDouble:
     channel_names: dict[str, str] = field(default_factory=dict)
     expired_triggers: set[str] = field(default_factory=set)
     socket_mode: SocketLink | None = None
+    function_token: str = "xwfp-test-function-token"
+    stopped_executions: set[str] = field(default_factory=set)
+    completions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     calls: list[Call] = field(default_factory=list)
     messages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
@@ -324,7 +334,34 @@ class SlackApiDouble:
             "users.info": self._user_info,
             "files.getUploadURLExternal": self._upload_url,
             "files.completeUploadExternal": self._complete_upload,
+            "functions.completeSuccess": self._complete_success,
+            "functions.completeError": self._complete_error,
         }
+
+    def _completing(self, params: dict[str, Any]) -> str:
+        execution = str(params.get("function_execution_id") or "")
+        if not execution:
+            raise SlackFailure("invalid_arguments", "[ERROR] missing function_execution_id")
+        if execution in self.completions or execution in self.stopped_executions:
+            raise SlackFailure("execution_not_in_running_state")
+        return execution
+
+    def _complete_success(self, params: dict[str, Any]) -> dict[str, Any]:
+        execution = self._completing(params)
+        outputs = params.get("outputs")
+        if isinstance(outputs, str):
+            outputs = json.loads(outputs)
+        if not isinstance(outputs, dict):
+            raise SlackFailure("invalid_arguments", "[ERROR] outputs must be an object")
+        self.completions[execution] = {"outputs": outputs}
+        return {}
+
+    def _complete_error(self, params: dict[str, Any]) -> dict[str, Any]:
+        execution = self._completing(params)
+        if not params.get("error"):
+            raise SlackFailure("invalid_arguments", "[ERROR] missing error")
+        self.completions[execution] = {"error": str(params["error"])}
+        return {}
 
     def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
         return {
