@@ -326,7 +326,8 @@ class ApprovalFlow:
         detail = messages.with_reason(f"by {user}", reason)
         await self.audit_decision(row, user, "approved", Status.EXECUTING.value, detail)
         target = guarded(self._surface_for(surface, row.channel))
-        reasons = await self.approvals.reasons(row.id)
+        alone = [(user, reason)] if reason is not None else []  # the one vote a request needed
+        reasons = alone if row.approvals_needed == 1 else await self.approvals.reasons(row.id)
         try:
             outcome, unaudited = await self._run(row, user, target, reasons)
         except asyncio.CancelledError:
