@@ -17,11 +17,14 @@ before a change) that revision runs too, on a database of its own, as ack_latenc
 
 A round is `--concurrency` approvals at once, each as Slack would send it: a signed
 `/voipcloud move-funds 10023 <amount> bench-<n>` from an operator, then, once its card is in
-the channel, an approver's signed click on Approve (with two replicas, the command goes to one
-and the click to the other). An approval is done when its card reads *done* and the result
-("Funds moved …") is posted; both are seen as the Slack double receives them. Between rounds
-the outbox drains (no delivery pending or sending: the approvers' and the requester's direct
-messages are sent too).
+the channel and the approver has its direct message (so every approval tells its approvers,
+as it does when nobody clicks within a second), that approver's signed click on Approve (with
+two replicas, the command goes to one and the click to the other). An approval is done when
+its card reads *done* and the result ("Funds moved …") is posted; both are seen as the Slack
+double receives them. Between rounds the outbox drains (no delivery pending or sending: the
+approvers' and the requester's direct messages are sent too); before the statements are
+counted, at the start and at the end, it also settles (no new delivery for 0.5 s), so rows
+written after a result is posted are not missed.
 
 For each database, replicas and revision it prints: click-to-done p50 and p99 (from sending
 the click to the later of the two), the overhead over the provider's time (click-to-done less
@@ -82,10 +85,12 @@ from tests.support.slack_api import SlackApiDouble, serve_slack_double  # noqa: 
 
 REQUESTER = "U1"  # an operator in tests.support.e2e.ROLES
 APPROVER = "U2"  # an approver there
+DIRECT = "D2"  # the bot's direct messages with APPROVER, as the Slack double names them
 ACCOUNT = "10023"
 READY_TIMEOUT = 60.0
 ROUND_TIMEOUT = 120.0
 POLL = 0.005
+SETTLE = 0.5
 COUNTER = ROOT / "bench" / "counted_serve.py"
 RESULT = re.compile(r"Funds moved, partner → customer \d+: (-?[\d.,]+)\.")
 KINDS = ("reads", "writes", "other")
@@ -109,6 +114,7 @@ def amount_of(serial: int) -> Decimal:
 class Seen:
     card_ts: str | None = None
     card_at: float | None = None
+    told_at: float | None = None  # the approver's direct message
     done_at: float | None = None
     result_at: float | None = None
 
@@ -137,6 +143,9 @@ class Watched(SlackApiDouble):
             self.cards[answer["ts"]] = serial
             seen = self.watch(serial)
             seen.card_ts, seen.card_at = answer["ts"], now
+        elif answer["channel"] == DIRECT and "asks for an approval" in text:
+            if found := re.search(r"bench-(\d+)\b", text):
+                self.watch(int(found[1])).told_at = now
         elif found := RESULT.search(str(message.get("text", ""))):
             serial = int(Decimal(found[1].replace(",", "")) / Decimal("0.01"))
             self.watch(serial).result_at = now
@@ -300,12 +309,17 @@ async def upgrade(environment: dict[str, str], target: Target) -> None:
         raise RuntimeError(f"{target.name}: db upgrade failed:\n{done.stdout}\n{done.stderr}")
 
 
-async def waiting_deliveries(database_url: str) -> int:
+async def deliveries_of(database_url: str) -> tuple[int, int]:
+    """(rows waiting: pending or sending, rows in all)."""
     engine = create_async_engine(async_url(database_url))
     try:
         async with engine.connect() as conn:
-            query = "SELECT count(*) FROM deliveries WHERE status IN ('pending', 'sending')"
-            return int((await conn.execute(sa.text(query))).scalar_one())
+            query = (
+                "SELECT count(*) FILTER (WHERE status IN ('pending', 'sending')), count(*)"
+                " FROM deliveries"
+            )
+            waiting, rows = (await conn.execute(sa.text(query))).one()
+            return int(waiting), int(rows)
     finally:
         await engine.dispose()
 
@@ -346,7 +360,10 @@ class Bench:
         asking, clicking = senders[n % len(senders)], senders[(n + 1) % len(senders)]
         text = f"move-funds {ACCOUNT} {amount_of(serial)} bench-{serial}"
         await asking.slash("/voipcloud", text, user=REQUESTER)
-        await self.until(lambda: seen.card_ts is not None, f"card of bench-{serial}")
+        await self.until(
+            lambda: seen.card_ts is not None and seen.told_at is not None,
+            f"card of bench-{serial} and its approver told",
+        )
         assert seen.card_ts is not None
         card = asking.message(seen.card_ts)
         clicked = time.perf_counter()
@@ -366,12 +383,26 @@ class Bench:
                 raise RuntimeError(f"no {what} within {ROUND_TIMEOUT} s")
             await asyncio.sleep(POLL)
 
-    async def drained(self, deployment: Deployment) -> None:
+    async def drained(self, deployment: Deployment) -> int:
+        """Waits until no delivery is pending or sending; returns the rows written so far."""
         deadline = time.monotonic() + ROUND_TIMEOUT
-        while await waiting_deliveries(deployment.database_url):
+        while True:
+            waiting, rows = await deliveries_of(deployment.database_url)
+            if not waiting:
+                return rows
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{deployment.target.name}: the outbox did not drain")
             await asyncio.sleep(0.05)
+
+    async def settled(self, deployment: Deployment) -> None:
+        """Drained, and no row written for `SETTLE` s: what an approval still writes once its
+        result is posted (the requester's notice) is counted with it, not with the next."""
+        rows = await self.drained(deployment)
+        while True:
+            await asyncio.sleep(SETTLE)
+            if (now := await self.drained(deployment)) == rows:
+                return
+            rows = now
 
     async def round(self, deployment: Deployment, concurrency: int, *, measured: bool) -> None:
         started = time.perf_counter()
@@ -450,12 +481,14 @@ async def measure(
             await bench.round(deployment, max(2, count), measured=False)
         starts = {}
         for deployment in deployments:
+            await bench.settled(deployment)
             starts[deployment.target.name] = await counted(deployment.replicas)
         for n in range(args.rounds):
             shift = n % len(deployments)
             for deployment in [*deployments[shift:], *deployments[:shift]]:
                 await bench.round(deployment, args.concurrency, measured=True)
         for deployment in deployments:
+            await bench.settled(deployment)
             counts, shapes = await counted(deployment.replicas)
             before_counts, before_shapes = starts[deployment.target.name]
             deployment.figures.counts = counts - before_counts
