@@ -89,7 +89,6 @@ DIRECT = "D2"  # the bot's direct messages with APPROVER, as the Slack double na
 ACCOUNT = "10023"
 READY_TIMEOUT = 60.0
 ROUND_TIMEOUT = 120.0
-POLL = 0.005
 SETTLE = 0.5
 COUNTER = ROOT / "bench" / "counted_serve.py"
 RESULT = re.compile(r"Funds moved, partner → customer \d+: (-?[\d.,]+)\.")
@@ -122,16 +121,24 @@ class Seen:
 class Watched(SlackApiDouble):
     """The Slack double, noting when each approval's card, its *done* and its result arrive.
 
-    It runs in the double's thread; the bench polls `seen` from its own loop."""
+    It runs in the double's thread; each change wakes the bench's loop (`changed`), which reads
+    `seen` (no polling: 20 approvals polling every few ms would take the CPU they measure)."""
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__()
+        self.loop = loop
+        self.changed = asyncio.Event()
         self.seen: dict[int, Seen] = {}
         self.cards: dict[str, int] = {}  # card ts → serial
         self.serials = itertools.count(1)  # one per approval, across every setting
 
     def watch(self, serial: int) -> Seen:
         return self.seen.setdefault(serial, Seen())
+
+    def _wake(self) -> None:
+        """In the bench's loop: wake whoever waits, and give later waiters a fresh event."""
+        self.changed.set()
+        self.changed = asyncio.Event()
 
     def _post_message(self, params: dict[str, Any]) -> dict[str, Any]:
         answer = super()._post_message(params)
@@ -143,12 +150,15 @@ class Watched(SlackApiDouble):
             self.cards[answer["ts"]] = serial
             seen = self.watch(serial)
             seen.card_ts, seen.card_at = answer["ts"], now
+            self.loop.call_soon_threadsafe(self._wake)
         elif answer["channel"] == DIRECT and "asks for an approval" in text:
             if found := re.search(r"bench-(\d+)\b", text):
                 self.watch(int(found[1])).told_at = now
+                self.loop.call_soon_threadsafe(self._wake)
         elif found := RESULT.search(str(message.get("text", ""))):
             serial = int(Decimal(found[1].replace(",", "")) / Decimal("0.01"))
             self.watch(serial).result_at = now
+            self.loop.call_soon_threadsafe(self._wake)
         return answer
 
     def _update(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -158,6 +168,7 @@ class Watched(SlackApiDouble):
             text = message_text(self.messages.get((answer["channel"], answer["ts"]), {}))
             if "*done*" in text:
                 self.watch(serial).done_at = time.perf_counter()
+                self.loop.call_soon_threadsafe(self._wake)
         return answer
 
 
@@ -379,9 +390,13 @@ class Bench:
     async def until(self, condition: Any, what: str) -> None:
         deadline = time.monotonic() + ROUND_TIMEOUT
         while not condition():
-            if time.monotonic() > deadline:
+            changed = self.slack.changed  # taken before the check: a later change sets it
+            if condition():
+                return
+            if (left := deadline - time.monotonic()) <= 0:
                 raise RuntimeError(f"no {what} within {ROUND_TIMEOUT} s")
-            await asyncio.sleep(POLL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), left)
 
     async def drained(self, deployment: Deployment) -> int:
         """Waits until no delivery is pending or sending; returns the rows written so far."""
@@ -570,7 +585,7 @@ async def run(args: argparse.Namespace) -> None:
         settings += [("postgresql", 1), ("postgresql", 2)]
     sandbox = VoipcloudSandbox()
     sandbox.control.stall = args.provider_ms / 1000
-    slack = Watched()
+    slack = Watched(asyncio.get_running_loop())
     deployments: list[Deployment] = []
     with tempfile.TemporaryDirectory(prefix="approval-cost-") as folder:
         workdir = Path(folder)
