@@ -323,7 +323,9 @@ class ApprovalFlow:
         detail = messages.with_reason(f"by {user}", reason)
         await self.audit_decision(row, user, "approved", Status.EXECUTING.value, detail)
         target = guarded(self._surface_for(surface, row.channel))
-        reasons, votes = await self.approvals.reasons(row.id), await self.approvals.votes(row.id)
+        votes, reasons = [user], [(user, reason)] if reason is not None else []
+        if row.approvals_needed > 1:  # else the one vote it needed is this click's: no read
+            votes, reasons = await self.approvals.ballot(row.id)
         running = messages.approval_running(row, votes, reasons)
         try:
             outcome, unaudited = await self._run(row, user, target, running)

@@ -182,12 +182,8 @@ class Approvals:
             "rules": rules,
         }
         async with self.engine.begin() as conn:
-            result = await conn.execute(approvals.insert().values(**values))
-            new_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
-        assert new_id is not None
-        found = await self.get(int(new_id))
-        assert found is not None
-        return found
+            result = await conn.execute(approvals.insert().values(**values).returning(approvals))
+            return Approval.from_row(result.mappings().one())
 
     async def get(self, approval_id: int) -> Approval | None:
         async with self.engine.connect() as conn:
@@ -234,13 +230,15 @@ class Approvals:
         across every replica: a refusal moves the request to failed instead. `reason` is kept
         with this person's approval (a rule may ask for one)."""
         now = self.clock()
+        open_request = sa.and_(
+            approvals.c.id == approval_id,
+            approvals.c.status == Status.PENDING.value,
+            approvals.c.requester != approver,
+            approvals.c.expires_at > now,
+        )
+        if guard is None and (won := await self._claim_alone(open_request, approver, reason)):
+            return Claim.WON, won
         async with self.engine.begin() as conn:
-            open_request = sa.and_(
-                approvals.c.id == approval_id,
-                approvals.c.status == Status.PENDING.value,
-                approvals.c.requester != approver,
-                approvals.c.expires_at > now,
-            )
             # FOR UPDATE: concurrent approvals of one request count their votes in turn, so two
             # final votes cannot each count only themselves (SQLite: the vote's INSERT waits).
             needed = await conn.scalar(
@@ -284,15 +282,41 @@ class Approvals:
                     heartbeat_at=now,
                 )
             )
-            changed = (await conn.execute(statement)).rowcount
+            claimed = (await conn.execute(statement.returning(approvals))).mappings().first()
+            if claimed is not None:
+                return Claim.WON, Approval.from_row(claimed)
             # Judged as this transaction saw it: a concurrent approval that completes the request
             # just after this one commits does not turn this vote into "already decided".
             row = await _row(conn, approval_id)
-        if changed == 1:
-            return Claim.WON, row
         if row is not None and row.status is Status.PENDING and needed is not None:
             return (Claim.WAITING if new_vote else Claim.ALREADY_VOTED), row
         return self._why_not(row, approver)
+
+    async def _claim_alone(
+        self, open_request: sa.ColumnElement[bool], approver: str, reason: str | None
+    ) -> Approval | None:
+        """A request one approval completes, claimed by one conditional UPDATE (no votes to
+        count, so nothing to lock first), then its vote; None: take the counting path."""
+        now = self.clock()
+        statement = (
+            approvals.update()
+            .where(open_request, approvals.c.approvals_needed == 1)
+            .values(
+                status=Status.EXECUTING.value,
+                decided_by=approver,
+                decided_at=now,
+                runner=self.runner,
+                heartbeat_at=now,
+            )
+            .returning(approvals)
+        )
+        async with self.engine.begin() as conn:
+            claimed = (await conn.execute(statement)).mappings().first()
+            if claimed is None:
+                return None
+            row = Approval.from_row(claimed)
+            await _vote(conn, row.id, approver, now, reason)
+        return row
 
     async def votes(self, approval_id: int) -> list[str]:
         """Who has approved a request so far, in order."""
@@ -303,6 +327,17 @@ class Approvals:
         )
         async with self.engine.connect() as conn:
             return [str(user) for user in (await conn.execute(query)).scalars()]
+
+    async def ballot(self, approval_id: int) -> tuple[list[str], list[tuple[str, str]]]:
+        """Who has approved a request, and who gave which reason, in order: one read."""
+        query = (
+            sa.select(approval_votes.c.user_id, approval_votes.c.reason)
+            .where(approval_votes.c.approval_id == approval_id)
+            .order_by(approval_votes.c.at, approval_votes.c.user_id)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [str(u) for u, _ in rows], [(str(u), str(r)) for u, r in rows if r is not None]
 
     async def reasons(self, approval_id: int) -> list[tuple[str, str]]:
         """Who gave which reason for approving a request, in order."""

@@ -42,7 +42,9 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.slack import claims
 from bot.slack.blocks import NOT_MEMBER_ERRORS, section
+from bot.slack.claims import DONE, PENDING, POST, SENDING, UPDATE, WAITING
 from bot.slack.failures import backoff, classify
 from bot.slack.notices import NOTICE, deliver
 from bot.slack.steps import COMPLETE, StepDelivery
@@ -53,13 +55,10 @@ from commands.secrets import redact
 
 log = logging.getLogger(__name__)
 
-POST = "chat.postMessage"
-UPDATE = "chat.update"
 EPHEMERAL = "ephemeral"
 UPLOAD = "file"
 
-PENDING, SENDING, DONE, SUPERSEDED, DEAD = "pending", "sending", "done", "superseded", "dead"
-WAITING = (PENDING, SENDING)
+SUPERSEDED, DEAD = "superseded", "dead"
 
 # `response_url` takes 5 posts within 30 minutes
 # (https://api.slack.com/interactivity/handling#message_responses).
@@ -102,6 +101,10 @@ class Row:
     response_url: str | None
     attempts: int
     created_at: datetime
+    # Read with the claim (`bot.slack.claims`): what sending it needs.
+    behind: bool = False
+    outdated: bool = False
+    landed: str | None = None
 
 
 class Outbox:
@@ -169,9 +172,7 @@ class Outbox:
                 for f in files
             ),
         ]
-        first, *_ = await self._insert(rows)
-        ref = await self.attempt(first)
-        return ref
+        return await self._deliver(await self._insert(rows), inline=True)
 
     async def update(
         self,
@@ -182,22 +183,21 @@ class Outbox:
         key: str | None = None,
     ) -> None:
         """Replace a message's content: by `ts`, or by `key` once the keyed post has landed."""
-        [row] = await self._insert([self._row(UPDATE, channel, params, key=key, ts=ts)])
-        await self.attempt(row)
+        row = await self._insert([self._row(UPDATE, channel, params, key=key, ts=ts)])
+        await self._deliver(row, inline=True)
 
     async def notice(self, channel: str, params: dict[str, Any], *, about: str) -> None:
         """A message about the message `about` names (`bot.slack.notices`): it waits while that
         one waits to be posted, and never holds back that message's own rows."""
-        [row] = await self._insert([self._row(NOTICE, channel, params, key=about)])
-        await self.attempt(row)
+        row = await self._insert([self._row(NOTICE, channel, params, key=about)])
+        await self._deliver(row, inline=True)
 
     async def ephemeral(
         self, channel: str, user: str, params: dict[str, Any], *, response_url: str | None = None
     ) -> None:
         """A note only `user` sees: through `response_url` when given, else the Web API."""
         row = self._row(EPHEMERAL, channel, params, user=user, response_url=response_url)
-        [row_id] = await self._insert([row])
-        await self.attempt(row_id)
+        await self._deliver(await self._insert([row]), inline=True)
 
     def queued(
         self, method: str, channel: str, params: dict[str, Any], *, content: bytes | None = None
@@ -253,31 +253,35 @@ class Outbox:
             oldest = oldest.replace(tzinfo=UTC)
         return int(count), max(0.0, (self.clock() - oldest).total_seconds())
 
-    async def attempt(self, row_id: int) -> MessageRef | None:
+    async def attempt(self, row_id: int, *, due: bool = True) -> MessageRef | None:
         """Claim one row and send it; on success, go on with the rows waiting behind it."""
-        row = await self._claim(row_id)
-        if row is None:
-            return None
-        if row.key and await self._behind(row):  # waiting its turn is not an attempt
+        row = await self._claim(row_id, due=due)
+        return None if row is None else await self._deliver(row, inline=False)
+
+    async def _deliver(self, row: Row, *, inline: bool) -> MessageRef | None:
+        """Send a claimed row. `inline`: its writer gets the ref back and records it itself,
+        so `places` hears only of posts that landed later."""
+        if row.key and row.behind:  # waiting its turn is not an attempt
             # A notice's card wakes it once it lands (`_next_of`): no need to ask every second.
             later = self.clock() + timedelta(seconds=10 if row.method == NOTICE else 1)
             await self._set(row.id, status=PENDING, next_at=later, attempts=row.attempts - 1)
             return None
-        if row.method == UPDATE and row.key and await self._outdated(row):
-            await self._finish(row, SUPERSEDED)
+        if row.method == UPDATE and row.key and row.outdated:
+            if await self._finish(row, SUPERSEDED):
+                await self._next_of(row)
             return None
         try:
             ref = await self._send(row)
         except Exception as exc:
             await self._failed(row, exc)
             return None
-        await self._finish(row, DONE, ref)
-        if row.method == POST and row.key and ref is not None:
+        waiting = await self._finish(row, DONE, ref)
+        if row.method == POST and row.key and ref is not None and not inline:
             try:
                 await self.places.posted(row.key, ref)
             except Exception:
                 log.exception("recording where %s landed failed", row.key)
-        if row.key:
+        if waiting:
             await self._next_of(row)
         return ref
 
@@ -311,74 +315,18 @@ class Outbox:
             "created_at": now,
         }
 
-    async def _insert(self, rows: list[dict[str, Any]]) -> list[int]:
-        ids = []
+    async def _insert(self, rows: list[dict[str, Any]]) -> Row:
+        """The rows of one reply in one statement; returns the first, claimed."""
+        statement = claims.write(rows, now=self.clock(), lease=self.lease)
         async with self.engine.begin() as conn:
-            for values in rows:
-                result = await conn.execute(deliveries.insert().values(**values))
-                ids.append(int(result.inserted_primary_key[0]))  # type: ignore[index]
-        return ids
+            written = sorted((await conn.execute(statement)).mappings().all(), key=_by_id)
+        return _row_of({**rows[0], "attempts": 1, **written[0]})
 
-    async def _claim(self, row_id: int) -> Row | None:
-        now = self.clock()
-        claim = (
-            deliveries.update()
-            .where(
-                deliveries.c.id == row_id,
-                sa.or_(
-                    sa.and_(deliveries.c.status == PENDING, deliveries.c.next_at <= now),
-                    sa.and_(deliveries.c.status == SENDING, deliveries.c.lease_until < now),
-                ),
-            )
-            .values(
-                status=SENDING,
-                lease_until=now + self.lease,
-                attempts=deliveries.c.attempts + 1,
-            )
-        )
+    async def _claim(self, row_id: int, *, due: bool = True) -> Row | None:
+        statement = claims.claim(row_id, now=self.clock(), lease=self.lease, due=due)
         async with self.engine.begin() as conn:
-            if (await conn.execute(claim)).rowcount != 1:
-                return None
-            found = (
-                (await conn.execute(sa.select(deliveries).where(deliveries.c.id == row_id)))
-                .mappings()
-                .one()
-            )
-        return Row(
-            id=found["id"],
-            method=found["method"],
-            channel=found["channel"],
-            user_id=found["user_id"],
-            key=found["key"],
-            ts=found["ts"],
-            params=json.loads(found["params"] or "{}"),
-            content=found["content"],
-            response_url=found["response_url"],
-            attempts=found["attempts"],
-            created_at=found["created_at"],
-        )
-
-    async def _behind(self, row: Row) -> bool:
-        """An earlier row of the same message has not gone yet (notices hold nothing back)."""
-        query = sa.select(sa.func.count()).where(
-            deliveries.c.key == row.key,
-            deliveries.c.id < row.id,
-            deliveries.c.status.in_(WAITING),
-            deliveries.c.method != NOTICE,
-        )
-        async with self.engine.connect() as conn:
-            return bool((await conn.execute(query)).scalar())
-
-    async def _outdated(self, row: Row) -> bool:
-        """A newer update of the same message exists: this one would only step back."""
-        query = sa.select(sa.func.count()).where(
-            deliveries.c.key == row.key,
-            deliveries.c.method == UPDATE,
-            deliveries.c.id > row.id,
-            deliveries.c.status.in_((PENDING, SENDING, DONE)),
-        )
-        async with self.engine.connect() as conn:
-            return bool((await conn.execute(query)).scalar())
+            found = (await conn.execute(statement)).mappings().first()
+        return None if found is None else _row_of(found)
 
     async def _next_of(self, row: Row) -> None:
         query = (
@@ -393,8 +341,7 @@ class Outbox:
         async with self.engine.connect() as conn:
             waiting = list((await conn.execute(query)).scalars())
         for row_id in waiting:
-            await self._set(row_id, next_at=self.clock())
-            await self.attempt(row_id)
+            await self.attempt(row_id, due=False)  # its turn has come, whatever its next_at
 
     async def _set(self, row_id: int, **values: Any) -> None:
         async with self.engine.begin() as conn:
@@ -402,10 +349,12 @@ class Outbox:
                 deliveries.update().where(deliveries.c.id == row_id).values(**values)
             )
 
-    async def _finish(self, row: Row, status: str, ref: MessageRef | None = None) -> None:
+    async def _finish(self, row: Row, status: str, ref: MessageRef | None = None) -> bool:
+        """True when rows of the same message wait behind this one."""
         # What was shown is Slack's now: the bodies (files, private notes) are not kept.
-        await self._set(
+        statement = claims.finish(
             row.id,
+            bool(row.key),
             status=status,
             done_at=self.clock(),
             result_ts=ref.ts if ref else None,
@@ -414,6 +363,9 @@ class Outbox:
             response_url=None,
             lease_until=None,
         )
+        async with self.engine.begin() as conn:
+            found = await conn.execute(statement)
+            return bool(row.key) and bool(found.scalar())
 
     async def _failed(self, row: Row, exc: Exception) -> None:
         failure = classify(exc)
@@ -469,7 +421,8 @@ class Outbox:
             await self._upload(row)
             return None
         if row.method == NOTICE:
-            await deliver(self.sender, row.channel, row.params, await self._landed(row.key))
+            landed = row.landed or await self._landed(row.key)
+            await deliver(self.sender, row.channel, row.params, landed)
             return None
         if row.method == COMPLETE and self.steps is not None:
             await self.steps.deliver(self.sender, row.channel, row.params, row.content, self.notice)
@@ -512,7 +465,7 @@ class Outbox:
         )
 
     async def _update(self, row: Row) -> None:
-        ts = row.ts or await self._landed(row.key)
+        ts = row.ts or row.landed or await self._landed(row.key)
         if ts is None:
             # The message it would change was never posted (shown privately instead).
             log.info("delivery %s: no message to update for %s", row.id, row.key)
@@ -563,3 +516,27 @@ class Outbox:
             if classify(exc).error not in NOT_MEMBER_ERRORS:
                 raise
             await self._not_member(row)
+
+
+def _by_id(found: Any) -> int:
+    return int(found["id"])
+
+
+def _row_of(found: Any) -> Row:
+    """A row as a claim or a write returned it (`bot.slack.claims`)."""
+    return Row(
+        id=found["id"],
+        method=found["method"],
+        channel=found["channel"],
+        user_id=found["user_id"],
+        key=found["key"],
+        ts=found["ts"],
+        params=json.loads(found["params"] or "{}"),
+        content=found["content"],
+        response_url=found["response_url"],
+        attempts=found["attempts"],
+        created_at=found["created_at"],
+        behind=bool(found["behind"]),
+        outdated=bool(found["outdated"]),
+        landed=str(found["landed"]) if found["landed"] else None,
+    )

@@ -1,0 +1,98 @@
+"""`billing-bot serve`, counting every statement it sends to the database (for approval_cost.py).
+
+    python bench/counted_serve.py COUNTS_FILE serve --host 127.0.0.1 --port 3000
+
+Runs `bot.cli.main` with the arguments after COUNTS_FILE, after registering SQLAlchemy events
+on every engine the process makes: `before_cursor_execute` (each statement, counted as a read
+when it starts with SELECT, a write when it starts with INSERT, UPDATE or DELETE, else other,
+and by its shape: the statement's first 160 characters with whitespace squeezed), `commit` and
+`begin` (a transaction: on PostgreSQL a BEGIN and, at its end, a COMMIT or ROLLBACK, two
+round trips more), `commit` and `rollback`, and the pool's `checkout` (on PostgreSQL the bot's
+engine pings each connection it takes, one round trip more). On
+SIGUSR1 (and at exit) it writes what it counted so far, as JSON, to COUNTS_FILE (through a
+temporary file and a rename, so a reader never sees half of it).
+
+Which `bot` it runs is PYTHONPATH's choice (approval_cost.py sets it to this checkout or to
+the `--reference` one); this file imports nothing of the repository itself.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import re
+import signal
+import sys
+from collections import Counter
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import Pool
+
+COUNTS: Counter[str] = Counter()
+SHAPES: Counter[str] = Counter()
+SPACES = re.compile(r"\s+")
+WRITES = ("INSERT", "UPDATE", "DELETE")
+
+
+def _statement(
+    conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+) -> None:
+    shape = SPACES.sub(" ", statement).strip()
+    verb = shape.split(" ", 1)[0].upper()
+    kind = "reads" if verb == "SELECT" else "writes" if verb in WRITES else "other"
+    COUNTS["statements"] += 1
+    COUNTS[kind] += 1
+    if executemany:
+        COUNTS["executemany"] += 1
+    SHAPES[shape[:160]] += 1
+
+
+def _commit(conn: Any) -> None:
+    COUNTS["commits"] += 1
+
+
+def _rollback(conn: Any) -> None:
+    COUNTS["rollbacks"] += 1
+
+
+def _begin(conn: Any) -> None:
+    COUNTS["transactions"] += 1
+
+
+def _checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    COUNTS["checkouts"] += 1
+
+
+def dump(path: Path) -> None:
+    data = {"pid": os.getpid(), "counts": dict(COUNTS), "shapes": dict(SHAPES)}
+    partial = path.with_name(path.name + ".part")
+    partial.write_text(json.dumps(data))
+    partial.replace(path)
+
+
+def main() -> int:
+    path = Path(sys.argv[1])
+    event.listen(Engine, "before_cursor_execute", _statement)
+    event.listen(Engine, "commit", _commit)
+    event.listen(Engine, "rollback", _rollback)
+    event.listen(Engine, "begin", _begin)
+    event.listen(Pool, "checkout", _checkout)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        dump(path)
+
+    signal.signal(signal.SIGUSR1, on_signal)
+    atexit.register(dump, path)
+    dump(path)
+    from bot.cli import main as cli
+
+    return cli(sys.argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

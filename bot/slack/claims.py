@@ -1,0 +1,79 @@
+"""The outbox's statements, each one round trip: what used to be a read beside every write.
+
+    write  ─► INSERT … RETURNING: the rows of one reply in one statement, the first claimed
+              as it is written (it is about to be tried), with what sending it needs
+    claim  ─► UPDATE … RETURNING: pending (or its lease gone) → sending, with the row and what
+              sending it needs
+    finish ─► UPDATE … RETURNING: done, superseded or given up, and whether rows of the same
+              message wait behind it
+
+What sending needs, read in the same statement as subqueries on the deliveries table:
+`behind` (an earlier row of the same message has not gone yet; notices hold nothing back),
+`outdated` (a newer update of the same message exists, so this one would only step back) and
+`landed` (the ts the message's post landed at). They are judged as the statement sees the
+table, as the separate reads were judged before; a claim is still one conditional UPDATE, so
+whoever's UPDATE changes the row owns it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from bot.slack.notices import NOTICE
+from bot.storage.store import deliveries
+
+POST = "chat.postMessage"
+UPDATE = "chat.update"
+PENDING, SENDING, DONE = "pending", "sending", "done"
+WAITING = (PENDING, SENDING)
+
+# Subqueries on the row being written or changed. Written out: SQLAlchemy does not correlate a
+# subquery with the target of an INSERT's RETURNING (it would read the whole table again).
+_SAME = 'FROM deliveries AS other WHERE other."key" = deliveries."key"'
+BEHIND: sa.Label[Any] = sa.literal_column(
+    f"EXISTS (SELECT 1 {_SAME} AND other.id < deliveries.id"
+    f" AND other.status IN ('{PENDING}', '{SENDING}') AND other.method != '{NOTICE}')"
+).label("behind")
+OUTDATED: sa.Label[Any] = sa.literal_column(
+    f"EXISTS (SELECT 1 {_SAME} AND other.method = '{UPDATE}' AND other.id > deliveries.id"
+    f" AND other.status IN ('{PENDING}', '{SENDING}', '{DONE}'))"
+).label("outdated")
+LANDED: sa.Label[Any] = sa.literal_column(
+    f"(SELECT other.result_ts {_SAME} AND other.method = '{POST}' ORDER BY other.id DESC LIMIT 1)"
+).label("landed")
+WAITING_BEHIND: sa.Label[Any] = sa.literal_column(
+    f"EXISTS (SELECT 1 {_SAME} AND other.id > deliveries.id AND other.status = '{PENDING}')"
+).label("waiting")
+
+
+def write(rows: list[dict[str, Any]], *, now: datetime, lease: timedelta) -> sa.Insert:
+    """The rows in order, in one INSERT; the first is claimed (sending, one attempt)."""
+    first, *rest = rows
+    claimed = {**first, "status": SENDING, "attempts": 1, "lease_until": now + lease}
+    values = [claimed, *({**row, "lease_until": None} for row in rest)]
+    return deliveries.insert().values(values).returning(deliveries.c.id, BEHIND, OUTDATED, LANDED)
+
+
+def claim(row_id: int, *, now: datetime, lease: timedelta, due: bool = True) -> sa.Update:
+    """Row `row_id` → sending, when it is pending and due (any pending row when not `due`: it
+    was waiting its turn, which has come) or its lease ran out; returns it with what sending
+    it needs, or nothing when another attempt has it."""
+    pending = deliveries.c.status == PENDING
+    if due:
+        pending = sa.and_(pending, deliveries.c.next_at <= now)
+    lapsed = sa.and_(deliveries.c.status == SENDING, deliveries.c.lease_until < now)
+    return (
+        deliveries.update()
+        .where(deliveries.c.id == row_id, sa.or_(pending, lapsed))
+        .values(status=SENDING, lease_until=now + lease, attempts=deliveries.c.attempts + 1)
+        .returning(*deliveries.c, BEHIND, OUTDATED, LANDED)
+    )
+
+
+def finish(row_id: int, keyed: bool, **values: Any) -> sa.Update:
+    """Row `row_id` set to `values`; for a keyed row, returns whether rows wait behind it."""
+    statement = deliveries.update().where(deliveries.c.id == row_id).values(**values)
+    return statement.returning(WAITING_BEHIND) if keyed else statement

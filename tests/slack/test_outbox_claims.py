@@ -1,0 +1,125 @@
+"""The outbox's statements (`bot.slack.claims`): the rows of one reply written in one INSERT,
+the first claimed as it is written, and a superseded update waking the rows behind it.
+
+The outbox runs on a clock moved by hand; nothing here waits for time to pass, except for a
+Slack call held open on purpose while the worker looks at the row it is sending."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.approvals.cards import Cards
+from bot.runtime import Runtime
+from bot.slack.outbox import Outbox
+from bot.storage.store import deliveries
+from commands.base import File
+from tests.support import Clock
+from tests.support.slack_api import BOT_TOKEN, Fault, SlackApiDouble, serve_slack_double
+
+CHANNEL = "C0BILLING1"
+KEY = "card:1"
+RATE_LIMITED = Fault(status=429, retry_after=5)
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[SlackApiDouble]:
+    async with serve_slack_double() as double:
+        yield double
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(datetime(2030, 1, 7, 9, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def outbox(runtime: Runtime, slack: SlackApiDouble, clock: Clock) -> Outbox:
+    client = AsyncWebClient(base_url=slack.url, token=BOT_TOKEN)
+    return Outbox(runtime.engine, client, places=Cards(runtime.approvals), clock=clock)
+
+
+@pytest.fixture
+def statements(runtime: Runtime) -> Iterator[list[str]]:
+    """Every statement the runtime's engine sends, as sent."""
+    seen: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(" ".join(statement.split()))
+
+    sa.event.listen(runtime.engine.sync_engine, "before_cursor_execute", note)
+    yield seen
+    sa.event.remove(runtime.engine.sync_engine, "before_cursor_execute", note)
+
+
+async def rows(runtime: Runtime) -> list[dict[str, Any]]:
+    async with runtime.engine.connect() as conn:
+        query = sa.select(deliveries).order_by(deliveries.c.id)
+        return [dict(r) for r in (await conn.execute(query)).mappings()]
+
+
+async def test_a_message_and_its_files_are_written_in_one_insert_and_sent_in_order(
+    runtime: Runtime, slack: SlackApiDouble, outbox: Outbox, statements: list[str]
+) -> None:
+    files = [
+        File(filename=f"invoice-{n}.pdf", content=b"%PDF-1.4 " + bytes([n]), title=f"Invoice {n}")
+        for n in (1, 2)
+    ]
+    ref = await outbox.post(CHANNEL, {"text": "Two invoices"}, files=files)
+    inserts = [s for s in statements if s.startswith("INSERT INTO deliveries")]
+    assert len(inserts) == 1
+    assert ref is not None and slack.message(CHANNEL, ref.ts)["text"] == "Two invoices"
+    written = await rows(runtime)
+    assert [(r["method"], r["status"], r["attempts"]) for r in written] == [
+        ("chat.postMessage", "done", 1),
+        ("file", "done", 1),
+        ("file", "done", 1),
+    ]
+    assert len({r["key"] for r in written}) == 1  # one message: its files wait for it
+    assert [r["content"] for r in written] == [None, None, None]  # bodies are Slack's now
+
+
+async def test_a_row_written_is_claimed_so_the_worker_leaves_it_while_it_is_sent(
+    runtime: Runtime, slack: SlackApiDouble, outbox: Outbox
+) -> None:
+    # Slack takes the post but answers late: the worker's pass comes meanwhile.
+    slack.inject("chat.postMessage", Fault(status=0, stall=3))
+    posting = asyncio.create_task(outbox.post(CHANNEL, {"text": "Funds moved"}))
+    while not (written := await rows(runtime)):  # the row is written before Slack is called
+        await asyncio.sleep(0.01)
+    [row] = written
+    assert (row["status"], row["attempts"]) == ("sending", 1)  # claimed as it was written
+    await outbox.flush()  # the stalled call is still open
+    [row] = await rows(runtime)
+    assert (row["status"], row["attempts"]) == ("sending", 1)  # the worker left it alone
+    assert await posting is not None
+    [row] = await rows(runtime)
+    assert (row["status"], row["attempts"], len(slack.calls_to("chat.postMessage"))) == (
+        "done",
+        1,
+        1,
+    )
+
+
+async def test_a_superseded_update_wakes_the_newer_one_waiting_behind_it(
+    runtime: Runtime, slack: SlackApiDouble, outbox: Outbox, clock: Clock
+) -> None:
+    await outbox.post(CHANNEL, {"text": "Approval needed"}, key=KEY)
+    slack.inject("chat.update", RATE_LIMITED)
+    await outbox.update(CHANNEL, {"text": "running…"}, key=KEY)  # Slack says: in 5 s
+    await outbox.update(CHANNEL, {"text": "done"}, key=KEY)  # waits behind the first
+    _, older, newer = await rows(runtime)
+    assert (older["status"], newer["status"]) == ("pending", "pending")
+    clock.advance(seconds=5)
+    await outbox.attempt(older["id"])  # the older one only: nothing else tries the newer
+    _, older, newer = await rows(runtime)
+    assert (older["status"], newer["status"]) == ("superseded", "done")
+    [card] = [m for (c, _), m in slack.messages.items() if c == CHANNEL]
+    assert card["text"] == "done"
+    assert len(slack.calls_to("chat.update")) == 2  # the rate-limited try, then "done"
