@@ -125,6 +125,18 @@ def failed_after_ack(reference: str) -> str:
     )
 
 
+# Said without the database (bot/slack/direct.py): the same words whatever failed, and no
+# detail of the failure, which the log has.
+DATABASE_DOWN = (
+    "I could not record your request because my database is not answering right now, so "
+    "nothing was done; please try again in a minute."
+)
+
+
+def database_down() -> str:
+    return DATABASE_DOWN
+
+
 def not_storable(name: str) -> str:
     return (
         f"`{name}` cannot be put up for approval: its arguments cannot be stored exactly as "
