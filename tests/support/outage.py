@@ -161,3 +161,38 @@ def proxied(database_url: str) -> Iterator[tuple[str, TcpProxy]]:
         yield proxy.url(database_url), proxy
     finally:
         proxy.cut()
+
+
+class Unreachable:
+    """A database the bot cannot connect to while `cut`, on either backend:
+
+    SQLite      its folder moved away, so opening the file fails (SQLITE_CANTOPEN "unable to
+                open database file"); connections opened before stay usable, so the bot's
+                pool must be emptied after the cut (`engine.dispose()`), as a restart would.
+    PostgreSQL  a `TcpProxy` cut: open connections closed, new ones refused.
+    """
+
+    def __init__(self, database_url: str, tmp_path: Path) -> None:
+        self._proxy: TcpProxy | None = None
+        self._stack = contextlib.ExitStack()
+        if database_url.startswith("sqlite"):
+            self.folder = tmp_path / "data"
+            self.folder.mkdir()
+            self.url = f"sqlite:///{self.folder / 'bot.db'}"
+        else:
+            self.url, self._proxy = self._stack.enter_context(proxied(database_url))
+
+    def cut(self) -> None:
+        if self._proxy is not None:
+            self._proxy.cut()
+        else:
+            self.folder.rename(self.folder.with_name("data-away"))
+
+    def mend(self) -> None:
+        if self._proxy is not None:
+            self._proxy.mend()
+        else:
+            self.folder.with_name("data-away").rename(self.folder)
+
+    def close(self) -> None:
+        self._stack.close()
