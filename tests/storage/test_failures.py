@@ -7,7 +7,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-import asyncpg.exceptions as pg
+import asyncpg.exceptions as pg  # type: ignore[import-untyped]
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
