@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot import messages
+from bot import messages, reached
 from bot.approvals.state import Approvals
 from bot.dispatch import Intake
 from bot.errors import logged_reference
@@ -68,7 +68,7 @@ class AfterAck:
             except Exception as exc:
                 if self.health.failed(exc, where="a Slack request"):
                     log.info("a Slack request was not recorded: the database is down")
-                    await self._tell(surface)
+                    await self._tell(surface, after_provider=reached.provider_reached())
                     return
                 reference = logged_reference(log, "a Slack request failed after its ack")
                 if surface is not None:
@@ -85,14 +85,17 @@ class AfterAck:
         """Tell the person, after the ack, that nothing was done (the database is down)."""
         self._start(self._tell(surface))
 
-    async def _tell(self, surface: SlackSurface | None) -> None:
+    async def _tell(self, surface: SlackSurface | None, *, after_provider: bool = False) -> None:
         if surface is None:
             return
+        text = (
+            messages.database_down_after_provider() if after_provider else messages.database_down()
+        )
         if self.direct is None:
-            await guarded(surface).private(messages.database_down())
+            await guarded(surface).private(text)
             return
         await self.direct.tell(
-            messages.database_down(),
+            text,
             channel=surface.channel,
             user=surface.user,
             response_url=surface.response_url,

@@ -90,7 +90,7 @@ async def the_outage_is_told_and_survived(
 
 
 async def test_people_are_told_while_the_database_is_away(
-    database_url: str, tmp_path: Path
+    database_url: str,
 ) -> None:
     if database_url.startswith("sqlite"):
         path = Path(make_url(database_url).database or "")
@@ -109,3 +109,22 @@ async def test_people_are_told_while_the_database_is_away(
 
         async with running_bot(url) as bot:
             await the_outage_is_told_and_survived(bot, cut)
+
+
+async def test_a_command_the_provider_answered_is_not_told_nothing_was_done(
+    tmp_path: Path,
+) -> None:
+    """A command with no approval reaches its provider before anything is written; when its
+    audit row then cannot be written, the person must not read "nothing was done"."""
+    path = tmp_path / "bot.db"
+    async with running_bot(f"sqlite:///{path}") as bot:
+        await ready(bot)
+        calls = provider_calls(bot)
+        with unwritable(path):
+            sent = await bot.slash("/invoicexpress", "sequences", user="U0VIEWER")
+            said = await bot.private(sent.respond, containing="reached the provider")
+            calls_during = provider_calls(bot)
+        await ready(bot)
+
+    assert said == messages.DATABASE_DOWN_AFTER_PROVIDER
+    assert calls_during == calls + 1

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import messages
+from bot import messages, reached
 from bot.ops.database import DatabaseHealth
 from bot.runtime import Runtime
 from bot.slack.direct import DirectNotes
@@ -47,9 +47,12 @@ class Intake:
     fails: BaseException | None = None
     handed: list[str] = field(default_factory=list)
     command: Command[Any, Any] | None = None
+    reaches_provider: bool = False
 
     async def run(self, line: str, *, user: str, channel: str, surface: Surface) -> bool:
         self.handed.append(line)
+        if self.reaches_provider:
+            reached.mark()  # as the executor does just before a handler runs
         if self.fails is not None:
             raise self.fails
         return True
@@ -155,6 +158,21 @@ async def test_a_command_that_finds_the_disk_full_is_told_without_the_outbox(
     assert notes(listening.slack, "slash") == [messages.DATABASE_DOWN]
     assert await listening.outbox_rows() == 0  # not a row of the outbox
     assert listening.health.down and "database or disk is full" in str(listening.health.reason)
+
+
+async def test_a_command_that_reached_its_provider_is_not_told_nothing_was_done(
+    listening: Listening, disk_full: BaseException
+) -> None:
+    """The database failed after the provider had the request: it may have acted."""
+    intake = Intake(fails=disk_full, reaches_provider=True)
+
+    await SlashCommand(intake, listening.outbox, listening.after_ack)(
+        Ack(), slash_body(listening.slack)
+    )
+    await listening.settled()
+
+    assert notes(listening.slack, "slash") == [messages.DATABASE_DOWN_AFTER_PROVIDER]
+    assert not reached.provider_reached()  # the mark stayed in the request's own task
 
 
 async def test_while_down_a_slash_command_is_told_in_its_ack_and_not_handed_in(
