@@ -78,8 +78,12 @@ class AfterAck:
 
     @property
     def database_down(self) -> bool:
-        """Known before the ack: the request is not handed in, and the person is told."""
-        return self.health.down
+        """Known before the ack: the request is not handed in, and the person is told. A check
+        whether it is back starts meanwhile, so the next request need not wait for a loop."""
+        if not self.health.down:
+            return False
+        self._start(self.health.ok(where="a Slack request"))
+        return True
 
     def turn_away(self, surface: SlackSurface) -> None:
         """Tell the person, after the ack, that nothing was done (the database is down)."""

@@ -191,6 +191,34 @@ async def test_while_down_a_slash_command_is_told_in_its_ack_and_not_handed_in(
     assert intake.handed == [] and listening.slack.calls == []
 
 
+async def test_a_refused_request_checks_whether_the_database_is_back(
+    listening: Listening, disk_full: BaseException
+) -> None:
+    """Turning a request away starts the write probe: once it passes, the next request is
+    handed in, whether or not a background loop has noticed yet."""
+    answers = ["not writable", None]
+
+    async def probe() -> str | None:
+        return answers.pop(0)
+
+    health = DatabaseHealth(probe)
+    after_ack = AfterAck(health=health, direct=listening.after_ack.direct)
+    health.failed(disk_full, where="the outbox worker")
+    intake = Intake()
+    listener = SlashCommand(intake, listening.outbox, after_ack)
+
+    acks = []
+    for _ in range(3):
+        ack = Ack()
+        await listener(ack, slash_body(listening.slack))
+        await asyncio.gather(*after_ack.running)
+        acks.append(ack.calls)
+
+    refused = [{"text": messages.DATABASE_DOWN, "response_type": "ephemeral"}]
+    assert acks == [refused, refused, [{}]]
+    assert intake.handed == ["/voipcloud move-funds 10023 5.00 March top-up"]
+
+
 async def test_while_down_a_click_is_told_through_its_response_url_and_not_handed_in(
     listening: Listening, disk_full: BaseException
 ) -> None:
