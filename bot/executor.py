@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot import messages
+from bot import messages, reached
 from bot.approvals.state import Approval, Approvals, Outcome, Status
 from bot.catalog import Catalog
 from bot.errors import logged_reference
@@ -133,6 +133,7 @@ class Executor:
             approval_id=approval.id if approval else None,
             history=self.history,
         )
+        reached.mark()  # from here a failure may leave the provider's work done
         task = asyncio.ensure_future(command.handler(client, args, ctx))
         heartbeat = asyncio.ensure_future(self._beat(approval.id)) if approval else None
         done, _ = await asyncio.wait({task}, timeout=self.working_after)

@@ -136,6 +136,29 @@ def failed_after_ack(reference: str) -> str:
     )
 
 
+# Said without the database (bot/slack/direct.py): the same words whatever failed, and no
+# detail of the failure, which the log has.
+DATABASE_DOWN = (
+    "I could not record your request because my database is not answering right now, so "
+    "nothing was done; please try again in a minute."
+)
+
+
+def database_down() -> str:
+    return DATABASE_DOWN
+
+
+# The same, once the request had reached its provider (bot/reached.py): it may have acted.
+DATABASE_DOWN_AFTER_PROVIDER = (
+    "Your request reached the provider, but I could not record what happened because my "
+    "database is not answering right now; do not repeat it: check its result once I am back."
+)
+
+
+def database_down_after_provider() -> str:
+    return DATABASE_DOWN_AFTER_PROVIDER
+
+
 def not_storable(name: str) -> str:
     return (
         f"`{name}` cannot be put up for approval: its arguments cannot be stored exactly as "

@@ -44,6 +44,8 @@ from bot.config import Settings, config_error_line, config_error_lines
 from bot.desk import Desk, DirectMessages
 from bot.dispatch import Dispatcher
 from bot.executor import Executor
+from bot.ops.database import DatabaseHealth
+from bot.ops.health import database_problem
 from bot.ops.logs import command_line
 from bot.ops.metrics import Metrics
 from bot.roles import GroupLookup, Roles
@@ -52,6 +54,7 @@ from bot.schedules.engine import Scheduler
 from bot.schedules.runs import ScheduleRuns
 from bot.schedules.store import ScheduleStore
 from bot.slack.app import Listeners, build_app
+from bot.slack.direct import DirectNotes
 from bot.slack.listeners import AfterAck, ButtonClick, FormSubmitted, HomeOpened, SlashCommand
 from bot.slack.notices import SlackNotices
 from bot.slack.outbox import Outbox, Places
@@ -146,6 +149,7 @@ class Runtime:
 
     settings: Settings
     engine: AsyncEngine
+    health: DatabaseHealth
     metrics: Metrics
     roles: Roles
     audit: AuditLog
@@ -176,20 +180,25 @@ class Runtime:
         """Expiries, stale runs and reminders; the next batch of the audit chain's check; and
         the day's audit anchor once it is due."""
 
+        steps = (
+            (self.flow.sweep, "approval sweep"),
+            (self.chain.step, "the audit chain check"),
+            (self.anchors.daily, "the daily audit anchor"),
+        )
+
         async def loop() -> None:
             while True:
-                try:
-                    await self.flow.sweep()
-                except Exception:
-                    log.exception("approval sweep failed")
-                try:
-                    await self.chain.step()
-                except Exception:
-                    log.exception("the audit chain check failed")
-                try:
-                    await self.anchors.daily()
-                except Exception:
-                    log.exception("the daily audit anchor failed")
+                away = False
+                for step, what in steps:
+                    try:
+                        await step()
+                    except Exception as exc:
+                        if self.health.failed(exc, where="the sweeper"):
+                            away = True
+                        else:
+                            log.exception("%s failed", what)
+                if not away:
+                    await self.health.ok(where="the sweeper")
                 await asyncio.sleep(every)
 
         self.background.append(asyncio.ensure_future(loop()))
@@ -297,6 +306,7 @@ async def open_runtime(
     if policy.step_up and keyring is None:
         raise ConfigError(NO_SECRET_KEY)
     engine = await prepare_database(settings)
+    health = DatabaseHealth(functools.partial(database_problem, engine), gauge=metrics.database_up)
     roles = Roles(settings, group_members=group_members, open_console=open_console)
     audit = AuditLog(engine, listeners=[command_line, metrics.on_audit])
     chain = ChainCheck(audit)
@@ -305,7 +315,11 @@ async def open_runtime(
     places = EveryPlace(Cards(approvals), kept)
     step_runs = StepRuns(engine, clock=clock)
     delivery = StepDelivery(step_runs, audit)
-    outbox = Outbox(engine, slack, places=places, steps=delivery) if slack is not None else None
+    outbox = (
+        Outbox(engine, slack, places=places, steps=delivery, health=health)
+        if slack is not None
+        else None
+    )
     surfaces = _surfaces(outbox, system_surface)
     anchors = Anchoring(
         kept, system_surface=surfaces, channel=settings.billing_channel, tz=settings.tz, clock=clock
@@ -400,6 +414,7 @@ async def open_runtime(
         clock=clock,
         tick_every=settings.scheduler_tick_seconds,
         lead=runs.lead,
+        health=health,
     )
     desk.append(
         functools.partial(
@@ -435,6 +450,7 @@ async def open_runtime(
     return Runtime(
         settings=settings,
         engine=engine,
+        health=health,
         metrics=metrics,
         roles=roles,
         audit=audit,
@@ -465,7 +481,7 @@ def slack_app(
     outbox = runtime.outbox
     if outbox is None:
         raise ValueError("the Slack app needs a runtime opened with a Slack client")
-    after_ack = AfterAck()
+    after_ack = AfterAck(health=runtime.health, direct=DirectNotes(outbox.client, outbox.http))
     listeners = Listeners(
         command=SlashCommand(runtime.dispatcher, outbox, after_ack),
         button=ButtonClick(runtime.dispatcher, outbox, after_ack),

@@ -17,6 +17,8 @@ probe here starts a write and rolls it back, so it changes nothing:
   read-only server (a standby, `default_transaction_read_only`) or a full catalog.
 
 A SQLite database busy with another writer is writable, just busy: that is not a failure.
+What the probe finds is logged at DEBUG: `/readyz` is asked every few seconds, and the outage
+itself is logged once by `bot.ops.database`.
 """
 
 from __future__ import annotations
@@ -54,18 +56,18 @@ async def database_problem(engine: AsyncEngine) -> str | None:
 def _sqlite_file_problem(path: Path) -> str | None:
     path = path.resolve()
     if not path.exists():
-        log.warning("the database file %s is gone", path)
+        log.debug("the database file %s is gone", path)
         return NOT_WRITABLE
     companions = [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
     for target in (path, path.parent, *(p for p in companions if p.exists())):
         if not os.access(target, os.W_OK):
-            log.warning("%s is read-only", target)
+            log.debug("%s is read-only", target)
             return NOT_WRITABLE
     uri = f"file:{quote(str(path))}?mode=rw"
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=PROBE_BUSY_TIMEOUT, isolation_level=None)
     except sqlite3.Error as exc:  # SQLITE_CANTOPEN: the file is gone, or the path is unusable
-        log.warning("the database file %s cannot be opened for writing: %s", path, exc)
+        log.debug("the database file %s cannot be opened for writing: %s", path, exc)
         return NOT_WRITABLE
     try:
         conn.execute("BEGIN IMMEDIATE")
@@ -75,10 +77,10 @@ def _sqlite_file_problem(path: Path) -> str | None:
     except sqlite3.OperationalError as exc:
         if exc.sqlite_errorname.startswith("SQLITE_BUSY"):
             return None  # another writer holds the lock: writable, and busy
-        log.warning("the database file %s cannot be written: %s", path, exc)
+        log.debug("the database file %s cannot be written: %s", path, exc)
         return NOT_WRITABLE
     except sqlite3.Error as exc:
-        log.warning("the database file %s cannot be written: %s", path, exc)
+        log.debug("the database file %s cannot be written: %s", path, exc)
         return NOT_WRITABLE
     finally:
         conn.close()
@@ -89,7 +91,7 @@ async def _engine_problem(engine: AsyncEngine) -> str | None:
     try:
         conn = await engine.connect()
     except Exception as exc:  # any driver's way of saying there is no connection
-        log.warning("the database cannot be reached: %s", type(exc).__name__)
+        log.debug("the database cannot be reached: %s", type(exc).__name__)
         return UNREACHABLE
     try:
         async with conn.begin() as transaction:
@@ -101,7 +103,7 @@ async def _engine_problem(engine: AsyncEngine) -> str | None:
                 )
             await transaction.rollback()
     except sa.exc.DBAPIError as exc:
-        log.warning("the database cannot be written: %s", type(exc.orig).__name__)
+        log.debug("the database cannot be written: %s", type(exc.orig).__name__)
         return NOT_WRITABLE
     finally:
         await conn.close()

@@ -8,6 +8,7 @@
     billing_provider_queue_length{provider}              requests waiting or running here
     billing_provider_budget_remaining{provider}          requests that may go now
     billing_audit_chain_ok                               1, or 0 once a break is found
+    billing_database_up                                  0 while the database cannot be used
 
 Every label value comes from a closed set: declared command paths, provider and schedule kind
 names, HTTP statuses, Slack method names. Anything else (a mistyped command, say) is counted
@@ -128,6 +129,12 @@ class Metrics:
             "billing_audit_chain_ok",
             "1 while the audit log's hash chain verifies, 0 once a break is found "
             "(checked in the background, a batch of rows at a time).",
+            registry=self.registry,
+        )
+        self.database_up = Gauge(
+            "billing_database_up",
+            "1 while the database can be used, 0 from a failed database call (or /readyz's "
+            "write probe) until the write probe passes again (bot/ops/database.py).",
             registry=self.registry,
         )
         self._commands: set[str] = set()

@@ -35,6 +35,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.errors import logged_reference
+from bot.ops.database import UNWATCHED, HealthReports
 from bot.schedules.store import Schedule, ScheduleStore
 from bot.storage.audit import AuditLog, Entry
 from bot.storage.store import is_sqlite, utcnow
@@ -132,8 +133,10 @@ class Scheduler:
         tick_every: float = 15.0,
         clock: Callable[[], datetime] = utcnow,
         lead: LeadTime = no_lead,
+        health: HealthReports = UNWATCHED,
     ) -> None:
         self.store = store
+        self.health = health  # the ticks, reported (bot/ops/database.py)
         self.tz: ZoneInfo = store.tz
         self.run = run
         self.lead = lead
@@ -158,8 +161,9 @@ class Scheduler:
             try:
                 if not await self.leader.elect():
                     return 0
-            except Exception:
-                log.exception("leader election failed")
+            except Exception as exc:
+                if not self.health.failed(exc, where="the scheduler"):
+                    log.exception("leader election failed")
                 return 0
             now = self.clock()
             due = await self.store.active()
@@ -171,6 +175,7 @@ class Scheduler:
                     continue
                 if await self.store.claim(schedule, now):
                     started.append(self._start(schedule, now))
+        await self.health.ok(where="the scheduler")
         if not wait:
             return len(started)
         return sum(await asyncio.gather(*started))
@@ -255,7 +260,11 @@ class Scheduler:
         """The ticking job. A tick cut short because the process is stopping is not an error
         (its reads and claim roll back with it): APScheduler would log it as one."""
         with contextlib.suppress(asyncio.CancelledError):
-            await self.tick(wait=False)
+            try:
+                await self.tick(wait=False)
+            except Exception as exc:  # the schedules' reads and claims, with the database away
+                if not self.health.failed(exc, where="the scheduler"):
+                    raise
 
     async def stop(self) -> None:
         if self._aps is not None:

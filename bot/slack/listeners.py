@@ -11,6 +11,12 @@ by parameter name, and skips `self`.
 Every listener acknowledges first and hands the work to `AfterAck`, so Slack gets its 200
 within milliseconds whatever the providers or Slack's own Web API do; what the work raises is
 handled there, in one place (`bot.errors`: a reference, the log, one sentence to the person).
+
+The database is the exception to "everything shown goes through the outbox": the outbox is
+in it. When the work fails because the database is away, `AfterAck` reports it
+(`bot.ops.database`) and the person is told so straight through Slack (`bot.slack.direct`);
+while the database is known to be down, a request is not handed in at all: a slash command
+hears so in its ack, a form under its first field, a click through its response_url.
 """
 
 from __future__ import annotations
@@ -22,13 +28,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot import messages
+from bot import messages, reached
 from bot.approvals.state import Approvals
 from bot.dispatch import Intake
 from bot.errors import logged_reference
+from bot.ops.database import UNWATCHED, HealthReports
 from bot.roles import Roles
 from bot.schedules.store import ScheduleStore
 from bot.slack.blocks import form_values
+from bot.slack.direct import DirectNotes
 from bot.slack.home import SHOWN, home_view
 from bot.slack.outbox import Outbox
 from bot.slack.surface import SlackSurface
@@ -43,21 +51,62 @@ Ack = Callable[..., Awaitable[object]]
 
 class AfterAck:
     """Runs work once Slack has its 200, each piece in a task of its own. Whatever it raises
-    is handled here: logged with a reference, and the person told in one sentence."""
+    is handled here: logged with a reference, and the person told in one sentence; when the
+    database is away, reported to `health` and told without it (`direct`)."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, health: HealthReports = UNWATCHED, direct: DirectNotes | None = None
+    ) -> None:
+        self.health = health
+        self.direct = direct
         self.running: set[asyncio.Task[None]] = set()
 
     def __call__(self, work: Awaitable[Any], surface: SlackSurface | None) -> None:
         async def run() -> None:
             try:
                 await work
-            except Exception:
+            except Exception as exc:
+                if self.health.failed(exc, where="a Slack request"):
+                    log.info("a Slack request was not recorded: the database is down")
+                    await self._tell(surface, after_provider=reached.provider_reached())
+                    return
                 reference = logged_reference(log, "a Slack request failed after its ack")
                 if surface is not None:
                     await guarded(surface).private(messages.failed_after_ack(reference))
 
-        task = asyncio.create_task(run())
+        self._start(run())
+
+    @property
+    def database_down(self) -> bool:
+        """Known before the ack: the request is not handed in, and the person is told. A check
+        whether it is back starts meanwhile, so the next request need not wait for a loop."""
+        if not self.health.down:
+            return False
+        self._start(self.health.ok(where="a Slack request"))
+        return True
+
+    def turn_away(self, surface: SlackSurface) -> None:
+        """Tell the person, after the ack, that nothing was done (the database is down)."""
+        self._start(self._tell(surface))
+
+    async def _tell(self, surface: SlackSurface | None, *, after_provider: bool = False) -> None:
+        if surface is None:
+            return
+        text = (
+            messages.database_down_after_provider() if after_provider else messages.database_down()
+        )
+        if self.direct is None:
+            await guarded(surface).private(text)
+            return
+        await self.direct.tell(
+            text,
+            channel=surface.channel,
+            user=surface.user,
+            response_url=surface.response_url,
+        )
+
+    def _start(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
         self.running.add(task)
         task.add_done_callback(self.running.discard)
 
@@ -81,6 +130,11 @@ class SlashCommand:
         self.after_ack = after_ack
 
     async def __call__(self, ack: Ack, body: dict[str, Any]) -> None:
+        if self.after_ack.database_down:
+            # An ack's body is shown to the person who typed the command
+            # (https://api.slack.com/interactivity/slash-commands#responding_immediately).
+            await ack(text=messages.database_down(), response_type="ephemeral")
+            return
         await ack()
         channel, user = str(body.get("channel_id", "")), str(body.get("user_id", ""))
         surface = surface_of(self.outbox, body, channel, user)
@@ -101,6 +155,9 @@ class ButtonClick:
         )
         user = str((body.get("user") or {}).get("id", ""))
         surface = surface_of(self.outbox, body, channel, user)
+        if self.after_ack.database_down:
+            self.after_ack.turn_away(surface)
+            return
         value = str(action.get("value", ""))
         self.after_ack(self.intake.run(value, user=user, channel=channel, surface=surface), surface)
 
@@ -112,6 +169,10 @@ class FormSubmitted:
         self.after_ack = after_ack
 
     async def __call__(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        if self.after_ack.database_down:
+            down = _under_blocks({"_": messages.database_down()}, view)
+            await ack(response_action="errors", errors=down)
+            return
         try:
             meta = json.loads(view.get("private_metadata") or "{}")
             path, channel = str(meta.get("path", "")), str(meta.get("channel", ""))
@@ -120,8 +181,12 @@ class FormSubmitted:
             values = {**form_values(view["state"]["values"]), **fixed}
             command, errors = await self.intake.check_form(path, values, user=user, channel=channel)
             errors = _under_blocks(errors, view)
-        except Exception:
+        except Exception as exc:
             # The modal must still close or show errors; the failure is logged with a reference.
+            if self.after_ack.health.failed(exc, where="a form"):
+                down = _under_blocks({"_": messages.database_down()}, view)
+                await ack(response_action="errors", errors=down)
+                return
             reference = logged_reference(log, "a form could not be checked")
             await ack(response_action="errors", errors={"_": messages.failed_after_ack(reference)})
             return

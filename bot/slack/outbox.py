@@ -42,6 +42,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.ops.database import UNWATCHED, HealthReports
 from bot.slack import claims
 from bot.slack.blocks import NOT_MEMBER_ERRORS, section
 from bot.slack.claims import DONE, PENDING, POST, SENDING, UPDATE, WAITING
@@ -121,8 +122,10 @@ class Outbox:
         max_attempts: int = 12,
         lease: timedelta = timedelta(seconds=120),
         steps: StepDelivery | None = None,
+        health: HealthReports = UNWATCHED,
     ) -> None:
         self.engine = engine
+        self.health = health  # the worker's rounds, reported (bot/ops/database.py)
         self.client = client
         # The same client without the handlers that wait inside a call (see the docstring).
         self.sender = AsyncWebClient(
@@ -213,7 +216,10 @@ class Outbox:
             try:
                 await self.flush()
             except Exception as exc:  # the database is away: the rows wait for it
-                log.warning("delivery pass failed (%s); trying again", type(exc).__name__)
+                if not self.health.failed(exc, where="the outbox worker"):
+                    log.warning("delivery pass failed (%s); trying again", type(exc).__name__)
+            else:
+                await self.health.ok(where="the outbox worker")
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(every):

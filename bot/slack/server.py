@@ -32,7 +32,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.config import Settings
-from bot.ops.health import database_problem
 from bot.ops.metrics import Metrics, endpoint, serve_metrics
 from bot.runtime import Runtime, open_runtime, slack_app
 from bot.slack.app import group_lookup, settle_heap, web_client
@@ -102,7 +101,7 @@ def build_web(
         runtime = state.get("runtime")
         if not isinstance(runtime, Runtime):
             return JSONResponse({"ok": False, "database": "starting"}, status_code=503)
-        problem = await database_problem(runtime.engine)
+        problem = await runtime.health.check()  # the write probe, reported (bot/ops/database.py)
         if problem is not None:
             return JSONResponse({"ok": False, "database": problem}, status_code=503)
         return JSONResponse({"ok": True, "database": "writable"})
