@@ -63,12 +63,13 @@ class AfterAck:
 
     def __call__(self, work: Awaitable[Any], surface: SlackSurface | None) -> None:
         async def run() -> None:
+            seen = reached.watch()
             try:
                 await work
             except Exception as exc:
                 if self.health.failed(exc, where="a Slack request"):
                     log.info("a Slack request was not recorded: the database is down")
-                    await self._tell(surface, after_provider=reached.provider_reached())
+                    await self._tell(surface, after_provider=seen.reached)
                     return
                 reference = logged_reference(log, "a Slack request failed after its ack")
                 if surface is not None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
+from starlette.types import Receive, Scope, Send
 
 from bot import messages
 from tests.support.e2e import CHANNEL, Bot, Sent, running_bot, wait_until
@@ -120,7 +121,17 @@ async def test_a_command_the_provider_answered_is_not_told_nothing_was_done(
     async with running_bot(f"sqlite:///{path}") as bot:
         await ready(bot)
         calls = provider_calls(bot)
-        with unwritable(path):
+        sandbox = bot.answered["invoicexpress"]
+        provider = sandbox.app
+        with contextlib.ExitStack() as outage:
+
+            async def failing_once_reached(scope: Scope, receive: Receive, send: Send) -> None:
+                # The file turns read-only as the provider takes the request, not before: a
+                # background loop seeing it first would turn the command away at its ack.
+                outage.enter_context(unwritable(path))
+                await provider(scope, receive, send)
+
+            sandbox.app = failing_once_reached
             sent = await bot.slash("/invoicexpress", "sequences", user="U0VIEWER")
             said = await bot.private(sent.respond, containing="reached the provider")
             calls_during = provider_calls(bot)
