@@ -61,6 +61,7 @@ from bot.storage import store
 from bot.storage.anchors import AnchorStore
 from bot.storage.audit import AuditLog, ChainCheck
 from bot.storage.limits import DatabaseLimits
+from bot.storage.spool import Spool
 from bot.storage.store import ReportHistory, StoredCommands, utcnow
 from bot.surface import MessageRef, Surface, guarded
 from commands.base import Provider, Reply
@@ -324,6 +325,7 @@ async def open_runtime(
     def billing_client(surface: Surface) -> Desk:
         return desk[0](surface=surface)
 
+    spool = Spool(settings.spool_dir)  # answers the database could not take when they came
     executor = Executor(
         catalog=catalog,
         audit=audit,
@@ -333,6 +335,7 @@ async def open_runtime(
         billing_client=billing_client,
         tz=settings.tz,
         clock=clock,
+        spool=spool,
         working_after=working_after,
         heartbeat_every=heartbeat_every,
     )
@@ -356,6 +359,7 @@ async def open_runtime(
         system_surface=surfaces,
         tz=settings.tz,
         stale_after=stale_after,
+        spool=spool,
     )
     dispatcher = Dispatcher(
         catalog=catalog, roles=roles, flow=flow, executor=executor, audit=audit, stored=stored

@@ -28,8 +28,10 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from pydantic import SecretStr
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot import messages
+from bot.approvals import late
 from bot.approvals.cards import card_key, number_after
 from bot.approvals.gate import Admission
 from bot.approvals.metadata import tagged
@@ -39,6 +41,7 @@ from bot.approvals.state import Approval, Approvals, Claim, Guard, Outcome, Stat
 from bot.errors import logged_reference
 from bot.roles import Denied
 from bot.storage.audit import AuditLog, Entry
+from bot.storage.spool import Spool
 from bot.surface import MessageRef, Surface, SurfaceWrapper, guarded
 from commands import grammar
 from commands.base import Args, Button, Command, CommandError, Evidence, Reply, Role
@@ -113,7 +116,9 @@ class ApprovalFlow:
         system_surface: Callable[[str], Surface],
         tz: ZoneInfo,
         stale_after: timedelta,
+        spool: Spool,
     ) -> None:
+        self.spool = spool  # answers the database could not take (bot/approvals/late.py)
         self.approvals = approvals
         self.audit = audit
         self.runner = runner
@@ -193,10 +198,11 @@ class ApprovalFlow:
                 labels=labels,
                 snooze_hours=snooze_hours,
             )
-        except asyncio.CancelledError:
-            # Cut off (Ctrl-C in the console, a stopping process): a request left half-made
-            # is withdrawn, even one whose row was written as the cancellation came.
-            await self._withdraw_since(user, channel, command.path, since, surface)
+        except (asyncio.CancelledError, SQLAlchemyError):
+            # Cut off (Ctrl-C in the console, a stopping process, the database failing): a
+            # request left half-made is withdrawn, even one whose row was written as it came.
+            with contextlib.suppress(SQLAlchemyError):
+                await self._withdraw_since(user, channel, command.path, since, surface)
             raise
         await self.notices.requested(approval)  # the request is complete: never withdrawn now
         return approval
@@ -323,8 +329,8 @@ class ApprovalFlow:
             raise CommandError(messages.claim_refused(approval_id, claim, row, votes))
         if claim is not Claim.WON or row is None:
             raise CommandError(messages.claim_refused(approval_id, claim, row))
-        detail = messages.with_reason(f"by {user}", reason)
-        await self.audit_decision(row, user, "approved", Status.EXECUTING.value, detail)
+        if not await late.admitted(self, row, user, messages.with_reason(f"by {user}", reason)):
+            return Reply(text=late.NOT_ADMITTED.format(id=row.id), private=True)
         target = guarded(self._surface_for(surface, row.channel))
         reasons = await self.approvals.reasons(row.id)
         try:
@@ -332,9 +338,9 @@ class ApprovalFlow:
         except asyncio.CancelledError:
             await self._cut_off(row, user, target, surface)
             raise
-        if unaudited:  # a run audits itself; one that never got that far is audited here
-            await self.audit_decision(row, user, unaudited, outcome.status.value, outcome.summary)
-        await self.approvals.finish(row.id, outcome.status, outcome.summary)
+        # A run audits itself; one that never got that far is audited here, then finished.
+        if not await late.recorded(self, row, user, outcome, unaudited):
+            return Reply(text=late.KEPT.format(id=row.id), private=True)
         card = messages.approval_done(row, outcome, self.tz, reasons=reasons)  # set by the claim
         await target.update(row.ref, self._card(row, card, outcome.status), key=card_key(row.id))
         if outcome.reply is not None and outcome.status is not Status.UNKNOWN:
@@ -521,6 +527,7 @@ class ApprovalFlow:
             card = self._card(row, messages.approval_done(row, outcome, self.tz))
             await surface.update(row.ref, card, key=card_key(row.id))
             await self.notices.decided(row.id)
+        await late.replay(self)  # answers the database could not take when they came
         await self.notices.sweep()
 
     def _unknown_hint(self, row: Approval) -> Reply | None:

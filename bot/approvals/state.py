@@ -139,6 +139,14 @@ class Approvals:
         self.ttl = ttl
         self.runner = runner
         self.clock = clock
+        # Runs this object claimed and has not finished: its own rows the sweeper leaves alone.
+        # A row of its runner that is not among them was left by a write that failed (the
+        # database away as the claim committed or the answer was recorded): it is settled as
+        # unknown like any other once its heartbeat is stale.
+        self._running: set[int] = set()
+
+    def in_flight(self, approval_id: int) -> bool:
+        return approval_id in self._running
 
     async def create(
         self,
@@ -289,6 +297,7 @@ class Approvals:
             # just after this one commits does not turn this vote into "already decided".
             row = await _row(conn, approval_id)
         if changed == 1:
+            self._running.add(approval_id)
             return Claim.WON, row
         if row is not None and row.status is Status.PENDING and needed is not None:
             return (Claim.WAITING if new_vote else Claim.ALREADY_VOTED), row
@@ -405,6 +414,7 @@ class Approvals:
 
     async def finish(self, approval_id: int, status: Status, outcome: str) -> None:
         """executing → done | failed | unknown (only the runner that claimed it)."""
+        self._running.discard(approval_id)  # failing, it is left to the spool or the sweeper
         async with self.engine.begin() as conn:
             await conn.execute(
                 approvals.update()
@@ -463,7 +473,11 @@ class Approvals:
             )
         lost = []
         for row in (Approval.from_row(r) for r in rows):
-            if row.runner == self.runner or not _runner_gone(row, now, stale_after):
+            if row.runner == self.runner and row.id in self._running:
+                continue
+            if row.runner != self.runner and not _runner_gone(row, now, stale_after):
+                continue
+            if row.runner == self.runner and not _stale(row, now, stale_after):
                 continue
             async with self.engine.begin() as conn:
                 changed = (
@@ -494,6 +508,10 @@ def _runner_gone(row: Approval, now: datetime, stale_after: timedelta) -> bool:
         # Same host: a dead pid, or our own pid from an earlier boot (containers reuse pids).
         if pid == os.getpid() or not _alive(pid):
             return True
+    return _stale(row, now, stale_after)
+
+
+def _stale(row: Approval, now: datetime, stale_after: timedelta) -> bool:
     return row.heartbeat_at is None or now - row.heartbeat_at > stale_after
 
 
