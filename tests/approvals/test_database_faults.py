@@ -97,9 +97,10 @@ async def test_a_write_failed_by_the_database(bot: Bot, case: Case) -> None:
         assert ("system", "resolved", case.resolution) in decisions
         card = system(bot).updates[-1][1]
         assert "settled" in card.text.lower() or case.resolution in card.text.lower()
-        # The requester is told how it ended, once it was settled.
-        told_requester = bot.runtime.system_surface  # direct messages land as system messages
-        assert told_requester is not None
+        # The requester is told how it ended, once it was settled (a direct message).
+        direct = system(bot, "U1")
+        heads = [r.text for r in direct.sent if r.text.startswith("Your request #1")]
+        assert heads and f"*{case.resolution}*" in heads[-1], heads
 
 
 async def test_a_failed_heartbeat_does_not_end_the_run(bot: Bot) -> None:
