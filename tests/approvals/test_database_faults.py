@@ -105,7 +105,7 @@ async def test_a_write_failed_by_the_database(bot: Bot, case: Case) -> None:
 
 async def test_a_failed_heartbeat_does_not_end_the_run(bot: Bot) -> None:
     """A heartbeat the database refuses is one missed beat: the run goes on and is recorded."""
-    bot.runtime.executor.heartbeat_every = 0.01  # type: ignore[misc]
+    bot.runtime.executor.heartbeat_every = 0.01  # beats at once, not every 10 s
     with db_faults(bot.runtime.engine) as faults:
         faults.fail(HEARTBEAT, nth=1)
         faults.fail(r"^UPDATE approvals SET heartbeat_at=", nth=3, times=0)  # counts beats
