@@ -49,6 +49,14 @@ class Settings(BaseSettings):
             "before starting on PostgreSQL)"
         ),
     )
+    billing_spool_dir: Path | None = Field(
+        None,
+        description=(
+            "directory where a provider's answer to an approved run is kept (redacted) while the "
+            "database cannot record it, until it can; default `billing-bot-spool` beside the "
+            "SQLite file, or in the working directory for PostgreSQL"
+        ),
+    )
     billing_channel: str | None = Field(
         None,
         description=(
@@ -211,6 +219,16 @@ class Settings(BaseSettings):
         if not re.match(r"^(sqlite|postgres|postgresql)(\+\w+)?://", value):
             raise ValueError("must be a sqlite:/// or postgresql:// URL")
         return value
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where spooled answers are kept (bot/storage/spool.py)."""
+        if self.billing_spool_dir is not None:
+            return self.billing_spool_dir
+        scheme, _, rest = self.database_url.partition("://")
+        if scheme.startswith("sqlite") and rest.startswith("/") and rest != "/":
+            return Path(rest[1:]).parent / "billing-bot-spool"
+        return Path("billing-bot-spool")
 
     @property
     def tz(self) -> ZoneInfo:

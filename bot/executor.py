@@ -25,12 +25,16 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from bot import messages, reached
+from bot.approvals.late import answer_of
 from bot.approvals.state import Approval, Approvals, Outcome, Status
 from bot.catalog import Catalog
 from bot.errors import logged_reference
 from bot.progress import ProgressMessage
 from bot.storage.audit import AuditLog, Entry
+from bot.storage.spool import Spool
 from bot.storage.store import MAX_BUTTON_VALUE, ReportHistory, StoredCommands
 from bot.surface import Surface, guarded
 from commands.base import Args, Command, CommandError, Context, Evidence, Reply
@@ -54,9 +58,11 @@ class Executor:
         billing_client: BillingClient,
         tz: ZoneInfo,
         clock: Callable[[], datetime],
+        spool: Spool,
         working_after: float = 2.0,
         heartbeat_every: float = 10.0,
     ) -> None:
+        self.spool = spool
         self.catalog = catalog
         self.audit = audit
         self.approvals = approvals
@@ -87,6 +93,27 @@ class Executor:
         outcome = await self._call(
             command, args, user=user, channel=channel, surface=surface, approval=approval
         )
+        try:
+            await self._audit(command, args, outcome, user, channel, approval, note, started)
+        except SQLAlchemyError:
+            if approval is not None:  # the answer outlives the database's refusal
+                self.spool.keep(answer_of(approval.id, user, outcome))
+            raise
+        if outcome.reply is None or outcome.status is not Status.DONE:
+            return outcome  # an unknown's hint was shown privately already
+        return replace(outcome, reply=await self._short_buttons(outcome.reply))
+
+    async def _audit(
+        self,
+        command: Command[Any, Any],
+        args: Args,
+        outcome: Outcome,
+        user: str,
+        channel: str,
+        approval: Approval | None,
+        note: str | None,
+        started: float,
+    ) -> None:
         await self.audit.record(
             Entry(
                 user_id=user,
@@ -102,9 +129,6 @@ class Executor:
                 approval_id=approval.id if approval else None,
             )
         )
-        if outcome.reply is None or outcome.status is not Status.DONE:
-            return outcome  # an unknown's hint was shown privately already
-        return replace(outcome, reply=await self._short_buttons(outcome.reply))
 
     async def _call(
         self,
@@ -193,7 +217,10 @@ class Executor:
     async def _beat(self, approval_id: int) -> None:
         while True:
             await asyncio.sleep(self.heartbeat_every)
-            await self.approvals.heartbeat(approval_id)
+            try:
+                await self.approvals.heartbeat(approval_id)
+            except SQLAlchemyError as exc:  # one missed beat; the run goes on, the next may land
+                log.warning("approval #%s: a heartbeat failed (%s)", approval_id, exc)
 
     # --- before and after a write ----------------------------------------------------------
 

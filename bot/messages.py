@@ -568,7 +568,12 @@ def decision_notice(approval: Approval, tz: ZoneInfo, votes: Sequence[str] = ())
     }
     if approval.status is Status.REJECTED:
         detail = f"Reason: {approval.reason}" if approval.reason else ""
-    if approval.status is Status.UNKNOWN:
+    if approval.status is Status.UNKNOWN and approval.resolution:  # settled: say how
+        heads[Status.UNKNOWN] = (
+            f"Your request #{approval.id}, approved by {by}: *{approval.resolution}*"
+        )
+        detail = approval.resolution_reason or ""
+    elif approval.status is Status.UNKNOWN:
         detail = (
             f"{detail}. It will not be retried; an approver settles it with "
             f'`/billing resolve {approval.id} done|not-done reason="…"`.'

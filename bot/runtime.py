@@ -66,6 +66,7 @@ from bot.storage import store
 from bot.storage.anchors import AnchorStore
 from bot.storage.audit import AuditLog, ChainCheck
 from bot.storage.limits import DatabaseLimits
+from bot.storage.spool import Spool
 from bot.storage.steps import StepRuns
 from bot.storage.store import ReportHistory, StoredCommands, utcnow
 from bot.surface import MessageRef, Surface, guarded
@@ -344,6 +345,7 @@ async def open_runtime(
     def billing_client(surface: Surface) -> Desk:
         return desk[0](surface=surface)
 
+    spool = Spool(settings.spool_dir)  # answers the database could not take when they came
     executor = Executor(
         catalog=catalog,
         audit=audit,
@@ -353,6 +355,7 @@ async def open_runtime(
         billing_client=billing_client,
         tz=settings.tz,
         clock=clock,
+        spool=spool,
         working_after=working_after,
         heartbeat_every=heartbeat_every,
     )
@@ -382,6 +385,7 @@ async def open_runtime(
         system_surface=surfaces,
         tz=settings.tz,
         stale_after=stale_after,
+        spool=spool,
     )
     dispatcher = Dispatcher(
         catalog=catalog, roles=roles, flow=flow, executor=executor, audit=audit, stored=stored

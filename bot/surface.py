@@ -109,3 +109,24 @@ def guarded(surface: Surface) -> Surface:
 
 def _failed(what: str) -> None:
     logged_reference(log, f"showing a {what} failed")
+
+
+class Headed(SurfaceWrapper):
+    """Prefixes the first message a surface sends with a reply's own text (reminders)."""
+
+    def __init__(self, inner: Surface, head: Reply) -> None:
+        super().__init__(inner)
+        self.head = head
+
+    async def send(self, reply: Reply, *, key: str | None = None) -> MessageRef | None:
+        merged = Reply(
+            text=self.head.text,
+            sections=[*self.head.sections, reply.text, *reply.sections],
+            fields=[*self.head.fields, *reply.fields],
+            table=self.head.table or reply.table,
+            buttons=[*reply.buttons],
+            files=[*self.head.files, *reply.files],
+            private=reply.private,
+            metadata=reply.metadata,
+        )
+        return await self.inner.send(merged, key=key)

@@ -125,10 +125,11 @@ def _fresh_postgres(base: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def make_settings(database_url: str) -> Callable[..., Settings]:
+def make_settings(database_url: str, tmp_path: Path) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "database_url": database_url,
+            "billing_spool_dir": tmp_path / "spool",
             "billing_viewers": "U0VIEWER",
             "billing_operators": "U0OPERATOR,U1",
             "billing_approvers": "U0APPROVER,U2,U3",

@@ -28,8 +28,10 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from pydantic import SecretStr
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot import messages
+from bot.approvals import late
 from bot.approvals.cards import card_key, number_after
 from bot.approvals.gate import Admission
 from bot.approvals.metadata import tagged
@@ -39,7 +41,8 @@ from bot.approvals.state import Approval, Approvals, Claim, Guard, Outcome, Stat
 from bot.errors import logged_reference
 from bot.roles import Denied
 from bot.storage.audit import AuditLog, Entry
-from bot.surface import MessageRef, Surface, SurfaceWrapper, guarded
+from bot.storage.spool import Spool
+from bot.surface import Headed, Surface, guarded
 from commands import grammar
 from commands.base import Args, Button, Command, CommandError, Evidence, Reply, Role
 from commands.secrets import redact
@@ -113,7 +116,9 @@ class ApprovalFlow:
         system_surface: Callable[[str], Surface],
         tz: ZoneInfo,
         stale_after: timedelta,
+        spool: Spool,
     ) -> None:
+        self.spool = spool  # answers the database could not take (bot/approvals/late.py)
         self.approvals = approvals
         self.audit = audit
         self.runner = runner
@@ -193,10 +198,11 @@ class ApprovalFlow:
                 labels=labels,
                 snooze_hours=snooze_hours,
             )
-        except asyncio.CancelledError:
-            # Cut off (Ctrl-C in the console, a stopping process): a request left half-made
-            # is withdrawn, even one whose row was written as the cancellation came.
-            await self._withdraw_since(user, channel, command.path, since, surface)
+        except (asyncio.CancelledError, SQLAlchemyError):
+            # Cut off (Ctrl-C in the console, a stopping process, the database failing): a
+            # request left half-made is withdrawn, even one whose row was written as it came.
+            with contextlib.suppress(SQLAlchemyError):
+                await self._withdraw_since(user, channel, command.path, since, surface)
             raise
         await self.notices.requested(approval)  # the request is complete: never withdrawn now
         return approval
@@ -268,7 +274,7 @@ class ApprovalFlow:
                 args,
                 user=origin,
                 channel=channel,
-                surface=_Headed(guarded(surface), reply),
+                surface=Headed(guarded(surface), reply),
                 origin=origin,
                 labels=(proposal.approve_label, proposal.reject_label),
                 snooze_hours=proposal.snooze_hours,
@@ -320,8 +326,8 @@ class ApprovalFlow:
         if claim is not Claim.WON or row is None:
             votes = await self.approvals.votes(approval_id)  # "already done by" names them all
             raise CommandError(messages.claim_refused(approval_id, claim, row, votes))
-        detail = messages.with_reason(f"by {user}", reason)
-        await self.audit_decision(row, user, "approved", Status.EXECUTING.value, detail)
+        if not await late.admitted(self, row, user, messages.with_reason(f"by {user}", reason)):
+            return Reply(text=late.NOT_ADMITTED.format(id=row.id), private=True)
         target = guarded(self._surface_for(surface, row.channel))
         votes, reasons = [user], [(user, reason)] if reason is not None else []
         if row.approvals_needed > 1:  # else the one vote it needed is this click's: no read
@@ -332,9 +338,9 @@ class ApprovalFlow:
         except asyncio.CancelledError:
             await self._cut_off(row, user, target, surface)
             raise
-        if unaudited:  # a run audits itself; one that never got that far is audited here
-            await self.audit_decision(row, user, unaudited, outcome.status.value, outcome.summary)
-        await self.approvals.finish(row.id, outcome.status, outcome.summary)
+        # A run audits itself; one that never got that far is audited here, then finished.
+        if not await late.recorded(self, row, user, outcome, unaudited):
+            return Reply(text=late.KEPT.format(id=row.id), private=True)
         card = messages.approval_done(row, outcome, self.tz, reasons=reasons, votes=votes)
         await target.update(row.ref, self._card(row, card, outcome.status), key=card_key(row.id))
         if outcome.reply is not None and outcome.status is not Status.UNKNOWN:
@@ -518,6 +524,7 @@ class ApprovalFlow:
             surface = guarded(self.system_surface(row.channel))
             await surface.update(row.ref, await self._ended(row, outcome), key=card_key(row.id))
             await self.notices.decided(row.id)
+        await late.replay(self)  # answers the database could not take when they came
         await self.notices.sweep()
 
     def _unknown_hint(self, row: Approval) -> Reply | None:
@@ -573,24 +580,3 @@ class ApprovalFlow:
 def _schedule_of(approval: Approval) -> int | None:
     """The schedule whose reminder made a request (origin `schedule:<id>`), or None."""
     return number_after("schedule:", approval.origin)
-
-
-class _Headed(SurfaceWrapper):
-    """Prefixes the first message a surface sends with a reply's own text (reminders)."""
-
-    def __init__(self, inner: Surface, head: Reply) -> None:
-        super().__init__(inner)
-        self.head = head
-
-    async def send(self, reply: Reply, *, key: str | None = None) -> MessageRef | None:
-        merged = Reply(
-            text=self.head.text,
-            sections=[*self.head.sections, reply.text, *reply.sections],
-            fields=[*self.head.fields, *reply.fields],
-            table=self.head.table or reply.table,
-            buttons=[*reply.buttons],
-            files=[*self.head.files, *reply.files],
-            private=reply.private,
-            metadata=reply.metadata,
-        )
-        return await self.inner.send(merged, key=key)

@@ -139,6 +139,14 @@ class Approvals:
         self.ttl = ttl
         self.runner = runner
         self.clock = clock
+        # Runs this object claimed and has not finished: its own rows the sweeper leaves alone.
+        # A row of its runner that is not among them was left by a write that failed (the
+        # database away as the claim committed or the answer was recorded): it is settled as
+        # unknown like any other once its heartbeat is stale.
+        self._running: set[int] = set()
+
+    def in_flight(self, approval_id: int) -> bool:
+        return approval_id in self._running
 
     async def create(
         self,
@@ -229,6 +237,14 @@ class Approvals:
         `guard` (ceilings) is asked inside the same transaction, one final claim at a time
         across every replica: a refusal moves the request to failed instead. `reason` is kept
         with this person's approval (a rule may ask for one)."""
+        claim, row = await self._claim(approval_id, approver, guard, reason)
+        if claim is Claim.WON:  # committed, so this process runs it (`in_flight`)
+            self._running.add(approval_id)
+        return claim, row
+
+    async def _claim(
+        self, approval_id: int, approver: str, guard: Guard | None, reason: str | None
+    ) -> tuple[Claim, Approval | None]:
         now = self.clock()
         open_request = sa.and_(
             approvals.c.id == approval_id,
@@ -440,6 +456,7 @@ class Approvals:
 
     async def finish(self, approval_id: int, status: Status, outcome: str) -> None:
         """executing → done | failed | unknown (only the runner that claimed it)."""
+        self._running.discard(approval_id)  # failing, it is left to the spool or the sweeper
         async with self.engine.begin() as conn:
             await conn.execute(
                 approvals.update()
@@ -498,7 +515,11 @@ class Approvals:
             )
         lost = []
         for row in (Approval.from_row(r) for r in rows):
-            if row.runner == self.runner or not _runner_gone(row, now, stale_after):
+            if row.runner == self.runner and row.id in self._running:
+                continue
+            if row.runner != self.runner and not _runner_gone(row, now, stale_after):
+                continue
+            if row.runner == self.runner and not _stale(row, now, stale_after):
                 continue
             async with self.engine.begin() as conn:
                 changed = (
@@ -529,6 +550,10 @@ def _runner_gone(row: Approval, now: datetime, stale_after: timedelta) -> bool:
         # Same host: a dead pid, or our own pid from an earlier boot (containers reuse pids).
         if pid == os.getpid() or not _alive(pid):
             return True
+    return _stale(row, now, stale_after)
+
+
+def _stale(row: Approval, now: datetime, stale_after: timedelta) -> bool:
     return row.heartbeat_at is None or now - row.heartbeat_at > stale_after
 
 

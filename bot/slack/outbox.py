@@ -142,6 +142,7 @@ class Outbox:
         self.clock = clock
         self.max_attempts = max_attempts
         self.lease = lease
+        self.unrecorded: dict[int, MessageRef | None] = {}  # sent; `_finish` failed
         self.places = places or NoPlaces()
         self.steps = steps  # Workflow Builder completions (bot.slack.steps)
         self._wake = asyncio.Event()
@@ -276,12 +277,17 @@ class Outbox:
             if await self._finish(row, SUPERSEDED):
                 await self._next_of(row)
             return None
-        try:
-            ref = await self._send(row)
+        try:  # a row Slack took whose record a database cut lost is recorded, not sent again
+            sent = row.id in self.unrecorded
+            ref = self.unrecorded.pop(row.id) if sent else await self._send(row)
         except Exception as exc:
             await self._failed(row, exc)
             return None
-        waiting = await self._finish(row, DONE, ref)
+        try:
+            waiting = await self._finish(row, DONE, ref)
+        except Exception:
+            self.unrecorded[row.id] = ref  # retried once its lease ends (this process only)
+            raise
         if row.method == POST and row.key and ref is not None and not inline:
             try:
                 await self.places.posted(row.key, ref)

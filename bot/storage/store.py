@@ -254,6 +254,11 @@ def make_engine(url: str) -> AsyncEngine:
             cursor.close()
 
         return engine
+    # pool_pre_ping: a restart or failover kills every pooled connection; the ping at checkout
+    # replaces a dead one, so the first request after the server is back does not fail on it
+    # (https://docs.sqlalchemy.org/en/20/core/pooling.html#disconnect-handling-pessimistic).
+    # pool_recycle would only bound a connection's age; a statement in flight at the cut fails
+    # either way and is handled by its caller (docs/operations.md, "PostgreSQL restarts").
     return create_async_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
 

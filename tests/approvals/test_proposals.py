@@ -97,6 +97,7 @@ def flow_with(runtime: Runtime, schedules: Postponer) -> ApprovalFlow:
         system_surface=runtime.system_surface,
         tz=runtime.settings.tz,
         stale_after=STALE,
+        spool=runtime.flow.spool,
     )
 
 

@@ -178,6 +178,7 @@ async def test_billing_commands_without_their_client_say_so(bot: Bot) -> None:
         billing_client=lambda surface: None,
         tz=runtime.settings.tz,
         clock=bot.clock,
+        spool=runtime.executor.spool,
     )
     command = runtime.catalog.command("billing approvals")
     assert command is not None

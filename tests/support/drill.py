@@ -214,8 +214,9 @@ async def in_a_later_release(
 TOKYO_EXPIRY = "2030-01-07 18:00 JST"  # START + 24 h, shown in BILLING_TIMEZONE
 
 
-def system(bot: Bot) -> RecordingSurface:
-    surface = bot.runtime.system_surface("C1")
+def system(bot: Bot, where: str = "C1") -> RecordingSurface:
+    """What the bot showed in `where` by itself: a channel, or a person's direct messages."""
+    surface = bot.runtime.system_surface(where)
     assert isinstance(surface, RecordingSurface)
     return surface
 
