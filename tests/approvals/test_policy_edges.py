@@ -7,6 +7,7 @@ whole path through the dispatcher is in tests/approvals/test_policies.py."""
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -87,6 +88,8 @@ def test_a_condition_never_holds_for_a_missing_or_unreadable_amount() -> None:
     assert not condition.holds({"amount": "ten"})
     assert not condition.holds({"amount": "Infinity"})
     assert not condition.holds({"amount": "-Infinity"})
+    assert not Condition(field="amount", over=500).holds({"amount": "Infinity"})
+    assert not Condition(field="amount", over=500).holds({"amount": "NaN"})
     assert Condition(field="amount").holds({"amount": "anything"})  # only "given"
     assert not Condition(field="amount").holds({"other": "1"})
 
@@ -348,6 +351,16 @@ async def test_every_ceiling_is_checked_and_the_one_passed_is_named(engine: Asyn
     assert without_amount is None
 
 
+async def test_a_full_ceiling_still_lets_through_what_has_no_size(engine: AsyncEngine) -> None:
+    await add_run(engine, "100")
+    await add_run(engine, "Infinity")  # no size: counts nothing
+    needs = policy(DAILY).requirement(MOVE, move("1"))
+    assert await over_ceiling_of(engine, needs, {"account": "10023"}) is None
+    assert await over_ceiling_of(engine, needs, {"account": "10023", "amount": "n/a"}) is None
+    refused = await over_ceiling_of(engine, needs, {"account": "10023", "amount": "0.01"})
+    assert refused is not None and "(0 left)" in refused
+
+
 async def test_a_ceiling_s_day_is_the_one_in_the_billing_timezone(engine: AsyncEngine) -> None:
     # 14:00 UTC on Wednesday is 23:00 in Tokyo: today in UTC, yesterday in Tokyo.
     await add_run(engine, "90", decided_at=datetime(2030, 1, 9, 14, 0, tzinfo=UTC))
@@ -431,6 +444,10 @@ def test_a_bad_file_is_refused_in_one_line_naming_the_rule(
 
 
 def test_a_typo_in_a_command_is_answered_with_the_nearest_one(tmp_path: Path) -> None:
+    far = write(tmp_path, "rules:\n  - name: n\n    command: nothing like it\n", "far.yml")
+    assert refusal(far) == (
+        f"BILLING_POLICY_FILE ({far}): rule 1 (n): `/nothing like it` is not a command"
+    )
     message = refusal(write(tmp_path, "rules:\n  - name: t\n    command: voipcloud move-fund\n"))
     assert message.endswith(
         "rule 1 (t): `/voipcloud move-fund` is not a command; did you mean `voipcloud move-funds`?"
@@ -446,6 +463,34 @@ def test_a_file_that_cannot_be_read_or_parsed_is_named_with_its_kind(tmp_path: P
     assert refusal(toml).startswith(f"BILLING_POLICY_FILE ({toml}): is not valid TOML: ")
     bare = write(tmp_path, "rules: [\n", "policy")
     assert refusal(bare).startswith(f"BILLING_POLICY_FILE ({bare}): is not valid YAML: ")
+
+
+def test_a_ceiling_s_fields_are_checked_besides_the_conditions_fields(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "rules:\n  - name: cap\n    command: voipcloud move-funds\n"
+        "    when: [{field: sum, over: 1}]\n"
+        "    ceiling: {field: amount, max: 5, per: day, by: account}\n",
+    )
+    assert refusal(path).endswith(
+        "rule 1 (cap): `/voipcloud move-funds` has no argument `sum` "
+        "(it has account, amount, description)"
+    )
+
+
+def test_a_file_is_named_by_its_own_suffix_when_it_is_not_valid(tmp_path: Path) -> None:
+    # Any suffix but .toml is read as YAML; the refusal says which kind the name claims.
+    odd = write(tmp_path, "rules: [\n", "policy.Xml")
+    assert refusal(odd).startswith(f"BILLING_POLICY_FILE ({odd}): is not valid XML: ")
+
+
+def test_a_policy_file_is_read_as_utf_8_whatever_the_locale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "rules:\n  - name: größere-beträge\n    command: voipcloud move-funds\n")
+    # What `open` uses when no encoding is given, as on a host with an ASCII locale.
+    monkeypatch.setattr(io, "text_encoding", lambda encoding, *_: encoding or "ascii")
+    assert [r.name for r in load(path, COMMANDS).rules] == ["größere-beträge"]
 
 
 def test_good_files_load_in_either_format_and_an_empty_one_has_no_rules(tmp_path: Path) -> None:
