@@ -20,6 +20,7 @@ import pytest
 import pytest_asyncio
 import sqlalchemy as sa
 from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
@@ -98,7 +99,8 @@ async def outbox_of(
 
     def make(**options: Any) -> Outbox:
         handlers = options.pop("retry_handlers", None)
-        client = AsyncWebClient(base_url=slack.url, token=BOT_TOKEN)
+        timeout = options.pop("timeout", 30)
+        client = AsyncWebClient(base_url=slack.url, token=BOT_TOKEN, timeout=timeout)
         if handlers is not None:
             client.retry_handlers = handlers
         made.append(Outbox(options.pop("engine", engine), client, clock=clock, **options))
@@ -259,8 +261,9 @@ async def test_a_notice_waits_for_its_card_but_never_holds_the_card_s_update_bac
 
 
 async def test_an_update_of_a_message_never_posted_here_sends_nothing(
-    outbox_of: OutboxOf, slack: SlackApiDouble, engine: AsyncEngine
+    outbox_of: OutboxOf, slack: SlackApiDouble, engine: AsyncEngine, caplog: Any
 ) -> None:
+    caplog.set_level(logging.INFO, logger="bot.slack.outbox")
     places = Places({"approval:9": MessageRef(CHANNEL, "1690000000.000100")})
     outbox = outbox_of(places=places)
     slack.not_in_channel.add(CHANNEL)
@@ -270,6 +273,7 @@ async def test_an_update_of_a_message_never_posted_here_sends_nothing(
     assert slack.calls_to("chat.update") == []
     assert [r["status"] for r in await rows(engine)][-2:] == ["done", "done"]
     assert places.landed == []
+    assert "delivery 5: no message to update for approval:nowhere" in caplog.messages
 
 
 async def test_a_card_posted_before_keys_were_kept_is_updated_where_it_is(
@@ -369,6 +373,9 @@ async def test_a_row_is_given_up_after_its_attempts_with_the_error_kept_redacted
     assert dead["status"] == "dead" and dead["attempts"] == 1  # not worth another try
     assert secret not in dead["error"] and dead["error"].startswith("invalid_auth ")
     assert len(dead["error"]) == 500
+    clock.advance(seconds=3600)  # long past the lease it was last sent under
+    assert await outbox.attempt(dead["id"]) is None  # given up stays given up
+    assert len(slack.calls_to("chat.postMessage")) == 4
 
 
 async def test_twelve_attempts_are_made_by_default(
@@ -386,11 +393,16 @@ async def test_twelve_attempts_are_made_by_default(
 async def test_a_failing_call_is_not_retried_inside_the_call(
     outbox_of: OutboxOf, slack: SlackApiDouble, engine: AsyncEngine
 ) -> None:
+    own = AsyncConnectionErrorRetryHandler(max_retry_count=0)
     handlers = [
         AsyncRateLimitErrorRetryHandler(max_retry_count=1),
         AsyncServerErrorRetryHandler(max_retry_count=1),
+        own,
     ]
     outbox = outbox_of(retry_handlers=handlers)
+    # Calls outside the rows (views.open, …) keep every handler; rows keep the app's others.
+    assert outbox.client.retry_handlers == handlers
+    assert outbox.sender.retry_handlers == [own]
     slack.inject("chat.postMessage", Fault(status=429, retry_after=0))
     assert await outbox.post(CHANNEL, {"text": "Result"}) is None  # it waits in the table
     slack.inject("chat.update", Fault(status=500))
@@ -446,8 +458,10 @@ async def test_a_row_a_dead_process_was_sending_is_taken_back_when_its_lease_end
         await sending
     [row] = await rows(engine)
     assert (row["status"], utc(row["lease_until"])) == ("sending", START + timedelta(seconds=120))
+    assert await next_process.attempt(row["id"]) is None  # another replica asks: still held
     clock.advance(seconds=120)
     await next_process.flush()
+    assert await next_process.attempt(row["id"]) is None  # to the microsecond
     assert await next_process.backlog() == (1, 120.0)
     assert texts(slack, "chat.postMessage") == []  # the lease still holds
     clock.advance(microseconds=1)
@@ -624,6 +638,18 @@ async def test_a_file_where_the_bot_is_not_a_member_is_explained(
     assert [r["status"] for r in await rows(engine)] == ["done", "done", "done"]
 
 
+async def test_without_response_url_the_requester_is_addressed_through_the_web_api(
+    outbox: Outbox, slack: SlackApiDouble
+) -> None:
+    slack.not_in_channel.add(CHANNEL)
+    await outbox.post(CHANNEL, {"text": "Result"}, user="U1")
+    calls = slack.calls_to("chat.postEphemeral")
+    assert [(c.params.get("user"), c.params.get("text")) for c in calls] == [
+        ("U1", "Result"),
+        ("U1", NOT_MEMBER),
+    ]
+
+
 async def test_nobody_to_tell_means_nothing_is_sent(
     outbox: Outbox, slack: SlackApiDouble, engine: AsyncEngine, caplog: Any
 ) -> None:
@@ -632,3 +658,96 @@ async def test_nobody_to_tell_means_nothing_is_sent(
         assert await outbox.post(CHANNEL, {"text": "Scheduled report"}) is None
     assert slack.ephemerals == [] and slack.calls_to("response_url") == []
     assert caplog.messages == [f"cannot post in {CHANNEL} (not a member); nobody to tell"]
+
+
+# --- more than one message, more than one replica ----------------------------------------------
+
+
+async def test_a_retry_is_not_sent_early_even_when_a_replica_asks_for_it(
+    outbox: Outbox, slack: SlackApiDouble, engine: AsyncEngine, clock: Clock
+) -> None:
+    slack.inject("chat.postMessage", Fault(status=429, retry_after=5))
+    await outbox.post(CHANNEL, {"text": "Result"})
+    [row] = await rows(engine)
+    clock.advance(seconds=4)
+    assert await outbox.attempt(row["id"]) is None  # listed by another replica's pass
+    assert len(slack.calls_to("chat.postMessage")) == 1
+
+
+async def test_another_message_s_retry_keeps_its_own_retry_after(
+    outbox: Outbox, slack: SlackApiDouble, clock: Clock
+) -> None:
+    slack.inject(
+        "chat.postMessage", Fault(status=429, retry_after=5), Fault(status=429, retry_after=30)
+    )
+    await outbox.post(CHANNEL, {"text": "card"}, key=KEY)
+    await outbox.post(CHANNEL, {"text": "other"}, key="approval:8")
+    clock.advance(seconds=5)
+    await outbox.flush()  # the card lands; the other message still has 25 s to wait
+    assert texts(slack, "chat.postMessage") == ["card"]
+    clock.advance(seconds=25)
+    await outbox.flush()
+    assert texts(slack, "chat.postMessage") == ["card", "other"]
+
+
+async def test_a_retried_update_is_shown_whatever_else_happened_meanwhile(
+    outbox: Outbox, slack: SlackApiDouble, clock: Clock
+) -> None:
+    card = await outbox.post(CHANNEL, {"text": "card"}, key=KEY)
+    other = await outbox.post(CHANNEL, {"text": "other"}, key="approval:8")
+    assert card is not None and other is not None
+    slack.inject("chat.update", Fault(status=503))
+    await outbox.update(CHANNEL, {"text": "Approved"}, key=KEY)
+    await outbox.update(CHANNEL, {"text": "other, changed"}, key="approval:8")  # another message
+    await outbox.notice(CHANNEL, {"message": {"text": "Reminder"}, "thread": True}, about=KEY)
+    clock.advance(seconds=1)
+    await outbox.flush()
+    assert slack.message(CHANNEL, card.ts)["text"] == "Approved"
+    assert slack.message(CHANNEL, other.ts)["text"] == "other, changed"
+    [reminder] = [m for m in slack.messages.values() if m["text"] == "Reminder"]
+    assert reminder["thread_ts"] == card.ts  # it waited for the update, then followed
+
+
+async def test_one_pass_sends_at_most_two_hundred_rows(outbox: Outbox, engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            deliveries.insert(),
+            [
+                {
+                    "method": "ephemeral",
+                    "channel": CHANNEL,
+                    "user_id": "",  # to nobody: nothing to send, so the pass stays cheap
+                    "params": "{}",
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_at": START,
+                    "created_at": START,
+                }
+            ]
+            * 201,
+        )
+    await outbox.flush()
+    assert [r["status"] for r in await rows(engine)].count("pending") == 1
+    await outbox.flush()
+    assert [r["status"] for r in await rows(engine)].count("pending") == 0
+
+
+async def test_a_call_slack_does_not_answer_in_time_is_tried_again_later(
+    outbox_of: OutboxOf, slack: SlackApiDouble, engine: AsyncEngine, caplog: Any
+) -> None:
+    outbox = outbox_of(timeout=0.3)
+    slack.inject("chat.postMessage", Fault(status=0, stall=1.0))
+    with caplog.at_level(logging.WARNING, logger="bot.slack.outbox"):
+        assert await outbox.post(CHANNEL, {"text": "Result"}) is None
+    [row] = await rows(engine)
+    assert (row["status"], row["error"]) == ("pending", "TimeoutError")
+    assert caplog.messages == ["delivery 1 (chat.postMessage) raised TimeoutError"]
+
+
+async def test_a_file_is_sent_as_it_is_even_when_empty(
+    outbox: Outbox, slack: SlackApiDouble
+) -> None:
+    await outbox.post(
+        CHANNEL, {"text": "Export"}, files=[File(filename="none.csv", content=b"", title="None")]
+    )
+    assert [(f.filename, f.data) for f in slack.shared_files()] == [("none.csv", b"")]
