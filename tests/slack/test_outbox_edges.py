@@ -751,3 +751,35 @@ async def test_a_file_is_sent_as_it_is_even_when_empty(
         CHANNEL, {"text": "Export"}, files=[File(filename="none.csv", content=b"", title="None")]
     )
     assert [(f.filename, f.data) for f in slack.shared_files()] == [("none.csv", b"")]
+
+
+LATER = START + timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    "others",
+    [
+        {"status": "done", "next_at": START},
+        {"status": "pending", "next_at": LATER},  # retries not due yet
+        {"status": "sending", "next_at": START, "lease_until": LATER},  # held by a live process
+        {"status": "sending", "next_at": START, "lease_until": START},  # held to this instant
+        {"status": "dead", "next_at": START, "lease_until": START - timedelta(seconds=1)},
+    ],
+    ids=["done", "not-due", "leased", "lease-ends-now", "given-up"],
+)
+async def test_rows_that_cannot_be_sent_never_crowd_a_due_one_out_of_a_pass(
+    outbox: Outbox, engine: AsyncEngine, others: dict[str, Any]
+) -> None:
+    row = {
+        "method": "ephemeral",
+        "channel": CHANNEL,
+        "user_id": "",  # to nobody: nothing to send, so the pass stays cheap
+        "params": "{}",
+        "attempts": 1,
+        "created_at": START,
+    }
+    async with engine.begin() as conn:
+        await conn.execute(deliveries.insert(), [{**row, **others}] * 200)
+        await conn.execute(deliveries.insert(), [{**row, "status": "pending", "next_at": START}])
+    await outbox.flush()
+    assert (await rows(engine))[-1]["status"] == "done"
