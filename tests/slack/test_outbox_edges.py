@@ -137,7 +137,7 @@ def utc(moment: datetime | None) -> datetime | None:
 # --- one message's rows in order ----------------------------------------------------------------
 
 
-async def test_a_post_that_lands_returns_where_and_is_remembered(
+async def test_a_post_that_lands_at_once_returns_where_to_its_writer(
     outbox_of: OutboxOf, slack: SlackApiDouble, engine: AsyncEngine, clock: Clock
 ) -> None:
     places = Places()
@@ -145,12 +145,24 @@ async def test_a_post_that_lands_returns_where_and_is_remembered(
     ref = await outbox.post(CHANNEL, {"text": "Approval needed"}, key=KEY)
     [message] = slack.messages.values()
     assert ref == MessageRef(CHANNEL, message["ts"])
-    assert places.landed == [(KEY, ref)]
+    assert places.landed == []  # its writer has the ref and records it itself
     [row] = await rows(engine)
     assert (row["status"], row["result_ts"], row["attempts"]) == ("done", message["ts"], 1)
     assert utc(row["done_at"]) == START and row["lease_until"] is None
-    assert await outbox.post(CHANNEL, {"text": "no key"}) is not None
-    assert len(places.landed) == 1  # only keyed posts are remembered
+
+
+async def test_a_keyed_post_that_lands_later_is_remembered(
+    outbox_of: OutboxOf, slack: SlackApiDouble, clock: Clock
+) -> None:
+    places = Places()
+    outbox = outbox_of(places=places)
+    slack.inject("chat.postMessage", Fault(status=503), Fault(status=503))
+    assert await outbox.post(CHANNEL, {"text": "Approval needed"}, key=KEY) is None
+    assert await outbox.post(CHANNEL, {"text": "no key"}) is None
+    clock.advance(seconds=60)
+    await outbox.flush()
+    [(channel, ts), _] = slack.messages
+    assert places.landed == [(KEY, MessageRef(channel, ts))]  # only keyed posts are remembered
 
 
 async def test_updates_wait_for_their_late_post_and_only_the_newest_is_shown(
