@@ -289,6 +289,7 @@ async def open_runtime(
     working_after: float = 2.0,
     heartbeat_every: float = 10.0,
     stale_after: timedelta = timedelta(minutes=2),
+    outbox_lease: timedelta = timedelta(seconds=120),
 ) -> Runtime:
     """`slack`: the Web API client; what the bot shows then goes through the outbox, and each
     channel's own surface (scheduled posts, cards of another channel) is a `SlackSurface`.
@@ -317,7 +318,7 @@ async def open_runtime(
     step_runs = StepRuns(engine, clock=clock)
     delivery = StepDelivery(step_runs, audit)
     outbox = (
-        Outbox(engine, slack, places=places, steps=delivery, health=health)
+        Outbox(engine, slack, places=places, steps=delivery, health=health, lease=outbox_lease)
         if slack is not None
         else None
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -71,7 +72,19 @@ async def quietly(sent: Any) -> Sent | None:
 
 @on_postgresql
 async def test_a_restart_mid_burst_loses_and_doubles_nothing(database_url: str) -> None:
-    async with db_proxy(database_url) as proxy, running_bot(proxy.url, sweep_every=0.2) as bot:
+    # A run is called stale after 5 s and a row being sent is retaken after 5 s (2 min and
+    # 120 s in production, where they outlast any provider call and Slack's retries); a
+    # heartbeat each second keeps a healthy run from ever looking stale.
+    async with (
+        db_proxy(database_url) as proxy,
+        running_bot(
+            proxy.url,
+            sweep_every=0.2,
+            stale_after=timedelta(seconds=5),
+            outbox_lease=timedelta(seconds=5),
+            heartbeat_every=1.0,
+        ) as bot,
+    ):
         # The requests are made, and the pool holds connections a restart will kill.
         for n in range(1, MOVES + 1):
             await bot.slash("/voipcloud", f"move-funds 10023 {n}.00 top-up", user="U1")
@@ -98,15 +111,15 @@ async def test_a_restart_mid_burst_loses_and_doubles_nothing(database_url: str) 
             return len(rows) == MOVES and all(r["status"] != "executing" for r in rows)
 
         # A claim whose commit the cut cut off may have committed: its row waits out the
-        # sweeper's stale_after (2 min) before it is called outcome unknown.
-        await wait_until(settled, "every approval out of executing", 200)
+        # sweeper's stale_after before it is called outcome unknown.
+        await wait_until(settled, "every approval out of executing", 60)
         for row in await table_rows(bot.database_url, approvals):
             if row["status"] == "pending":
                 await bot.click(bot.message(card_ts[row["id"]]), "Approve", user="U2")
         await wait_until(settled, "every approval decided", 30)
-        # A row the cut caught while it was being sent waits out its lease (the outbox's 120 s,
-        # in case another replica is sending it), then goes: the outbox drains.
-        await wait_until(lambda: outbox_empty(bot), "the outbox to drain", 200)
+        # A row the cut caught while it was being sent waits out its lease (in case another
+        # replica is sending it), then goes: the outbox drains.
+        await wait_until(lambda: outbox_empty(bot), "the outbox to drain", 60)
         shown = len(answers(bot))
         after = await bot.slash("/voipcloud", "balance 10023", user="U1")
         await wait_until(lambda: len(answers(bot)) > shown, "a balance after the restart", 20)
