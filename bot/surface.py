@@ -6,12 +6,16 @@ every rule about what is private, what is posted, updated or uploaded.
 
     Surface            the protocol: send, private, update, open_form
     SurfaceWrapper     the one base for surfaces that change one thing and pass the rest on
-      └ guarded(...)   never raises: what cannot be shown is logged with a reference
+      └ guarded(...)   never raises: what cannot be shown is logged with a reference, except
+                       the errors a caller lets through (`letting_through`) to act on them
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -70,6 +74,25 @@ class SurfaceWrapper:
         return False
 
 
+_PASSING: ContextVar[tuple[type[BaseException], ...]] = ContextVar("passing", default=())
+
+
+@contextlib.contextmanager
+def letting_through(*errors: type[BaseException]) -> Iterator[None]:
+    """Guarded surfaces raise `errors` in this block (this task's): a caller that must know an
+    answer was not handed in (the database refused the outbox's row) lets them through."""
+    token = _PASSING.set(errors)
+    try:
+        yield
+    finally:
+        _PASSING.reset(token)
+
+
+def passes(exc: BaseException) -> bool:
+    """Whether `exc` is one a caller lets through here (`letting_through`)."""
+    return isinstance(exc, _PASSING.get())
+
+
 class _Guarded(SurfaceWrapper):
     """A surface that never raises: what it cannot show is logged with a reference.
 
@@ -79,27 +102,27 @@ class _Guarded(SurfaceWrapper):
     async def send(self, reply: Reply, *, key: str | None = None) -> MessageRef | None:
         try:
             return await self.inner.send(reply, key=key)
-        except Exception:
-            _failed("send")
+        except Exception as exc:
+            _failed("send", exc)
             return None
 
     async def private(self, text: str) -> None:
         try:
             await self.inner.private(text)
-        except Exception:
-            _failed("private note")
+        except Exception as exc:
+            _failed("private note", exc)
 
     async def update(self, ref: MessageRef | None, reply: Reply, *, key: str | None = None) -> None:
         try:
             await self.inner.update(ref, reply, key=key)
-        except Exception:
-            _failed("update")
+        except Exception as exc:
+            _failed("update", exc)
 
     async def open_form(self, command: Command[Any, Any], form: Form) -> bool:
         try:
             return await self.inner.open_form(command, form)
-        except Exception:
-            _failed("form")
+        except Exception as exc:
+            _failed("form", exc)
             return False
 
 
@@ -107,7 +130,9 @@ def guarded(surface: Surface) -> Surface:
     return surface if isinstance(surface, _Guarded) else _Guarded(surface)
 
 
-def _failed(what: str) -> None:
+def _failed(what: str, exc: Exception) -> None:
+    if passes(exc):
+        raise exc
     logged_reference(log, f"showing a {what} failed")
 
 

@@ -31,7 +31,7 @@ from pydantic import SecretStr
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot import messages
-from bot.approvals import late
+from bot.approvals import late, shown
 from bot.approvals.cards import card_key, number_after
 from bot.approvals.gate import Admission
 from bot.approvals.metadata import tagged
@@ -42,7 +42,7 @@ from bot.errors import logged_reference
 from bot.roles import Denied
 from bot.storage.audit import AuditLog, Entry
 from bot.storage.spool import Spool
-from bot.surface import Headed, Surface, guarded
+from bot.surface import Headed, Surface, guarded, letting_through
 from commands import grammar
 from commands.base import Args, Button, Command, CommandError, Evidence, Reply, Role
 from commands.secrets import redact
@@ -242,7 +242,8 @@ class ApprovalFlow:
             approval, user, "requested", "pending", f"approval #{approval.id}"
         )
         card = self._card(approval, messages.approval_card(approval, self.tz))
-        ref = await surface.send(card, key=card_key(approval.id))
+        with letting_through(SQLAlchemyError):  # a card the outbox never got: withdrawn
+            ref = await surface.send(card, key=card_key(approval.id))
         if ref is not None:
             await self.approvals.attach_message(approval.id, ref)
         return approval
@@ -319,9 +320,8 @@ class ApprovalFlow:
             assert row.outcome is not None  # a refused claim stores why
             await self.audit_decision(row, user, "approved", Status.FAILED.value, row.outcome)
             outcome = Outcome(Status.FAILED, row.outcome)
-            target = guarded(self._surface_for(surface, row.channel))
-            await target.update(row.ref, await self._ended(row, outcome), key=card_key(row.id))
-            await self.notices.decided(row.id)
+            card = await self._ended(row, outcome)
+            await shown.show(self, row, card, self._surface_for(surface, row.channel))
             return Reply(text=f"Approval #{row.id}: {row.outcome}.", private=True)
         if claim is not Claim.WON or row is None:
             votes = await self.approvals.votes(approval_id)  # "already done by" names them all
@@ -342,11 +342,10 @@ class ApprovalFlow:
         if not await late.recorded(self, row, user, outcome, unaudited):
             return Reply(text=late.KEPT.format(id=row.id), private=True)
         card = messages.approval_done(row, outcome, self.tz, reasons=reasons, votes=votes)
-        await target.update(row.ref, self._card(row, card, outcome.status), key=card_key(row.id))
+        result = None  # an unknown's hint is on the card already
         if outcome.reply is not None and outcome.status is not Status.UNKNOWN:
-            # an unknown's hint is on the card already
-            await target.send(self._card(row, outcome.reply, outcome.status))
-        await self.notices.decided(row.id)
+            result = self._card(row, outcome.reply, outcome.status)
+        await shown.show(self, row, self._card(row, card, outcome.status), target, result)
         return Reply(text=f"Approval #{row.id}: {outcome.status.value}.", private=True)
 
     async def _run(
@@ -398,10 +397,9 @@ class ApprovalFlow:
         if claim is not Claim.WON or rejected is None:
             return False
         await self.audit_decision(rejected, by, "withdrawn", "not run", reason)
-        if rejected.ref is not None:
-            target = guarded(self.system_surface(rejected.channel))
-            card = self._card(rejected, messages.approval_rejected(rejected, self.tz))
-            await target.update(rejected.ref, card, key=card_key(rejected.id))
+        card = self._card(rejected, messages.approval_rejected(rejected, self.tz))
+        target = self.system_surface(rejected.channel)
+        await shown.show(self, rejected, card if rejected.ref else None, target)
         if surface is not None:
             await guarded(surface).private(messages.withdrawn(rejected.id))
         return True
@@ -421,9 +419,8 @@ class ApprovalFlow:
         outcome = Outcome(Status.UNKNOWN, CUT_OFF, self._unknown_hint(row))
         await self.approvals.finish(row.id, Status.UNKNOWN, CUT_OFF)
         await self.audit_decision(row, user, "approved", Status.UNKNOWN.value, CUT_OFF)
-        await target.update(row.ref, await self._ended(row, outcome), key=card_key(row.id))
         await guarded(surface).private(messages.cut_off(row.id))
-        await self.notices.decided(row.id)
+        await shown.show(self, row, await self._ended(row, outcome), target)
 
     async def reject(
         self, approval_id: int, *, user: str, reason: str | None, surface: Surface
@@ -432,10 +429,8 @@ class ApprovalFlow:
         if claim is not Claim.WON or row is None:
             raise CommandError(messages.claim_refused(approval_id, claim, row))
         await self.audit_decision(row, user, "rejected", "not run", reason or "")
-        target = guarded(self._surface_for(surface, row.channel))
         card = self._card(row, messages.approval_rejected(row, self.tz))
-        await target.update(row.ref, card, key=card_key(row.id))
-        await self.notices.decided(row.id)
+        await shown.show(self, row, card, self._surface_for(surface, row.channel))
         return Reply(text=f"Approval #{row.id} rejected.", private=True)
 
     def _guard(self, row: Approval | None) -> Guard | None:
@@ -513,29 +508,22 @@ class ApprovalFlow:
         """Expire old requests and settle executions whose runner is gone; update their cards."""
         for row in await self.approvals.expire_due():
             await self.audit_decision(row, "system", "expired", "not run", "")
-            surface = guarded(self.system_surface(row.channel))
             card = self._card(row, messages.approval_expired(row, self.tz))
-            await surface.update(row.ref, card, key=card_key(row.id))
-            await self.notices.decided(row.id)
+            await shown.show(self, row, card, self.system_surface(row.channel))
         for row in await self.approvals.orphaned(stale_after=self.stale_after):
             assert row.outcome is not None  # orphaned() says why
             await self.audit_decision(row, "system", "recovered", Status.UNKNOWN.value, row.outcome)
             outcome = Outcome(Status.UNKNOWN, row.outcome, self._unknown_hint(row))
-            surface = guarded(self.system_surface(row.channel))
-            await surface.update(row.ref, await self._ended(row, outcome), key=card_key(row.id))
-            await self.notices.decided(row.id)
+            await shown.show(self, row, await self._ended(row, outcome), self._system(row))
         await late.replay(self)  # answers the database could not take when they came
+        await shown.sweep(self)  # ends the database kept from being shown
         await self.notices.sweep()
 
     def _unknown_hint(self, row: Approval) -> Reply | None:
-        """How to check a lost run by hand, when its command still exists and says."""
-        command = self.commands.command(row.command_path)
-        if command is None or command.unknown_hint is None:
-            return None
-        try:
-            return command.unknown_hint(grammar.validate(command, row.args))
-        except grammar.FieldErrors:
-            return None
+        return shown.hint(self, row)
+
+    def _system(self, row: Approval) -> Surface:
+        return self.system_surface(row.channel)
 
     # --- helpers ---------------------------------------------------------------------------
 

@@ -27,14 +27,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot import messages
-from bot.approvals.cards import card_key
+from bot.approvals import shown
 from bot.approvals.metadata import tagged
 from bot.approvals.notices import Notifier
 from bot.approvals.state import Approval, Approvals, Outcome, Status
 from bot.storage.spool import Answer, Spool
 from bot.surface import Surface, guarded
-from commands import grammar
-from commands.base import Command, Reply
+from commands.base import Reply
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +86,8 @@ async def admitted(flow: Flow, row: Approval, user: str, detail: str) -> bool:
         return False
     with contextlib.suppress(SQLAlchemyError):
         await flow.audit_decision(row, user, "approved", Status.FAILED.value, NOT_RUN)
-    await _card(flow, row, Outcome(Status.FAILED, NOT_RUN))
-    await flow.notices.decided(row.id)
+    card = _card(flow, row, Outcome(Status.FAILED, NOT_RUN))
+    await shown.show(flow, row, card, flow.system_surface(row.channel))
     return False
 
 
@@ -149,8 +148,8 @@ async def _settle(flow: Flow, answer: Answer) -> None:
         assert row is not None
         await flow.audit_decision(row, "system", "recovered", Status.UNKNOWN.value, LATE)
         if answer.status not in RESOLUTIONS:  # the provider's answer was itself lost
-            await _card(flow, row, Outcome(Status.UNKNOWN, LATE, _hint(flow, row)))
-            await flow.notices.decided(row.id)
+            card = _card(flow, row, Outcome(Status.UNKNOWN, LATE, shown.hint(flow, row)))
+            await shown.show(flow, row, card, flow.system_surface(row.channel))
     if row.unresolved and answer.status in RESOLUTIONS:
         reason = f"the provider's answer, recorded late: {answer.summary}"
         surface = guarded(flow.system_surface(row.channel))
@@ -158,23 +157,10 @@ async def _settle(flow: Flow, answer: Answer) -> None:
         await flow.resolve(
             row.id, user="system", resolution=resolution, reason=reason, surface=surface
         )
-        await flow.notices.decided(row.id)
+        await shown.show(flow, row, None, surface)  # resolve updated its card
         log.info("approval #%s: settled %s with its kept answer", row.id, resolution)
 
 
-def _hint(flow: Flow, row: Approval) -> Reply | None:
-    """How to check a lost run by hand, when its command still exists and says."""
-    command: Command[Any, Any] | None = flow.commands.command(row.command_path)
-    if command is None or command.unknown_hint is None:
-        return None
-    try:
-        return command.unknown_hint(grammar.validate(command, row.args))
-    except grammar.FieldErrors:
-        return None
-
-
-async def _card(flow: Flow, row: Approval, outcome: Outcome) -> None:
+def _card(flow: Flow, row: Approval, outcome: Outcome) -> Reply:
     command = flow.commands.command(row.command_path)
-    card = messages.approval_done(row, outcome, flow.tz)
-    card = tagged(card, row, command, outcome.status)
-    await guarded(flow.system_surface(row.channel)).update(row.ref, card, key=card_key(row.id))
+    return tagged(messages.approval_done(row, outcome, flow.tz), row, command, outcome.status)

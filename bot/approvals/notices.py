@@ -32,7 +32,7 @@ from bot import messages
 from bot.approvals.state import Approval, Approvals, Status
 from bot.errors import logged_reference
 from bot.storage.store import approvals as approval_rows
-from bot.surface import Surface, guarded
+from bot.surface import Surface, guarded, passes
 from commands.base import Reply, Role
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,9 @@ class Notices:
                 return
             notice = messages.decision_notice(row, self.tz, await self.approvals.votes(row.id))
             await self.post.direct(row.requester, notice, card=row)
-        except Exception:
+        except Exception as exc:
+            if passes(exc):  # the end is shown again later (bot/approvals/shown.py)
+                raise
             logged_reference(log, f"telling the requester of #{approval_id} failed")
 
     async def sweep(self) -> None:

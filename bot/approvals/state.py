@@ -123,6 +123,7 @@ class Approval:
         data.pop("args_preview")
         data["status"] = Status(data["status"])
         data.pop("finished_at", None)
+        data.pop("shown_at", None)
         return cls(**data)
 
 

@@ -77,3 +77,13 @@ def finish(row_id: int, keyed: bool, **values: Any) -> sa.Update:
     """Row `row_id` set to `values`; for a keyed row, returns whether rows wait behind it."""
     statement = deliveries.update().where(deliveries.c.id == row_id).values(**values)
     return statement.returning(WAITING_BEHIND) if keyed else statement
+
+
+def posted(key: str) -> sa.Select[Any]:
+    """Where the post of the message `key` names went, when one was written already."""
+    return (
+        sa.select(deliveries.c.channel, deliveries.c.result_ts)
+        .where(deliveries.c.key == key, deliveries.c.method == POST)
+        .order_by(deliveries.c.id)
+        .limit(1)
+    )

@@ -159,7 +159,13 @@ class Outbox:
         response_url: str | None = None,
         files: Sequence[File] = (),
     ) -> MessageRef | None:
-        """A channel message and its files. Returns where it landed when Slack took it at once."""
+        """A channel message and its files. Returns where it landed when Slack took it at once.
+        A key names one message: a second post of it is not written (an end shown again)."""
+        if key is not None:
+            async with self.engine.connect() as conn:
+                found = (await conn.execute(claims.posted(key))).first()
+            if found is not None:
+                return MessageRef(found.channel, found.result_ts) if found.result_ts else None
         key = key or (f"message:{uuid.uuid4().hex}" if files else None)
         rows = [
             self._row(POST, channel, params, key=key, user=user, response_url=response_url),

@@ -81,6 +81,9 @@ approvals = sa.Table(
     # reminder in the card's thread at half the time to live; each set once, by one replica.
     sa.Column("notified_at", UTCDateTime),
     sa.Column("reminded_at", UTCDateTime),
+    # When its end was handed to the outbox: the final card, the result, the requester's note
+    # (bot/approvals/shown.py); unset on a final row, the sweeper shows it again.
+    sa.Column("shown_at", UTCDateTime),
 )
 
 approval_votes = sa.Table(
