@@ -25,8 +25,6 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from bot import messages, reached
 from bot.approvals.late import answer_of
 from bot.approvals.state import Approval, Approvals, Outcome, Status
@@ -34,6 +32,7 @@ from bot.catalog import Catalog
 from bot.errors import logged_reference
 from bot.progress import ProgressMessage
 from bot.storage.audit import AuditLog, Entry
+from bot.storage.failures import DATABASE_ERRORS
 from bot.storage.spool import Spool
 from bot.storage.store import MAX_BUTTON_VALUE, ReportHistory, StoredCommands
 from bot.surface import Surface, guarded
@@ -95,7 +94,7 @@ class Executor:
         )
         try:
             await self._audit(command, args, outcome, user, channel, approval, note, started)
-        except SQLAlchemyError:
+        except DATABASE_ERRORS:
             if approval is not None:  # the answer outlives the database's refusal
                 self.spool.keep(answer_of(approval.id, user, outcome))
             raise
@@ -219,7 +218,7 @@ class Executor:
             await asyncio.sleep(self.heartbeat_every)
             try:
                 await self.approvals.heartbeat(approval_id)
-            except SQLAlchemyError as exc:  # one missed beat; the run goes on, the next may land
+            except DATABASE_ERRORS as exc:  # one missed beat; the run goes on, the next may land
                 log.warning("approval #%s: a heartbeat failed (%s)", approval_id, exc)
 
     # --- before and after a write ----------------------------------------------------------

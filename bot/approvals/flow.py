@@ -28,7 +28,6 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from pydantic import SecretStr
-from sqlalchemy.exc import SQLAlchemyError
 
 from bot import messages
 from bot.approvals import late, shown
@@ -41,6 +40,7 @@ from bot.approvals.state import Approval, Approvals, Claim, Guard, Outcome, Stat
 from bot.errors import logged_reference
 from bot.roles import Denied
 from bot.storage.audit import AuditLog, Entry
+from bot.storage.failures import DATABASE_ERRORS
 from bot.storage.spool import Spool
 from bot.surface import Headed, Surface, guarded, letting_through
 from commands import grammar
@@ -198,10 +198,10 @@ class ApprovalFlow:
                 labels=labels,
                 snooze_hours=snooze_hours,
             )
-        except (asyncio.CancelledError, SQLAlchemyError):
+        except (asyncio.CancelledError, *DATABASE_ERRORS):
             # Cut off (Ctrl-C in the console, a stopping process, the database failing): a
             # request left half-made is withdrawn, even one whose row was written as it came.
-            with contextlib.suppress(SQLAlchemyError):
+            with contextlib.suppress(*DATABASE_ERRORS):
                 await self._withdraw_since(user, channel, command.path, since, surface)
             raise
         await self.notices.requested(approval)  # the request is complete: never withdrawn now
@@ -242,7 +242,7 @@ class ApprovalFlow:
             approval, user, "requested", "pending", f"approval #{approval.id}"
         )
         card = self._card(approval, messages.approval_card(approval, self.tz))
-        with letting_through(SQLAlchemyError):  # a card the outbox never got: withdrawn
+        with letting_through(*DATABASE_ERRORS):  # a card the outbox never got: withdrawn
             ref = await surface.send(card, key=card_key(approval.id))
         if ref is not None:
             await self.approvals.attach_message(approval.id, ref)

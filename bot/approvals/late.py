@@ -24,13 +24,12 @@ from collections.abc import Callable
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from bot import messages
 from bot.approvals import shown
 from bot.approvals.metadata import tagged
 from bot.approvals.notices import Notifier
 from bot.approvals.state import Approval, Approvals, Outcome, Status
+from bot.storage.failures import DATABASE_ERRORS
 from bot.storage.spool import Answer, Spool
 from bot.surface import Surface, guarded
 from commands.base import Reply
@@ -77,14 +76,14 @@ async def admitted(flow: Flow, row: Approval, user: str, detail: str) -> bool:
     try:
         await flow.audit_decision(row, user, "approved", Status.EXECUTING.value, detail)
         return True
-    except SQLAlchemyError as exc:
+    except DATABASE_ERRORS as exc:
         log.warning("approval #%s: not run, its approval could not be audited (%s)", row.id, exc)
     try:
         await flow.approvals.finish(row.id, Status.FAILED, NOT_RUN)
-    except SQLAlchemyError:  # still away: the replay records it (unknown, settled not done)
+    except DATABASE_ERRORS:  # still away: the replay records it (unknown, settled not done)
         flow.spool.keep(Answer(approval_id=row.id, approver=user, status="failed", summary=NOT_RUN))
         return False
-    with contextlib.suppress(SQLAlchemyError):
+    with contextlib.suppress(*DATABASE_ERRORS):
         await flow.audit_decision(row, user, "approved", Status.FAILED.value, NOT_RUN)
     card = _card(flow, row, Outcome(Status.FAILED, NOT_RUN))
     await shown.show(flow, row, card, flow.system_surface(row.channel))
@@ -101,7 +100,7 @@ async def recorded(
             await flow.audit_decision(row, user, unaudited, outcome.status.value, outcome.summary)
         await flow.approvals.finish(row.id, outcome.status, outcome.summary)
         return True
-    except SQLAlchemyError as exc:
+    except DATABASE_ERRORS as exc:
         log.warning("approval #%s: its answer could not be recorded (%s)", row.id, exc)
     await _keep(flow, answer_of(row.id, user, outcome))
     return False
@@ -122,7 +121,7 @@ async def _keep(flow: Flow, answer: Answer) -> None:
     flow.spool.keep(answer)
     try:
         await replay(flow, only=answer.approval_id)
-    except SQLAlchemyError:
+    except DATABASE_ERRORS:
         pass  # still away: the sweeper replays it
 
 

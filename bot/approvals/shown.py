@@ -23,13 +23,13 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlalchemy.exc import SQLAlchemyError
 
 from bot import messages
 from bot.approvals.cards import card_key
 from bot.approvals.metadata import tagged
 from bot.approvals.notices import Notifier
 from bot.approvals.state import Approval, Approvals, Outcome, Status
+from bot.storage.failures import DATABASE_ERRORS
 from bot.storage.store import approvals as approval_rows
 from bot.surface import Surface, guarded, letting_through
 from commands import grammar
@@ -65,14 +65,14 @@ async def show(
     the database refused one of them (the sweeper shows it again)."""
     surface = guarded(surface)
     try:
-        with letting_through(SQLAlchemyError):
+        with letting_through(*DATABASE_ERRORS):
             if card is not None:
                 await surface.update(row.ref, card, key=card_key(row.id))
             if result is not None:
                 await surface.send(result, key=result_key(row.id))
             await flow.notices.decided(row.id)
         await _mark(flow.approvals, row.id)
-    except SQLAlchemyError as exc:
+    except DATABASE_ERRORS as exc:
         log.warning("approval #%s: its end is not shown yet (%s)", row.id, type(exc).__name__)
         return False
     return True
@@ -88,7 +88,7 @@ async def sweep(flow: Flow) -> None:
             result = _tagged(flow, row, Reply(text=row.outcome), row.status)
         surface = flow.system_surface(row.channel)
         if not await show(flow, row, await final_card(flow, row), surface, result):
-            with contextlib.suppress(SQLAlchemyError):  # else it stays as it is: not twice
+            with contextlib.suppress(*DATABASE_ERRORS):  # else it stays as it is: not twice
                 await _unmark(flow.approvals, row.id)
             continue
         log.info("approval #%s: its end was shown again", row.id)

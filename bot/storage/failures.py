@@ -43,6 +43,15 @@ SQLITE_CODES = (
     "SQLITE_CORRUPT",
 )
 DRIVER_MODULES = ("sqlalchemy", "asyncpg", "aiosqlite", "sqlite3")
+
+# What a database call can raise when the database fails: SQLAlchemy's errors, and the plain
+# `OSError`s (`ConnectionError`, a refused connect) asyncpg raises while it connects, which
+# SQLAlchemy does not wrap. For `except` around database writes only, never around a
+# provider's HTTP call.
+DATABASE_ERRORS: tuple[type[sa.exc.SQLAlchemyError], type[OSError]] = (
+    sa.exc.SQLAlchemyError,
+    OSError,
+)
 REASON_LENGTH = 200
 
 

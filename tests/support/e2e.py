@@ -19,6 +19,7 @@ import copy
 import inspect
 import itertools
 import json
+import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -409,6 +410,10 @@ async def running_bot(
                 **voipcloud_env(vc_url, vc),
             },
         ) | dict(variables or {})
+        # Answers the database could not take go to a folder of this test's own (beside the
+        # SQLite file already; on PostgreSQL it would be the working directory).
+        spool = stack.enter_context(tempfile.TemporaryDirectory(prefix="billing-spool-"))
+        environment.setdefault("BILLING_SPOOL_DIR", spool)
         patch = stack.enter_context(pytest.MonkeyPatch.context())
         for name, value in environment.items():
             patch.setenv(name, value)
