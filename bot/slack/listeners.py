@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 # Bolt's `AsyncAck`, or anything called the same way (a test's fake).
 Ack = Callable[..., Awaitable[object]]
 
+# How long a request waits, before its ack, for a database known down to be checked again.
+RECHECK = 0.5
+
 
 class AfterAck:
     """Runs work once Slack has its 200, each piece in a task of its own. Whatever it raises
@@ -77,14 +80,15 @@ class AfterAck:
 
         self._start(run())
 
-    @property
-    def database_down(self) -> bool:
-        """Known before the ack: the request is not handed in, and the person is told. A check
-        whether it is back starts meanwhile, so the next request need not wait for a loop."""
+    async def database_down(self) -> bool:
+        """Known before the ack: the request is not handed in, and the person is told. Known
+        down, it is checked again first (for at most RECHECK, well inside Slack's 3 s), so a
+        request made once the database is back is taken even when no loop has noticed yet; a
+        slower check goes on, for the next request."""
         if not self.health.down:
             return False
-        self._start(self.health.ok(where="a Slack request"))
-        return True
+        await asyncio.wait({self._start(self.health.ok(where="a Slack request"))}, timeout=RECHECK)
+        return self.health.down
 
     def turn_away(self, surface: SlackSurface) -> None:
         """Tell the person, after the ack, that nothing was done (the database is down)."""
@@ -106,10 +110,11 @@ class AfterAck:
             response_url=surface.response_url,
         )
 
-    def _start(self, work: Awaitable[None]) -> None:
+    def _start(self, work: Awaitable[None]) -> asyncio.Future[None]:
         task = asyncio.ensure_future(work)
         self.running.add(task)
         task.add_done_callback(self.running.discard)
+        return task
 
 
 def surface_of(outbox: Outbox, body: dict[str, Any], channel: str, user: str) -> SlackSurface:
@@ -131,7 +136,7 @@ class SlashCommand:
         self.after_ack = after_ack
 
     async def __call__(self, ack: Ack, body: dict[str, Any]) -> None:
-        if self.after_ack.database_down:
+        if await self.after_ack.database_down():
             # An ack's body is shown to the person who typed the command
             # (https://api.slack.com/interactivity/slash-commands#responding_immediately).
             await ack(text=messages.database_down(), response_type="ephemeral")
@@ -156,7 +161,7 @@ class ButtonClick:
         )
         user = str((body.get("user") or {}).get("id", ""))
         surface = surface_of(self.outbox, body, channel, user)
-        if self.after_ack.database_down:
+        if await self.after_ack.database_down():
             self.after_ack.turn_away(surface)
             return
         value = str(action.get("value", ""))
@@ -170,7 +175,7 @@ class FormSubmitted:
         self.after_ack = after_ack
 
     async def __call__(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        if self.after_ack.database_down:
+        if await self.after_ack.database_down():
             down = _under_blocks({"_": messages.database_down()}, view)
             await ack(response_action="errors", errors=down)
             return

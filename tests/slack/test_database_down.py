@@ -191,11 +191,11 @@ async def test_while_down_a_slash_command_is_told_in_its_ack_and_not_handed_in(
     assert intake.handed == [] and listening.slack.calls == []
 
 
-async def test_a_refused_request_checks_whether_the_database_is_back(
+async def test_a_request_while_known_down_checks_whether_the_database_is_back(
     listening: Listening, disk_full: BaseException
 ) -> None:
-    """Turning a request away starts the write probe: once it passes, the next request is
-    handed in, whether or not a background loop has noticed yet."""
+    """Known down, a request runs the write probe before its ack: once the probe passes, the
+    request is handed in, whether or not a background loop has noticed yet."""
     answers = ["not writable", None]
 
     async def probe() -> str | None:
@@ -215,8 +215,37 @@ async def test_a_refused_request_checks_whether_the_database_is_back(
         acks.append(ack.calls)
 
     refused = [{"text": messages.DATABASE_DOWN, "response_type": "ephemeral"}]
-    assert acks == [refused, refused, [{}]]
-    assert intake.handed == ["/voipcloud move-funds 10023 5.00 March top-up"]
+    assert acks == [refused, [{}], [{}]]
+    assert answers == []  # once back, nothing is probed before an ack
+    assert intake.handed == ["/voipcloud move-funds 10023 5.00 March top-up"] * 2
+
+
+async def test_a_slow_check_turns_the_request_away_and_serves_the_next_one(
+    listening: Listening, disk_full: BaseException
+) -> None:
+    """A probe that cannot answer within RECHECK does not hold the ack (Slack waits 3 s): the
+    request is turned away, and the probe goes on for the requests after it."""
+    answer = asyncio.Event()
+
+    async def probe() -> str | None:
+        await answer.wait()
+        return None
+
+    health = DatabaseHealth(probe)
+    after_ack = AfterAck(health=health, direct=listening.after_ack.direct)
+    health.failed(disk_full, where="the sweeper")
+    intake = Intake()
+    listener = SlashCommand(intake, listening.outbox, after_ack)
+
+    first, second = Ack(), Ack()
+    await listener(first, slash_body(listening.slack))
+    answer.set()
+    await asyncio.gather(*after_ack.running)
+    await listener(second, slash_body(listening.slack))
+    await asyncio.gather(*after_ack.running)
+
+    assert first.calls == [{"text": messages.DATABASE_DOWN, "response_type": "ephemeral"}]
+    assert second.calls == [{}] and len(intake.handed) == 1 and not health.down
 
 
 async def test_while_down_a_click_is_told_through_its_response_url_and_not_handed_in(
