@@ -193,21 +193,21 @@ class Outbox:
         key: str | None = None,
     ) -> None:
         """Replace a message's content: by `ts`, or by `key` once the keyed post has landed."""
-        row = await self._insert([self._row(UPDATE, channel, params, key=key, ts=ts)])
-        await self._deliver(row, inline=True)
+        await self._deliver(
+            await self._insert([self._row(UPDATE, channel, params, key=key, ts=ts)])
+        )
 
     async def notice(self, channel: str, params: dict[str, Any], *, about: str) -> None:
         """A message about the message `about` names (`bot.slack.notices`): it waits while that
         one waits to be posted, and never holds back that message's own rows."""
-        row = await self._insert([self._row(NOTICE, channel, params, key=about)])
-        await self._deliver(row, inline=True)
+        await self._deliver(await self._insert([self._row(NOTICE, channel, params, key=about)]))
 
     async def ephemeral(
         self, channel: str, user: str, params: dict[str, Any], *, response_url: str | None = None
     ) -> None:
         """A note only `user` sees: through `response_url` when given, else the Web API."""
         row = self._row(EPHEMERAL, channel, params, user=user, response_url=response_url)
-        await self._deliver(await self._insert([row]), inline=True)
+        await self._deliver(await self._insert([row]))
 
     def queued(
         self, method: str, channel: str, params: dict[str, Any], *, content: bytes | None = None
@@ -269,11 +269,11 @@ class Outbox:
     async def attempt(self, row_id: int, *, due: bool = True) -> MessageRef | None:
         """Claim one row and send it; on success, go on with the rows waiting behind it."""
         row = await self._claim(row_id, due=due)
-        return None if row is None else await self._deliver(row, inline=False)
+        return None if row is None else await self._deliver(row)
 
-    async def _deliver(self, row: Row, *, inline: bool) -> MessageRef | None:
-        """Send a claimed row. `inline`: its writer gets the ref back and records it itself,
-        so `places` hears only of posts that landed later."""
+    async def _deliver(self, row: Row, *, inline: bool = False) -> MessageRef | None:
+        """Send a claimed row. `inline`: a post whose writer gets the ref back and records it
+        itself, so `places` hears only of posts that landed later."""
         if row.key and row.behind:  # waiting its turn is not an attempt
             # A notice's card wakes it once it lands (`_next_of`): no need to ask every second.
             later = self.clock() + timedelta(seconds=10 if row.method == NOTICE else 1)

@@ -165,6 +165,46 @@ async def test_a_keyed_post_that_lands_later_is_remembered(
     assert places.landed == [(KEY, MessageRef(channel, ts))]  # only keyed posts are remembered
 
 
+async def test_a_keyed_post_is_written_once_and_a_second_post_of_it_says_where_it_is(
+    outbox: Outbox, slack: SlackApiDouble, engine: AsyncEngine, clock: Clock
+) -> None:
+    # An end shown again (after a database cut) posts under the same key: nothing is written.
+    ref = await outbox.post(CHANNEL, {"text": "Done"}, key=KEY)
+    assert ref is not None
+    assert await outbox.post(CHANNEL, {"text": "Done, again"}, key=KEY) == ref
+    # A keyed post still waiting for Slack: the second post neither writes nor claims a place.
+    slack.inject("chat.postMessage", Fault(status=503))
+    assert await outbox.post(CHANNEL, {"text": "Late"}, key="approval:8") is None
+    assert await outbox.post(CHANNEL, {"text": "Late, again"}, key="approval:8") is None
+    assert [(r["key"], r["status"]) for r in await rows(engine)] == [
+        (KEY, "done"),
+        ("approval:8", "pending"),
+    ]
+    clock.advance(seconds=60)
+    await outbox.flush()
+    assert texts(slack, "chat.postMessage") == ["Done", "Late"]
+
+
+async def test_a_row_queued_by_a_caller_s_own_transaction_is_sent_as_written(
+    outbox: Outbox, slack: SlackApiDouble, engine: AsyncEngine
+) -> None:
+    # Workflow step completions are written this way, beside the run they complete.
+    post = outbox.queued("chat.postMessage", CHANNEL, {"text": "Step done"})
+    upload = outbox.queued(
+        "file", CHANNEL, {"filename": "steps.csv", "title": "Steps"}, content=b"id,state\n1,done\n"
+    )
+    async with engine.begin() as conn:
+        await conn.execute(deliveries.insert(), [post, upload])
+    await outbox.flush()
+    assert [
+        (c.params["channel"], c.params["text"]) for c in slack.calls_to("chat.postMessage")
+    ] == [(CHANNEL, "Step done")]
+    assert [(f.filename, f.data) for f in slack.shared_files()] == [
+        ("steps.csv", b"id,state\n1,done\n")
+    ]
+    assert [r["status"] for r in await rows(engine)] == ["done", "done"]
+
+
 async def test_updates_wait_for_their_late_post_and_only_the_newest_is_shown(
     outbox: Outbox, slack: SlackApiDouble, engine: AsyncEngine, clock: Clock
 ) -> None:
@@ -452,6 +492,47 @@ async def test_the_worker_outlives_a_database_that_is_away(
             with pytest.raises(asyncio.CancelledError):
                 await worker
     assert caplog.messages[:2] == ["delivery pass failed (OperationalError); trying again"] * 2
+
+
+class Reports:
+    """What the worker reports to the database watcher (`bot.ops.database`)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+
+    @property
+    def down(self) -> bool:
+        return any(what == "failed" for what, _ in self.seen)
+
+    def failed(self, exc: BaseException, *, where: str) -> bool:
+        self.seen.append((f"failed: {type(exc).__name__}", where))
+        return True  # the watcher logs the outage once; the worker says nothing more
+
+    async def ok(self, *, where: str) -> None:
+        self.seen.append(("ok", where))
+
+
+async def test_the_worker_reports_its_rounds_to_the_database_watcher(
+    outbox_of: OutboxOf, tmp_path: Path, caplog: Any
+) -> None:
+    for engine, report in [
+        (make_engine(f"sqlite:///{tmp_path / 'missing' / 'none.db'}"), "failed: OperationalError"),
+        (None, "ok"),
+    ]:
+        reports = Reports()
+        options = {"engine": engine} if engine is not None else {}
+        worker_outbox = outbox_of(health=reports, **options)
+        with caplog.at_level(logging.WARNING, logger="bot.slack.outbox"):
+            worker = asyncio.create_task(worker_outbox.run(every=0.01))
+            try:
+                while len(reports.seen) < 2:
+                    await asyncio.sleep(0.01)
+            finally:
+                worker.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await worker
+        assert reports.seen[:2] == [(report, "the outbox worker")] * 2
+    assert caplog.messages == []  # an outage the watcher took is not logged again here
 
 
 # --- a dead process's rows ---------------------------------------------------------------------
