@@ -340,7 +340,7 @@ class Outbox:
             written = sorted((await conn.execute(statement)).mappings().all(), key=_by_id)
         return _row_of({**rows[0], "attempts": 1, **written[0]})
 
-    async def _claim(self, row_id: int, *, due: bool = True) -> Row | None:
+    async def _claim(self, row_id: int, *, due: bool) -> Row | None:
         statement = claims.claim(row_id, now=self.clock(), lease=self.lease, due=due)
         async with self.engine.begin() as conn:
             found = (await conn.execute(statement)).mappings().first()
@@ -439,7 +439,7 @@ class Outbox:
             await self._upload(row)
             return None
         if row.method == NOTICE:
-            landed = row.landed or await self._landed(row.key)
+            landed = row.landed or await self._located(row.key)
             await deliver(self.sender, row.channel, row.params, landed)
             return None
         if row.method == COMPLETE and self.steps is not None:
@@ -483,29 +483,19 @@ class Outbox:
         )
 
     async def _update(self, row: Row) -> None:
-        ts = row.ts or row.landed or await self._landed(row.key)
+        ts = row.ts or row.landed or await self._located(row.key)
         if ts is None:
             # The message it would change was never posted (shown privately instead).
             log.info("delivery %s: no message to update for %s", row.id, row.key)
             return
         await self.sender.chat_update(channel=row.channel, ts=ts, **row.params)
 
-    async def _landed(self, key: str | None) -> str | None:
-        if key is None:
-            return None
-        query = (
-            sa.select(deliveries.c.result_ts)
-            .where(deliveries.c.key == key, deliveries.c.method == POST)
-            .order_by(deliveries.c.id.desc())
-            .limit(1)
-        )
-        async with self.engine.connect() as conn:
-            found = (await conn.execute(query)).first()
-        if found is not None:
-            return str(found[0]) if found[0] else None
-        if (ref := await self.places.locate(key)) is not None:
-            return ref.ts
-        return None
+    async def _located(self, key: str | None) -> str | None:
+        """Where a message posted before the outbox kept keys is. A post the outbox sent is
+        read with the claim (`row.landed`): its post is done by the time the claim is made,
+        since rows behind a post wait while it is pending or being sent."""
+        ref = await self.places.locate(key) if key is not None else None
+        return ref.ts if ref is not None else None
 
     async def _ephemeral(self, row: Row, params: dict[str, Any]) -> None:
         fresh = self.clock() - row.created_at < RESPONSE_URL_LIFETIME

@@ -71,7 +71,9 @@ async def test_a_post_whose_done_was_not_recorded_is_recorded_later_not_posted_a
     clock.advance(seconds=LEASE.total_seconds() + 1)
     await outbox.flush()
     assert posts(slack) == ["Approval needed"]  # once
-    assert await statuses(runtime) == ["done"]
+    [row] = await table_rows(runtime.settings.database_url, deliveries)
+    [(channel, ts)] = slack.messages
+    assert (row["status"], row["result_ts"]) == ("done", ts)  # where it landed, kept
 
 
 async def test_a_post_whose_failure_was_not_recorded_is_sent_once_its_lease_ends(

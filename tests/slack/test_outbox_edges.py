@@ -334,7 +334,12 @@ async def test_a_card_posted_before_keys_were_kept_is_updated_where_it_is(
     ts = slack.add_message(CHANNEL, {"text": "Approval needed"})
     outbox = outbox_of(places=Places({"approval:3": MessageRef(CHANNEL, ts)}))
     await outbox.update(CHANNEL, {"text": "Approved"}, key="approval:3")
+    await outbox.notice(
+        CHANNEL, {"message": {"text": "Reminder"}, "thread": True}, about="approval:3"
+    )
     assert slack.message(CHANNEL, ts)["text"] == "Approved"
+    [reply] = slack.calls_to("chat.postMessage")
+    assert (reply.params["text"], reply.params["thread_ts"]) == ("Reminder", ts)  # in its thread
 
 
 async def test_an_update_goes_to_the_newest_post_of_its_key(
@@ -781,6 +786,40 @@ async def test_another_message_s_retry_keeps_its_own_retry_after(
     clock.advance(seconds=25)
     await outbox.flush()
     assert texts(slack, "chat.postMessage") == ["card", "other"]
+
+
+async def test_rows_woken_by_their_message_are_its_own_and_newer_never_a_waiting_retry(
+    outbox: Outbox, slack: SlackApiDouble, engine: AsyncEngine, clock: Clock
+) -> None:
+    """When a row goes, only the rows of the same message written after it are woken (their
+    turn has come, whatever their next_at); a rate-limited notice of that message and another
+    message's retry keep their Retry-After."""
+    await outbox.post(CHANNEL, {"text": "Approval needed"}, key=KEY)  # 1: lands
+    slack.inject("chat.postMessage", Fault(status=429, retry_after=60))
+    notice = {"message": {"text": "Approvers told"}, "thread": True}
+    await outbox.notice(CHANNEL, notice, about=KEY)  # 2: rate limited
+    slack.inject("chat.update", Fault(status=503))
+    await outbox.update(CHANNEL, {"text": "Approved"}, key=KEY)  # 3: fails, retried in 1 s
+    await outbox.update(CHANNEL, {"text": "Running"}, key=KEY)  # 4: waits behind 3
+    slack.inject("chat.postMessage", Fault(status=429, retry_after=60))
+    await outbox.post(CHANNEL, {"text": "Another result"}, key="approval:8")  # 5: rate limited
+    clock.advance(seconds=5)
+    await outbox.flush()  # 3 is superseded by 4, which it wakes
+    assert [r["status"] for r in await rows(engine)] == [
+        "done",
+        "pending",
+        "superseded",
+        "done",
+        "pending",
+    ]
+    assert texts(slack, "chat.postMessage") == ["Approval needed"]
+    clock.advance(seconds=60)
+    await outbox.flush()
+    assert sorted(texts(slack, "chat.postMessage")) == [
+        "Another result",
+        "Approval needed",
+        "Approvers told",
+    ]
 
 
 async def test_a_retried_update_is_shown_whatever_else_happened_meanwhile(
