@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import pytest_asyncio
@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.slack.notices import NOTICE
 from bot.slack.outbox import Outbox
+from bot.slack.steps import COMPLETE, StepDelivery
 from bot.storage.store import deliveries, make_engine, metadata
 from bot.surface import MessageRef
 from commands.base import File
@@ -540,6 +541,39 @@ async def test_the_worker_reports_its_rounds_to_the_database_watcher(
     assert caplog.messages == []  # an outage the watcher took is not logged again here
 
 
+class Steps:
+    """Workflow step completions as the outbox hands them over (`bot.slack.steps`)."""
+
+    def __init__(self) -> None:
+        self.handed: list[tuple[Any, ...]] = []
+
+    async def deliver(
+        self,
+        client: AsyncWebClient,
+        channel: str,
+        params: dict[str, Any],
+        content: bytes | None,
+        notice: Callable[..., Any],
+    ) -> None:
+        self.handed.append((client, channel, params, content, notice))
+
+
+async def test_a_step_completion_is_handed_to_the_steps_with_what_sending_it_needs(
+    outbox_of: OutboxOf, slack: SlackApiDouble, engine: AsyncEngine
+) -> None:
+    steps = Steps()
+    outbox = outbox_of(steps=cast(StepDelivery, steps))
+    params = {"function_execution_id": "Fx1", "outputs": {"closing_balance": "242.08793"}}
+    queued = outbox.queued(COMPLETE, CHANNEL, params, content=b"id,state\n")
+    async with engine.begin() as conn:
+        await conn.execute(deliveries.insert(), [queued])
+    await outbox.post(CHANNEL, {"text": "Result"})  # anything else is sent as before
+    await outbox.flush()
+    assert steps.handed == [(outbox.sender, CHANNEL, params, b"id,state\n", outbox.notice)]
+    assert texts(slack, "chat.postMessage") == ["Result"]
+    assert [r["status"] for r in await rows(engine)] == ["done", "done"]
+
+
 # --- a dead process's rows ---------------------------------------------------------------------
 
 
@@ -567,6 +601,8 @@ async def test_a_row_a_dead_process_was_sending_is_taken_back_when_its_lease_end
     await next_process.flush()
     assert texts(slack, "chat.postMessage") == ["Result"]
     assert statuses(await rows(engine)) == [("chat.postMessage", "done", 2)]
+    # The dead process's call is answered (late, 503) before the double serves another test.
+    await slack.wait_for("chat.postMessage", 2)
 
 
 async def test_the_backlog_counts_waiting_rows_and_the_age_of_the_oldest(
@@ -874,6 +910,7 @@ async def test_a_call_slack_does_not_answer_in_time_is_tried_again_later(
     [row] = await rows(engine)
     assert (row["status"], row["error"]) == ("pending", "TimeoutError")
     assert caplog.messages == ["delivery 1 (chat.postMessage) raised TimeoutError"]
+    await slack.wait_for("chat.postMessage")  # the late answer lands in this test, not the next
 
 
 async def test_a_file_is_sent_as_it_is_even_when_empty(
