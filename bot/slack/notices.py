@@ -15,6 +15,7 @@ thread to go to: that one is dropped, logged.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from typing import Any, Protocol
 
 from slack_sdk.errors import SlackApiError
@@ -60,7 +61,11 @@ def _message(reply: Reply) -> dict[str, Any]:
 
 
 async def deliver(
-    client: AsyncWebClient, channel: str, params: dict[str, Any], card_ts: str | None
+    client: AsyncWebClient,
+    channel: str,
+    params: dict[str, Any],
+    card_ts: str | None,
+    links: Permalinks,
 ) -> None:
     """Send one notice, its card now at `card_ts` (None: the card never landed). Raises what
     the outbox judges (`bot.slack.failures`): a 429 of either call sends it all again later."""
@@ -73,7 +78,7 @@ async def deliver(
         # (https://api.slack.com/methods/chat.postMessage#arg_thread_ts).
         message["thread_ts"] = card_ts
     elif card_ts is not None and (card_channel := params.get("card_channel")):
-        link = await permalink(client, str(card_channel), card_ts)
+        link = await links.of(client, str(card_channel), card_ts)
         if link is not None:
             line = f"<{link}|Open the request>"
             message["text"] = f"{message.get('text', '')}\n{line}"
@@ -95,3 +100,26 @@ async def permalink(client: AsyncWebClient, channel: str, ts: str) -> str | None
         return None
     link = answer.get("permalink")
     return str(link) if link else None
+
+
+class Permalinks:
+    """Card links already asked for, the most recent `size` of them. A message's permalink
+    does not change, and one approval's direct messages (one to each approver, then the
+    requester's) all link the same card: it is asked for once per card and process, not once
+    per message. A link Slack would not give is not kept (asked again next time)."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._known: OrderedDict[tuple[str, str], str] = OrderedDict()
+
+    async def of(self, client: AsyncWebClient, channel: str, ts: str) -> str | None:
+        key = (channel, ts)
+        if (link := self._known.get(key)) is not None:
+            self._known.move_to_end(key)
+            return link
+        link = await permalink(client, channel, ts)
+        if link is not None:
+            self._known[key] = link
+            if len(self._known) > self.size:
+                self._known.popitem(last=False)
+        return link

@@ -47,7 +47,7 @@ from bot.slack import claims
 from bot.slack.blocks import NOT_MEMBER_ERRORS, section
 from bot.slack.claims import DONE, PENDING, POST, SENDING, UPDATE, WAITING
 from bot.slack.failures import backoff, classify
-from bot.slack.notices import NOTICE, deliver
+from bot.slack.notices import NOTICE, Permalinks, deliver
 from bot.slack.steps import COMPLETE, StepDelivery
 from bot.storage.store import deliveries, utcnow
 from bot.surface import MessageRef
@@ -146,6 +146,7 @@ class Outbox:
         self.unrecorded: dict[int, MessageRef | None] = {}  # sent; `_finish` failed
         self.places = places or NoPlaces()
         self.steps = steps  # Workflow Builder completions (bot.slack.steps)
+        self.links = Permalinks()  # the cards' links notices carry
         self._wake = asyncio.Event()
 
     # --- what surfaces hand in -------------------------------------------------------------
@@ -441,7 +442,7 @@ class Outbox:
             return None
         if row.method == NOTICE:
             landed = row.landed or await self._located(row.key)
-            await deliver(self.sender, row.channel, row.params, landed)
+            await deliver(self.sender, row.channel, row.params, landed, self.links)
             return None
         if row.method == COMPLETE and self.steps is not None:
             await self.steps.deliver(self.sender, row.channel, row.params, row.content, self.notice)
