@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import messages, reached
+from bot.errors import logged_reference
 from bot.ops.database import DatabaseHealth
 from bot.runtime import Runtime
 from bot.slack.direct import DirectNotes
@@ -326,3 +328,32 @@ async def test_another_failure_after_the_ack_still_goes_the_usual_way(
     assert not listening.health.down
     assert await listening.outbox_rows() == 1  # written to the outbox, then delivered from it
     assert messages.DATABASE_DOWN not in str([c.params for c in listening.slack.calls])
+
+
+def test_the_error_boundary_logs_a_database_outage_as_one_line_without_a_traceback(
+    disk_full: BaseException, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Telling approvers, a schedule, a late note: whatever the outage cuts short is one
+    WARNING each (the watcher logs the outage itself once); anything else keeps its traceback."""
+    log = logging.getLogger("bot.approvals.notices")
+    with caplog.at_level(logging.WARNING, logger="bot.approvals.notices"):
+        try:
+            raise disk_full
+        except Exception:
+            away = logged_reference(log, "telling the approvers of #4 failed")
+        try:
+            raise RuntimeError("a defect")
+        except RuntimeError:
+            defect = logged_reference(log, "telling the requester of #4 failed")
+    first, second = caplog.records
+    assert (first.levelno, first.getMessage(), first.exc_info) == (
+        logging.WARNING,
+        f"telling the approvers of #4 failed (reference {away}): the database cannot be used "
+        "(OperationalError: database or disk is full)",
+        None,
+    )
+    assert (second.levelno, second.getMessage()) == (
+        logging.ERROR,
+        f"telling the requester of #4 failed (reference {defect})",
+    )
+    assert second.exc_info is not None and second.exc_info[0] is RuntimeError
