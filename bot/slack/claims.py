@@ -57,7 +57,7 @@ def write(rows: list[dict[str, Any]], *, now: datetime, lease: timedelta) -> sa.
     return deliveries.insert().values(values).returning(deliveries.c.id, BEHIND, OUTDATED, LANDED)
 
 
-def claim(row_id: int, *, now: datetime, lease: timedelta, due: bool = True) -> sa.Update:
+def claim(row_id: int, *, now: datetime, lease: timedelta, due: bool) -> sa.Update:
     """Row `row_id` → sending, when it is pending and due (any pending row when not `due`: it
     was waiting its turn, which has come) or its lease ran out; returns it with what sending
     it needs, or nothing when another attempt has it."""
@@ -73,10 +73,11 @@ def claim(row_id: int, *, now: datetime, lease: timedelta, due: bool = True) -> 
     )
 
 
-def finish(row_id: int, keyed: bool, **values: Any) -> sa.Update:
-    """Row `row_id` set to `values`; for a keyed row, returns whether rows wait behind it."""
+def finish(row_id: int, **values: Any) -> sa.Update:
+    """Row `row_id` set to `values`; returns whether rows of the same message wait behind it
+    (never, for a row without a key: NULL equals no key)."""
     statement = deliveries.update().where(deliveries.c.id == row_id).values(**values)
-    return statement.returning(WAITING_BEHIND) if keyed else statement
+    return statement.returning(WAITING_BEHIND)
 
 
 def posted(key: str) -> sa.Select[Any]:

@@ -374,7 +374,6 @@ class Outbox:
         # What was shown is Slack's now: the bodies (files, private notes) are not kept.
         statement = claims.finish(
             row.id,
-            bool(row.key),
             status=status,
             done_at=self.clock(),
             result_ts=ref.ts if ref else None,
@@ -384,8 +383,7 @@ class Outbox:
             lease_until=None,
         )
         async with self.engine.begin() as conn:
-            found = await conn.execute(statement)
-            return bool(row.key) and bool(found.scalar())
+            return bool((await conn.execute(statement)).scalar())
 
     async def _failed(self, row: Row, exc: Exception) -> None:
         failure = classify(exc)

@@ -21,6 +21,7 @@ from bot.slack.outbox import Outbox
 from bot.storage.store import deliveries
 from commands.base import File
 from tests.support import Clock
+from tests.support.e2e import wait_until
 from tests.support.slack_api import BOT_TOKEN, Fault, SlackApiDouble, serve_slack_double
 
 CHANNEL = "C0BILLING1"
@@ -105,6 +106,33 @@ async def test_a_row_written_is_claimed_so_the_worker_leaves_it_while_it_is_sent
         1,
         1,
     )
+
+
+async def test_a_retry_the_worker_claims_is_held_for_its_lease_while_it_is_sent(
+    runtime: Runtime, slack: SlackApiDouble, outbox: Outbox, clock: Clock
+) -> None:
+    slack.inject("chat.postMessage", Fault(status=503))
+    await outbox.post(CHANNEL, {"text": "Funds moved"})
+    clock.advance(seconds=1)  # the retry is due
+    slack.inject("chat.postMessage", Fault(status=0, stall=2))  # Slack takes it, answers late
+    worker = asyncio.create_task(outbox.flush())
+
+    async def claimed() -> bool:
+        return bool((await rows(runtime))[0]["status"] == "sending")
+
+    await wait_until(claimed, "the worker's claim", 1.5)  # within the stalled call
+    [row] = await rows(runtime)
+    lease_until = row["lease_until"].replace(tzinfo=UTC)
+    assert (row["attempts"], lease_until) == (2, clock.now + outbox.lease)
+    replica = Outbox(
+        runtime.engine, AsyncWebClient(base_url=slack.url, token=BOT_TOKEN), clock=clock
+    )
+    await replica.flush()  # another replica's pass leaves it to the worker sending it
+    await replica.http.aclose()
+    await worker
+    [row] = await rows(runtime)
+    sent = [c for c in slack.calls_to("chat.postMessage") if c.ok]
+    assert (row["status"], row["attempts"], len(sent)) == ("done", 2, 1)
 
 
 async def test_a_superseded_update_wakes_the_newer_one_waiting_behind_it(
