@@ -14,6 +14,7 @@ thread to go to: that one is dropped, logged.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from typing import Any, Protocol
@@ -106,18 +107,29 @@ class Permalinks:
     """Card links already asked for, the most recent `size` of them. A message's permalink
     does not change, and one approval's direct messages (one to each approver, then the
     requester's) all link the same card: it is asked for once per card and process, not once
-    per message. A link Slack would not give is not kept (asked again next time)."""
+    per message, and messages sent at once share the one question. A link Slack would not give
+    is not kept (asked again next time)."""
 
     def __init__(self, size: int = 1024) -> None:
         self.size = size
         self._known: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._asking: dict[tuple[str, str], asyncio.Future[str | None]] = {}
 
     async def of(self, client: AsyncWebClient, channel: str, ts: str) -> str | None:
         key = (channel, ts)
         if (link := self._known.get(key)) is not None:
             self._known.move_to_end(key)
             return link
-        link = await permalink(client, channel, ts)
+        if (asking := self._asking.get(key)) is None:
+            asking = self._asking[key] = asyncio.ensure_future(self._ask(client, key))
+        # shield: a message given up on (its task cancelled) does not cancel the others' answer.
+        return await asyncio.shield(asking)
+
+    async def _ask(self, client: AsyncWebClient, key: tuple[str, str]) -> str | None:
+        try:
+            link = await permalink(client, *key)
+        finally:
+            del self._asking[key]
         if link is not None:
             self._known[key] = link
             if len(self._known) > self.size:

@@ -5,6 +5,7 @@ each message. A link Slack would not give is not kept."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
@@ -105,3 +106,51 @@ async def test_only_the_most_recent_links_are_kept() -> None:
         assert found == f"https://example.slack.com/C1/{ts}"
     # 2.2 was the least recently used when 3.3 came, so it was asked for again.
     assert client.asked == ["1.1", "2.2", "3.3", "2.2"]
+
+
+class SlowLinks(Links):
+    """Answers once `answer` is set; raises `failure` when one is given."""
+
+    def __init__(self, failure: Exception | None = None) -> None:
+        super().__init__()
+        self.answer = asyncio.Event()
+        self.failure = failure
+
+    async def chat_getPermalink(self, *, channel: str, message_ts: str) -> dict[str, Any]:
+        self.asked.append(message_ts)
+        await self.answer.wait()
+        if self.failure is not None:
+            raise self.failure
+        return {"ok": True, "permalink": f"https://example.slack.com/{channel}/{message_ts}"}
+
+
+async def test_messages_sent_at_once_share_one_question() -> None:
+    client = SlowLinks()
+    links = Permalinks()
+    asking = [asyncio.ensure_future(links.of(cast(AsyncWebClient, client), "C1", "1.1"))]
+    asking += [asyncio.ensure_future(links.of(cast(AsyncWebClient, client), "C1", "1.1"))]
+    for _ in range(3):  # both are waiting for the one question
+        await asyncio.sleep(0)
+    assert client.asked == ["1.1"]
+    asking[0].cancel()  # one message given up on does not take the answer from the other
+    client.answer.set()
+    cancelled, answered = await asyncio.gather(*asking, return_exceptions=True)
+    assert isinstance(cancelled, asyncio.CancelledError)
+    assert answered == "https://example.slack.com/C1/1.1"
+    assert client.asked == ["1.1"]
+    assert await links.of(cast(AsyncWebClient, client), "C1", "1.1") is not None
+    assert client.asked == ["1.1"]  # kept
+
+
+async def test_a_question_slack_failed_is_asked_again_for_the_next_message() -> None:
+    client = SlowLinks(failure=TimeoutError())
+    links = Permalinks()
+    asking = [
+        asyncio.ensure_future(links.of(cast(AsyncWebClient, client), "C1", "1.1")) for _ in (1, 2)
+    ]
+    client.answer.set()
+    outcomes = await asyncio.gather(*asking, return_exceptions=True)
+    assert [type(o) for o in outcomes] == [TimeoutError, TimeoutError]  # each row is retried
+    client.failure = None
+    assert await links.of(cast(AsyncWebClient, client), "C1", "1.1") is not None
+    assert client.asked == ["1.1", "1.1"]
