@@ -346,6 +346,7 @@ class Figures:
     counts: Counter[str] = field(default_factory=Counter)
     shapes: Counter[str] = field(default_factory=Counter)
     unfinished: int = 0
+    slack: Counter[str] = field(default_factory=Counter)  # Slack calls by method, measured rounds
 
 
 @dataclass
@@ -501,7 +502,11 @@ async def measure(
         for n in range(args.rounds):
             shift = n % len(deployments)
             for deployment in [*deployments[shift:], *deployments[:shift]]:
+                calls = len(slack.calls)
                 await bench.round(deployment, args.concurrency, measured=True)
+                await bench.settled(deployment)  # its last notices are its round's calls
+                methods = Counter(f"slack {c.method}" for c in list(slack.calls)[calls:])
+                deployment.figures.slack += methods
         for deployment in deployments:
             await bench.settled(deployment)
             counts, shapes = await counted(deployment.replicas)
@@ -614,10 +619,15 @@ async def run(args: argparse.Namespace) -> None:
     )
     for name, where in origins.items():
         print(f"{name}: {where}")
-    calls = Counter(call.method for call in list(slack.calls))
-    shown = ", ".join(f"{m} {n / max(1, len(slack.seen)):.1f}" for m, n in sorted(calls.items()))
-    print(f"Slack calls per approval: {shown}")
     report(deployments, args.provider_ms)
+    print("Slack calls per approval, measured rounds:")
+    for d in deployments:
+        calls = sum(d.figures.slack.values()) / max(1, d.figures.approvals)
+        methods = ", ".join(
+            f"{m.removeprefix('slack ')} {n / max(1, d.figures.approvals):.1f}"
+            for m, n in sorted(d.figures.slack.items())
+        )
+        print(f"  {d.database:<10} {len(d.replicas)} {d.target.name:<4} {calls:5.1f}: {methods}")
     if args.profile:
         first = deployments[0].database
         profile([d for d in deployments if d.database == first and len(d.replicas) == 1], args.top)
