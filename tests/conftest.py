@@ -18,6 +18,7 @@ from bot.catalog import ProviderRuntime
 from bot.config import Settings
 from bot.dispatch import Dispatcher
 from bot.ops.logs import CHATTY
+from bot.ops.logs import _Handler as BotHandler
 from bot.runtime import Runtime, open_providers, open_runtime
 from bot.storage import store
 from commands.secrets import reset_secrets
@@ -56,12 +57,17 @@ def _forget_secrets() -> None:
 def _restore_log_levels() -> Iterator[None]:
     """Each test starts with the log levels the last one found: `billing-bot` commands a test
     runs (`main([...])`) configure logging for the whole process, quieting libraries such as
-    httpx, and a later test in the same worker must not inherit that."""
-    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in CHATTY)]
+    httpx, and a later test in the same worker must not inherit that, nor the handler they add,
+    which writes to the stderr pytest captured for that test and closed after it."""
+    root = logging.getLogger()
+    loggers = [root, *(logging.getLogger(name) for name in CHATTY)]
     levels = [logger.level for logger in loggers]
+    handlers = list(root.handlers)
     yield
     for logger, level in zip(loggers, levels, strict=True):
         logger.setLevel(level)
+    for added in [h for h in root.handlers if isinstance(h, BotHandler) and h not in handlers]:
+        root.removeHandler(added)
 
 
 @pytest.fixture
