@@ -172,18 +172,16 @@ async def open_socket(settings: Settings) -> tuple[Any, Runtime]:
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
     from bot.runtime import slack_app
-    from bot.slack.app import group_lookup, slack_session, web_client
+    from bot.slack.app import group_lookup, web_client
 
     metrics = Metrics()
-    session = slack_session()
-    client = web_client(settings, metrics, session=session)
-    try:
-        runtime = await open_runtime(
-            settings, slack=client, group_members=group_lookup(client), metrics=metrics
-        )
-    except BaseException:
-        await session.close()  # the runtime closes it from here on
-        raise
+    client = web_client(settings, metrics)
+    runtime = await open_runtime(
+        settings,
+        slack=client,
+        group_members=group_lookup(client),
+        metrics=metrics,
+    )
     runtime.start_sweeper()
     runtime.start_scheduler()
     runtime.start_deliveries()

@@ -220,8 +220,6 @@ class Runtime:
             await close_client(runtime.client)
         if self.outbox is not None:
             await self.outbox.http.aclose()
-            if self.outbox.client.session is not None:  # bot.slack.app.slack_session
-                await self.outbox.client.session.close()
         await self.engine.dispose()
 
 

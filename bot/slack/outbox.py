@@ -132,7 +132,6 @@ class Outbox:
             token=client.token,
             base_url=client.base_url,
             timeout=client.timeout,
-            session=client.session,  # the same connections (bot.slack.app.slack_session)
             retry_handlers=[
                 h
                 for h in client.retry_handlers

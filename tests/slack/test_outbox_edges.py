@@ -27,7 +27,6 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.slack.app import slack_session
 from bot.slack.notices import NOTICE
 from bot.slack.outbox import Outbox
 from bot.slack.steps import COMPLETE, StepDelivery
@@ -165,21 +164,6 @@ async def test_a_keyed_post_that_lands_later_is_remembered(
     await outbox.flush()
     [(channel, ts), _] = slack.messages
     assert places.landed == [(KEY, MessageRef(channel, ts))]  # only keyed posts are remembered
-
-
-async def test_rows_are_sent_over_the_connections_of_their_client_s_session(
-    engine: AsyncEngine, slack: SlackApiDouble, clock: Clock
-) -> None:
-    """`serve` gives its client one session (bot.slack.app.slack_session): the outbox, which
-    sends without slack_sdk's waiting retry handlers, keeps to its connections."""
-    async with slack_session() as session:
-        client = AsyncWebClient(base_url=slack.url, token=BOT_TOKEN, session=session)
-        outbox = Outbox(engine, client, clock=clock)
-        for n in range(3):
-            await outbox.post(CHANNEL, {"text": f"Result {n}"})
-        await outbox.http.aclose()
-    assert texts(slack, "chat.postMessage") == ["Result 0", "Result 1", "Result 2"]
-    assert len(slack.connections) == 1
 
 
 async def test_a_keyed_post_is_written_once_and_a_second_post_of_it_says_where_it_is(

@@ -192,8 +192,6 @@ class SlackApiDouble:
     faults: dict[str, list[Fault]] = field(default_factory=dict)
     # (channel, ts) → the metadata of the post and of every update that carried some.
     metadata_sent: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
-    # (host, port) of each connection a Web API call came over: how many the clients opened.
-    connections: set[tuple[str, int]] = field(default_factory=set)
     _serial: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     # -----------------------------------------------------------------------------------------
@@ -278,8 +276,6 @@ class SlackApiDouble:
 
     async def _api(self, request: Request) -> Response:
         method = request.path_params["method"]
-        if request.client is not None:
-            self.connections.add((request.client.host, request.client.port))
         body = await request.body()
         params, token, encoding = await _arguments(request, body)
         if (faulted := await self._fault(method, params, body)) is not None:
