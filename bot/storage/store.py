@@ -262,7 +262,12 @@ def make_engine(url: str) -> AsyncEngine:
     # (https://docs.sqlalchemy.org/en/20/core/pooling.html#disconnect-handling-pessimistic).
     # pool_recycle would only bound a connection's age; a statement in flight at the cut fails
     # either way and is handled by its caller (docs/operations.md, "PostgreSQL restarts").
-    return create_async_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    # pool_size: 20 approvals at once held up to 15 connections with SQLAlchemy's default of 5,
+    # and every connection over the 5 kept was opened and closed again (a server process forked
+    # each time): 2.5 new connections per approval in bench/approval_cost.py, 0.25 with 20 kept.
+    # A replica holds at most 30 (20 + 10 overflow): two replicas stay well under PostgreSQL's
+    # default max_connections of 100.
+    return create_async_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=10)
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:
