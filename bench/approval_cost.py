@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/approval_cost.py --postgresql "$TEST_DATABASE_URL"
     .venv/bin/python bench/approval_cost.py --concurrency 20 --rounds 3 --profile
+    .venv/bin/python bench/approval_cost.py --clicks-together     # the click path alone
     git worktree add --detach ../ref <commit>                  # before and after, in one run:
     .venv/bin/python bench/approval_cost.py --postgresql "$TEST_DATABASE_URL" --reference ../ref
 
@@ -19,23 +20,29 @@ A round is `--concurrency` approvals at once, each as Slack would send it: a sig
 `/voipcloud move-funds 10023 <amount> bench-<n>` from an operator, then, once its card is in
 the channel and the approver has its direct message (so every approval tells its approvers,
 as it does when nobody clicks within a second), that approver's signed click on Approve (with
-two replicas, the command goes to one and the click to the other). An approval is done when
-its card reads *done* and the result ("Funds moved …") is posted; both are seen as the Slack
-double receives them. Between rounds the outbox drains (no delivery pending or sending: the
-approvers' and the requester's direct messages are sent too); before the statements are
-counted, at the start and at the end, it also settles (no new delivery for 0.5 s), so rows
-written after a result is posted are not missed.
+two replicas, the command goes to one and the click to the other); with `--clicks-together`,
+the clicks wait until every card of the round is out and the outbox has drained, then all go
+at once, so click-to-done measures the approval path alone, not interleaved with other
+requests' cards. An approval is done when its card reads *done* and the result ("Funds moved
+…") is posted; both are seen as the Slack double receives them. Between rounds the outbox
+drains (no delivery pending or sending: the approvers' and the requester's direct messages are
+sent too); before the statements are counted, at the start and at the end, it also settles (no
+new delivery for 0.5 s), so rows written after a result is posted are not missed.
 
 For each database, replicas and revision it prints: click-to-done p50 and p99 (from sending
 the click to the later of the two), the overhead over the provider's time (click-to-done less
 `--provider-ms`), and per approval, from request to drained outbox: statements (reads =
 SELECT, writes = INSERT/UPDATE/DELETE, other), transactions, commits, and round trips as
-PostgreSQL counts them (statements + a BEGIN and a COMMIT or ROLLBACK per transaction + a
-ping per connection taken from the pool; on SQLite each is a hop to aiosqlite's thread
-instead). Background work (the outbox worker's pass every 2 s, the scheduler's tick) is
-counted in, as it runs. Approvals/s is a round's approvals over its time from the first
-command to the last approval done. `--profile` adds the statements of one approval grouped
-by shape, for each revision on the first database.
+PostgreSQL counts them (statements + a BEGIN and a COMMIT or ROLLBACK per transaction + a ping
+per connection taken from the pool; on SQLite each is a hop to aiosqlite's thread instead),
+connections opened, and the CPU time of the bot's processes (every thread); with
+`--clicks-together` also that CPU time from the first click to the drained outbox ("click
+cpu"). The CPU time tells whether the overhead is work or waiting: when 20 approvals' CPU time
+adds up to the round's click-to-done, the event loop is busy all along and nothing but less
+work per approval shortens the wait. Background work (the outbox worker's pass every 2 s, the
+scheduler's tick) is counted in, as it runs. Approvals/s is a round's approvals over its time
+from the first command to the last approval done. `--profile` adds the statements of one
+approval grouped by shape, for each revision on the first database.
 
 It prints figures and asserts nothing; run it from the repository root.
 """
@@ -57,7 +64,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -341,6 +348,7 @@ async def deliveries_of(database_url: str) -> tuple[int, int]:
 @dataclass
 class Figures:
     click_to_done_ms: list[float] = field(default_factory=list)
+    click_cpu_ms: float = 0.0  # --clicks-together: the bot's CPU from first click to drained
     rates: list[float] = field(default_factory=list)
     approvals: int = 0
     counts: Counter[str] = field(default_factory=Counter)
@@ -359,13 +367,35 @@ class Deployment:
     figures: Figures = field(default_factory=Figures)
 
 
+class Gate:
+    """Holds each approval's click until `expected` approvals got their card, then runs `last`
+    (in the last to arrive) and lets every click go."""
+
+    def __init__(self, expected: int, last: Callable[[], Awaitable[None]]) -> None:
+        self.expected = expected
+        self.last = last
+        self.arrived = 0
+        self.open = asyncio.Event()
+
+    async def wait(self) -> None:
+        self.arrived += 1
+        if self.arrived == self.expected:
+            await self.last()
+            self.open.set()
+        await self.open.wait()
+
+
 class Bench:
-    def __init__(self, slack: Watched, http: httpx.AsyncClient) -> None:
+    def __init__(self, slack: Watched, http: httpx.AsyncClient, *, together: bool) -> None:
         self.slack = slack
         self.http = http
+        self.together = together
 
-    async def approval(self, deployment: Deployment, n: int) -> tuple[Seen, float]:
-        """One approval, request to done; returns what Slack saw and when the click went."""
+    async def approval(
+        self, deployment: Deployment, n: int, carded: Gate | None = None
+    ) -> tuple[Seen, float]:
+        """One approval, request to done; returns what Slack saw and when the click went.
+        With `carded`, the click waits at it until every approval of the round got so far."""
         serial = next(self.slack.serials)
         seen = self.slack.watch(serial)
         senders = deployment.senders
@@ -378,6 +408,8 @@ class Bench:
         )
         assert seen.card_ts is not None
         card = asking.message(seen.card_ts)
+        if carded is not None:
+            await carded.wait()
         clicked = time.perf_counter()
         answer = await clicking.click(card, "Approve", user=APPROVER)
         if answer.answer.status_code != 200:
@@ -422,12 +454,27 @@ class Bench:
 
     async def round(self, deployment: Deployment, concurrency: int, *, measured: bool) -> None:
         started = time.perf_counter()
-        results = await asyncio.gather(*(self.approval(deployment, n) for n in range(concurrency)))
+        carded = None
+        cpu_before: list[float] = []
+        if self.together:
+
+            async def drained_then_click() -> None:  # run by the last approval to arrive
+                await self.drained(deployment)
+                cpu_before.append((await counted(deployment.replicas))[0]["cpu_ms"])
+
+            carded = Gate(concurrency, drained_then_click)
+        results = await asyncio.gather(
+            *(self.approval(deployment, n, carded) for n in range(concurrency))
+        )
         ended = max(max(seen.done_at or 0, seen.result_at or 0) for seen, _ in results)
         await self.drained(deployment)
         if not measured:
             return
         figures = deployment.figures
+        if cpu_before:
+            figures.click_cpu_ms += (await counted(deployment.replicas))[0]["cpu_ms"] - cpu_before[
+                0
+            ]
         figures.approvals += concurrency
         figures.rates.append(concurrency / (ended - started))
         for seen, clicked in results:
@@ -476,7 +523,7 @@ async def measure(
     workdir: Path,
     http: httpx.AsyncClient,
 ) -> list[Deployment]:
-    bench = Bench(slack, http)
+    bench = Bench(slack, http, together=args.clicks_together)
     async with contextlib.AsyncExitStack() as stack:
         deployments = [
             await stack.enter_async_context(
@@ -531,7 +578,8 @@ def report(deployments: Sequence[Deployment], provider_ms: float) -> None:
     header = (
         f"{'database':<10} {'repl':>4} {'rev':<4} {'click→done p50/p99 ms':>22} "
         f"{'overhead p50/p99 ms':>20} {'stmts':>6} {'reads':>6} {'writes':>6} {'other':>6} "
-        f"{'txns':>5} {'commits':>7} {'trips':>6} {'appr/s':>7}"
+        f"{'txns':>5} {'commits':>7} {'trips':>6} {'conns':>5} {'appr/s':>7} {'cpu ms':>6} "
+        f"{'click cpu':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -546,7 +594,9 @@ def report(deployments: Sequence[Deployment], provider_ms: float) -> None:
             f"{per(f, 'statements'):>6.1f} "
             + " ".join(f"{per(f, kind):>6.1f}" for kind in KINDS)
             + f" {per(f, 'transactions'):>5.1f} {per(f, 'commits'):>7.1f} "
-            f"{round_trips(f):>6.1f} {rate:>7.1f}"
+            f"{round_trips(f):>6.1f} {per(f, 'connects'):>5.2f} {rate:>7.1f} "
+            f"{per(f, 'cpu_ms'):>6.1f} "
+            + (f"{f.click_cpu_ms / max(1, f.approvals):>9.1f}" if f.click_cpu_ms else f"{'-':>9}")
         )
     by_setting: dict[tuple[str, int], dict[str, Figures]] = {}
     for d in deployments:
@@ -613,7 +663,9 @@ async def run(args: argparse.Namespace) -> None:
                 )
         transfers = [r for r in sandbox.control.requests if r.method == "PUT"]
     print(
-        f"approval cost: {args.concurrency} approvals at once, {args.rounds} round(s) per "
+        f"approval cost: {args.concurrency} approvals at once"
+        + (" (clicked together, once every card was out)" if args.clicks_together else "")
+        + f", {args.rounds} round(s) per "
         f"revision and setting, provider answers in {args.provider_ms:g} ms, "
         f"{os.cpu_count()} CPUs; {len(transfers)} transfers for {slack_serials(slack)} approvals"
     )
@@ -655,6 +707,11 @@ def main() -> None:
         help="a checkout of another revision of this repository, measured beside this one",
     )
     parser.add_argument("--profile", action="store_true", help="statements grouped by shape")
+    parser.add_argument(
+        "--clicks-together",
+        action="store_true",
+        help="every card out and the outbox drained before the round's clicks, then all at once",
+    )
     parser.add_argument("--top", type=int, default=40, help="shapes shown with --profile")
     args = parser.parse_args()
     if args.rounds < 1 or args.concurrency < 1 or args.provider_ms < 0:

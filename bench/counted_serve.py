@@ -7,8 +7,9 @@ on every engine the process makes: `before_cursor_execute` (each statement, coun
 when it starts with SELECT, a write when it starts with INSERT, UPDATE or DELETE, else other,
 and by its shape: the statement's first 160 characters with whitespace squeezed), `commit` and
 `begin` (a transaction: on PostgreSQL a BEGIN and, at its end, a COMMIT or ROLLBACK, two
-round trips more), `commit` and `rollback`, and the pool's `checkout` (on PostgreSQL the bot's
-engine pings each connection it takes, one round trip more). On
+round trips more), `commit` and `rollback`, the pool's `checkout` (on PostgreSQL the bot's
+engine pings each connection it takes, one round trip more) and `connect` (a connection
+opened), and, as `cpu_ms`, the CPU time the process has used (all its threads). On
 SIGUSR1 (and at exit) it writes what it counted so far, as JSON, to COUNTS_FILE (through a
 temporary file and a rename, so a reader never sees half of it).
 
@@ -22,6 +23,7 @@ import atexit
 import json
 import os
 import re
+import resource
 import signal
 import sys
 from collections import Counter
@@ -68,7 +70,13 @@ def _checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
     COUNTS["checkouts"] += 1
 
 
+def _connect(dbapi_connection: Any, record: Any) -> None:
+    COUNTS["connects"] += 1
+
+
 def dump(path: Path) -> None:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    COUNTS["cpu_ms"] = round((usage.ru_utime + usage.ru_stime) * 1000)
     data = {"pid": os.getpid(), "counts": dict(COUNTS), "shapes": dict(SHAPES)}
     partial = path.with_name(path.name + ".part")
     partial.write_text(json.dumps(data))
@@ -82,6 +90,7 @@ def main() -> int:
     event.listen(Engine, "rollback", _rollback)
     event.listen(Engine, "begin", _begin)
     event.listen(Pool, "checkout", _checkout)
+    event.listen(Pool, "connect", _connect)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         dump(path)
