@@ -647,7 +647,12 @@ async def run(args: argparse.Namespace) -> None:
         async with (
             serve_slack_double(slack),
             serve_asgi(sandbox.app(), thread=True) as vc_url,
-            httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=None)) as http,
+            # keepalive_expiry under uvicorn's 5 s keep-alive: with both at 5 s, a connection idle
+            # since the last round was sometimes taken for a click just as the bot closed it
+            # (httpx.ReadError), with clicks held back by --clicks-together.
+            httpx.AsyncClient(
+                timeout=60, limits=httpx.Limits(max_connections=None, keepalive_expiry=2.0)
+            ) as http,
         ):
             providers = voipcloud_env(vc_url, sandbox)
             for database, count in settings:
