@@ -411,7 +411,15 @@ class Bench:
         if carded is not None:
             await carded.wait()
         clicked = time.perf_counter()
-        answer = await clicking.click(card, "Approve", user=APPROVER)
+        try:
+            answer = await clicking.click(card, "Approve", user=APPROVER)
+        except httpx.TransportError as exc:  # which process dropped it, and what it logged
+            replica = next(r for r in deployment.replicas if r.url == clicking.url)
+            tail = "".join(replica.log.read_text().splitlines(keepends=True)[-20:])
+            raise RuntimeError(
+                f"{deployment.target.name} on {deployment.database}: the click on bench-{serial}"
+                f" to {replica.url} failed ({exc!r}); the end of {replica.log.name}:\n{tail}"
+            ) from exc
         if answer.answer.status_code != 200:
             raise RuntimeError(f"the click on bench-{serial} got {answer.answer.status_code}")
         await self.until(
