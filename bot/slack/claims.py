@@ -4,6 +4,8 @@
               as it is written (it is about to be tried), with what sending it needs
     claim  ─► UPDATE … RETURNING: pending (or its lease gone) → sending, with the row and what
               sending it needs
+    wait   ─► UPDATE … RETURNING: a claimed row whose turn has not come back to pending, and
+              whether a row before it still waits
     finish ─► UPDATE … RETURNING: done, superseded or given up, and whether rows of the same
               message wait behind it
 
@@ -71,6 +73,20 @@ def claim(row_id: int, *, now: datetime, lease: timedelta, due: bool) -> sa.Upda
         .values(status=SENDING, lease_until=now + lease, attempts=deliveries.c.attempts + 1)
         .returning(*deliveries.c, BEHIND, OUTDATED, LANDED)
     )
+
+
+def wait(row_id: int, *, next_at: datetime, attempts: int) -> sa.Update:
+    """Row `row_id`, claimed but behind an earlier row of its message, back to pending (its
+    claim was no attempt); returns whether a row before it still waits. When none does, that
+    row finished while this one was claimed and saw nothing pending behind it, so nothing
+    will wake this one: its turn has come. (On PostgreSQL the two statements may overlap and
+    both miss; the worker's pass at `next_at` sends it then.)"""
+    statement = (
+        deliveries.update()
+        .where(deliveries.c.id == row_id)
+        .values(status=PENDING, next_at=next_at, attempts=attempts, lease_until=None)
+    )
+    return statement.returning(BEHIND)
 
 
 def finish(row_id: int, **values: Any) -> sa.Update:

@@ -278,8 +278,13 @@ class Outbox:
         if row.key and row.behind:  # waiting its turn is not an attempt
             # A notice's card wakes it once it lands (`_next_of`): no need to ask every second.
             later = self.clock() + timedelta(seconds=10 if row.method == NOTICE else 1)
-            await self._set(row.id, status=PENDING, next_at=later, attempts=row.attempts - 1)
-            return None
+            statement = claims.wait(row.id, next_at=later, attempts=row.attempts - 1)
+            async with self.engine.begin() as conn:
+                if (await conn.execute(statement)).scalar():
+                    return None
+            # The row before it finished meanwhile, without seeing this one pending: go now.
+            again = await self._claim(row.id, due=False)
+            return None if again is None else await self._deliver(again, inline=inline)
         if row.method == UPDATE and row.key and row.outdated:
             if await self._finish(row, SUPERSEDED):
                 await self._next_of(row)

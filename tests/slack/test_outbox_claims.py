@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -17,6 +17,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.approvals.cards import Cards
 from bot.runtime import Runtime
+from bot.slack.claims import UPDATE
+from bot.slack.notices import NOTICE
 from bot.slack.outbox import Outbox
 from bot.storage.store import deliveries
 from commands.base import File
@@ -27,6 +29,8 @@ from tests.support.slack_api import BOT_TOKEN, Fault, SlackApiDouble, serve_slac
 CHANNEL = "C0BILLING1"
 KEY = "card:1"
 RATE_LIMITED = Fault(status=429, retry_after=5)
+# A direct message about the card, as bot.slack.notices.SlackNotices.direct writes it.
+YOURS = {"message": {"text": "Yours to approve"}, "card_channel": CHANNEL}
 
 
 @pytest.fixture
@@ -151,3 +155,41 @@ async def test_a_superseded_update_wakes_the_newer_one_waiting_behind_it(
     [card] = [m for (c, _), m in slack.messages.items() if c == CHANNEL]
     assert card["text"] == "done"
     assert len(slack.calls_to("chat.update")) == 2  # the rate-limited try, then "done"
+
+
+async def test_a_notice_whose_turn_came_while_it_was_written_goes_at_once(
+    runtime: Runtime, slack: SlackApiDouble, outbox: Outbox
+) -> None:
+    """The interleaving, step by step (the outbox's own steps, as two tasks ran them under
+    load): a notice about the card is written, claimed, while an update of that card is being
+    sent, so it is behind; the update finishes before the notice goes back to pending, and
+    sees nothing pending behind it to wake. The notice must see that and go now: before, it
+    waited for the worker's pass 10 s later."""
+    await outbox.post(CHANNEL, {"text": "Approval needed"}, key=KEY)
+    update = await outbox._insert([outbox._row(UPDATE, CHANNEL, {"text": "running…"}, key=KEY)])
+    notice = await outbox._insert([outbox._row(NOTICE, "U2", YOURS, key=KEY)])
+    assert notice.behind  # the update is still being sent
+    await outbox._deliver(update)  # done: nothing pending behind it
+    await outbox._deliver(notice)  # the clock has not moved
+    _, sent_update, sent_notice = await rows(runtime)
+    assert (sent_update["status"], sent_notice["status"]) == ("done", "done")
+    assert sent_notice["attempts"] == 1  # claimed twice, tried once
+    told = [c for c in slack.calls_to("chat.postMessage") if c.params.get("channel") == "U2"]
+    assert len(told) == 1 and "Yours to approve" in str(told[0].params)
+
+
+async def test_a_notice_still_behind_its_card_waits_for_it(
+    runtime: Runtime, slack: SlackApiDouble, outbox: Outbox, clock: Clock
+) -> None:
+    await outbox.post(CHANNEL, {"text": "Approval needed"}, key=KEY)
+    update = await outbox._insert([outbox._row(UPDATE, CHANNEL, {"text": "running…"}, key=KEY)])
+    notice = await outbox._insert([outbox._row(NOTICE, "U2", YOURS, key=KEY)])
+    await outbox._deliver(notice)  # the update is still being sent
+    _, _, waiting = await rows(runtime)
+    next_at = waiting["next_at"].replace(tzinfo=UTC)
+    assert (waiting["status"], waiting["attempts"], waiting["lease_until"]) == ("pending", 0, None)
+    assert next_at == clock.now + timedelta(seconds=10)
+    await outbox._deliver(update)  # done: it wakes the notice pending behind it
+    _, _, sent = await rows(runtime)
+    assert (sent["status"], sent["attempts"]) == ("done", 1)
+    assert [c for c in slack.calls_to("chat.postMessage") if c.params.get("channel") == "U2"]
