@@ -19,7 +19,7 @@ from bot.approvals.cards import Cards
 from bot.runtime import Runtime
 from bot.slack.claims import UPDATE
 from bot.slack.notices import NOTICE
-from bot.slack.outbox import Outbox
+from bot.slack.outbox import Outbox, Row
 from bot.storage.store import deliveries
 from commands.base import File
 from tests.support import Clock
@@ -193,3 +193,34 @@ async def test_a_notice_still_behind_its_card_waits_for_it(
     _, _, sent = await rows(runtime)
     assert (sent["status"], sent["attempts"]) == ("done", 1)
     assert [c for c in slack.calls_to("chat.postMessage") if c.params.get("channel") == "U2"]
+
+
+async def test_a_row_another_replica_sends_when_its_turn_comes_is_not_sent_again(
+    runtime: Runtime,
+    slack: SlackApiDouble,
+    outbox: Outbox,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same interleaving, and another replica's pass takes the notice between its going
+    back to pending and this process claiming it again: one of them sends it, once."""
+    await outbox.post(CHANNEL, {"text": "Approval needed"}, key=KEY)
+    update = await outbox._insert([outbox._row(UPDATE, CHANNEL, {"text": "running…"}, key=KEY)])
+    notice = await outbox._insert([outbox._row(NOTICE, "U2", YOURS, key=KEY)])
+    await outbox._deliver(update)
+    replica = Outbox(
+        runtime.engine, AsyncWebClient(base_url=slack.url, token=BOT_TOKEN), clock=clock
+    )
+    claim = outbox._claim
+
+    async def replica_first(row_id: int, *, due: bool) -> Row | None:
+        await replica.attempt(row_id, due=False)
+        return await claim(row_id, due=due)
+
+    monkeypatch.setattr(outbox, "_claim", replica_first)
+    assert await outbox._deliver(notice) is None
+    await replica.http.aclose()
+    _, _, sent = await rows(runtime)
+    assert (sent["status"], sent["attempts"]) == ("done", 1)
+    told = [c for c in slack.calls_to("chat.postMessage") if c.params.get("channel") == "U2"]
+    assert len(told) == 1
