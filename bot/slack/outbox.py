@@ -341,9 +341,10 @@ class Outbox:
 
     async def _insert(self, rows: list[dict[str, Any]]) -> Row:
         """The rows of one reply in one statement; returns the first, claimed."""
-        statement = claims.write(rows, now=self.clock(), lease=self.lease)
+        values = claims.write(rows, now=self.clock(), lease=self.lease)
         async with self.engine.begin() as conn:
-            written = sorted((await conn.execute(statement)).mappings().all(), key=_by_id)
+            result = await conn.execute(claims.WRITE, values)
+            written = sorted(result.mappings().all(), key=_by_id)
         return _row_of({**rows[0], "attempts": 1, **written[0]})
 
     async def _claim(self, row_id: int, *, due: bool) -> Row | None:
