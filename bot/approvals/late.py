@@ -102,6 +102,7 @@ async def recorded(
         return True
     except DATABASE_ERRORS as exc:
         log.warning("approval #%s: its answer could not be recorded (%s)", row.id, exc)
+    flow.approvals.let_go(row.id)  # else the replay would wait for this run, which is over
     await _keep(flow, answer_of(row.id, user, outcome))
     return False
 

@@ -149,6 +149,11 @@ class Approvals:
     def in_flight(self, approval_id: int) -> bool:
         return approval_id in self._running
 
+    def let_go(self, approval_id: int) -> None:
+        """This process's run of it is over without a finish the database took: its answer is
+        kept (bot/approvals/late.py), for the replay or the sweeper to record."""
+        self._running.discard(approval_id)
+
     async def create(
         self,
         *,

@@ -152,3 +152,23 @@ async def test_a_kept_answer_is_redacted_and_settles_an_unknown_the_sweeper_made
     assert spooled(bot) == []
     assert bot.client.calls == []  # a kept answer is recorded, never run
     assert LATE not in row["outcome"] and NOT_RUN not in str(row["resolution_reason"])
+
+
+async def test_an_answer_the_database_refused_twice_is_still_settled(bot: Bot) -> None:
+    """The run's audit row refused, and the flow's try at recording it too (the database stays
+    away): the run is over, so its kept answer no longer waits for it, and once the database
+    is back the sweeper settles it. It used to stay "executing" for good, its answer unread."""
+    with db_faults(bot.runtime.engine) as faults:
+        faults.fail(AUDIT, nth=3, times=2)
+        await attempt(bot, "/drill move r1", RecordingSurface(user="U1"))
+        approver = RecordingSurface(user="U2")
+        await attempt(bot, "/billing approve 1", approver)
+        assert faults.fired == 2
+    assert KEPT.format(id=1) in approver.texts()
+    assert not bot.runtime.flow.approvals.in_flight(1)
+
+    await bot.runtime.flow.sweep()
+    row = await bot.row()
+    assert (row["status"], row["resolution"]) == ("unknown", "done")
+    assert spooled(bot) == []
+    assert bot.client.calls == ["r1"]
