@@ -257,17 +257,29 @@ def make_engine(url: str) -> AsyncEngine:
             cursor.close()
 
         return engine
-    # pool_pre_ping: a restart or failover kills every pooled connection; the ping at checkout
-    # replaces a dead one, so the first request after the server is back does not fail on it
-    # (https://docs.sqlalchemy.org/en/20/core/pooling.html#disconnect-handling-pessimistic).
-    # pool_recycle would only bound a connection's age; a statement in flight at the cut fails
-    # either way and is handled by its caller (docs/operations.md, "PostgreSQL restarts").
+    # A restart or failover closes every pooled connection. asyncpg sees the server's close on
+    # an idle connection as it happens (its socket stays read by the event loop), so checkout
+    # asks the connection whether it is closed, and the pool opens a new one in its place
+    # (DisconnectionError at checkout,
+    # https://docs.sqlalchemy.org/en/20/core/pooling.html#disconnect-handling-pessimistic).
+    # That is pool_pre_ping's guarantee without its round trips: SQLAlchemy's asyncpg ping is
+    # BEGIN, a query and ROLLBACK, three of the four to six round trips of each transaction.
+    # A connection cut while a statement runs fails that statement either way; its caller
+    # handles it, and SQLAlchemy then discards every connection opened before the cut
+    # (docs/operations.md, "PostgreSQL restarts").
     # pool_size: 20 approvals at once held up to 15 connections with SQLAlchemy's default of 5,
     # and every connection over the 5 kept was opened and closed again (a server process forked
     # each time): 2.5 new connections per approval in bench/approval_cost.py, 0.25 with 20 kept.
     # A replica holds at most 30 (20 + 10 overflow): two replicas stay well under PostgreSQL's
     # default max_connections of 100.
-    return create_async_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=10)
+    engine = create_async_engine(url, pool_size=20, max_overflow=10)
+
+    @sa.event.listens_for(engine.sync_engine, "checkout")
+    def _closed(_: Any, record: Any, __: Any) -> None:
+        if record.driver_connection.is_closed():
+            raise sa.exc.DisconnectionError("the server closed the connection")
+
+    return engine
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:
