@@ -23,7 +23,6 @@ from bot.runtime import (
     Runtime,
     load_settings,
     open_providers,
-    open_runtime,
     prepare_database,
 )
 
@@ -171,17 +170,9 @@ async def open_socket(settings: Settings) -> tuple[Any, Runtime]:
     the Socket Mode handler of the app (`connect_async`, `start_async`, `close_async`)."""
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-    from bot.runtime import slack_app
-    from bot.slack.app import group_lookup, web_client
+    from bot.runtime import open_slack_runtime, slack_app
 
-    metrics = Metrics()
-    client = web_client(settings, metrics)
-    runtime = await open_runtime(
-        settings,
-        slack=client,
-        group_members=group_lookup(client),
-        metrics=metrics,
-    )
+    runtime = await open_slack_runtime(settings, Metrics())
     runtime.start_sweeper()
     runtime.start_scheduler()
     runtime.start_deliveries()

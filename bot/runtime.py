@@ -53,7 +53,7 @@ from bot.schedules.commands import POST
 from bot.schedules.engine import Scheduler
 from bot.schedules.runs import ScheduleRuns
 from bot.schedules.store import ScheduleStore
-from bot.slack.app import Listeners, build_app
+from bot.slack.app import Listeners, build_app, group_lookup, web_client
 from bot.slack.direct import DirectNotes
 from bot.slack.listeners import AfterAck, ButtonClick, FormSubmitted, HomeOpened, SlashCommand
 from bot.slack.notices import SlackNotices
@@ -475,6 +475,16 @@ async def open_runtime(
         direct=direct,
         stepup=stepup,
         steps=steps,
+    )
+
+
+async def open_slack_runtime(settings: Settings, metrics: Metrics, **options: Any) -> Runtime:
+    """The runtime of a Slack app (`serve`, `socket`): its Web API client, counted in
+    `metrics`, with the user groups of approver rules read through it. `options`: as
+    `open_runtime`'s (tests shorten the sweeper's and the outbox's times)."""
+    client = web_client(settings, metrics)
+    return await open_runtime(
+        settings, slack=client, group_members=group_lookup(client), metrics=metrics, **options
     )
 
 

@@ -33,8 +33,8 @@ from starlette.routing import Route
 
 from bot.config import Settings
 from bot.ops.metrics import Metrics, endpoint, serve_metrics
-from bot.runtime import Runtime, open_runtime, slack_app
-from bot.slack.app import group_lookup, settle_heap, web_client
+from bot.runtime import Runtime, open_slack_runtime, slack_app
+from bot.slack.app import settle_heap
 from bot.slack.input_limits import (
     MAX_BODY_BYTES,
     BodyTooLarge,
@@ -110,14 +110,7 @@ def build_web(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        client = web_client(settings, metrics)
-        runtime = await open_runtime(
-            settings,
-            slack=client,
-            group_members=group_lookup(client),
-            metrics=metrics,
-            **options,  # type: ignore[arg-type]
-        )
+        runtime = await open_slack_runtime(settings, metrics, **options)
         state["runtime"] = runtime
         # The text limit comes first, before any listener parses text.
         bolt = slack_app(runtime, middleware=[refuse_long_command_text])
