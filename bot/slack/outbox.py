@@ -49,7 +49,7 @@ from bot.slack.claims import DONE, PENDING, POST, SENDING, UPDATE, WAITING
 from bot.slack.failures import backoff, classify
 from bot.slack.notices import NOTICE, Permalinks, deliver
 from bot.slack.steps import COMPLETE, StepDelivery
-from bot.storage.store import deliveries, utcnow
+from bot.storage.store import deliveries, single_statements, utcnow
 from bot.surface import MessageRef
 from commands.base import File
 from commands.secrets import redact
@@ -124,7 +124,7 @@ class Outbox:
         steps: StepDelivery | None = None,
         health: HealthReports = UNWATCHED,
     ) -> None:
-        self.engine = engine
+        self.engine = single_statements(engine)  # each of its transactions is one statement
         self.health = health  # the worker's rounds, reported (bot/ops/database.py)
         self.client = client
         # The same client without the handlers that wait inside a call (see the docstring).

@@ -282,6 +282,17 @@ def make_engine(url: str) -> AsyncEngine:
     return engine
 
 
+def single_statements(engine: AsyncEngine) -> AsyncEngine:
+    """`engine`, for code whose every transaction is one statement (the outbox): on PostgreSQL
+    each runs in autocommit, one round trip where asyncpg sends BEGIN, the statement and COMMIT
+    (or ROLLBACK after a read). A single statement is atomic on its own, so nothing changes
+    but the round trips. SQLite's driver begins in the statement's own call already, and
+    switching its isolation level costs a call to its thread each way: it is left as it is."""
+    if is_sqlite(engine):
+        return engine
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
 
