@@ -32,9 +32,9 @@ new delivery for 0.5 s), so rows written after a result is posted are not missed
 For each database, replicas and revision it prints: click-to-done p50 and p99 (from sending
 the click to the later of the two), the overhead over the provider's time (click-to-done less
 `--provider-ms`), and per approval, from request to drained outbox: statements (reads =
-SELECT, writes = INSERT/UPDATE/DELETE, other), transactions, commits, and round trips as
-PostgreSQL counts them (statements + a BEGIN and a COMMIT or ROLLBACK per transaction + a ping
-per connection taken from the pool; on SQLite each is a hop to aiosqlite's thread instead),
+SELECT, writes = INSERT/UPDATE/DELETE, other), transactions, commits, and round trips as they
+are made (PostgreSQL: asyncpg's writes to its sockets, BEGIN, COMMIT, ROLLBACK and pings
+included; SQLite: calls handed to aiosqlite's thread),
 connections opened, and the CPU time of the bot's processes (every thread); with
 `--clicks-together` also that CPU time from the first click to the drained outbox ("click
 cpu"). The CPU time tells whether the overhead is work or waiting: when 20 approvals' CPU time
@@ -579,7 +579,7 @@ def per(figures: Figures, name: str) -> float:
 
 
 def round_trips(figures: Figures) -> float:
-    return per(figures, "statements") + 2 * per(figures, "transactions") + per(figures, "checkouts")
+    return per(figures, "round_trips")
 
 
 def report(deployments: Sequence[Deployment], provider_ms: float) -> None:

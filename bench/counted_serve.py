@@ -6,10 +6,12 @@ Runs `bot.cli.main` with the arguments after COUNTS_FILE, after registering SQLA
 on every engine the process makes: `before_cursor_execute` (each statement, counted as a read
 when it starts with SELECT, a write when it starts with INSERT, UPDATE or DELETE, else other,
 and by its shape: the statement's first 160 characters with whitespace squeezed), `commit` and
-`begin` (a transaction: on PostgreSQL a BEGIN and, at its end, a COMMIT or ROLLBACK, two
-round trips more), `commit` and `rollback`, the pool's `checkout` (on PostgreSQL the bot's
-engine pings each connection it takes, one round trip more) and `connect` (a connection
-opened), and, as `cpu_ms`, the CPU time the process has used (all its threads). On
+`begin` (a transaction, as SQLAlchemy sees it), `commit` and `rollback`, the pool's `checkout`
+and `connect` (a connection opened); the round trips as they are made (`round_trips`: on
+PostgreSQL each write asyncpg makes to its socket, one per query, BEGIN, COMMIT or ROLLBACK,
+two for a statement not yet prepared on that connection; on SQLite each call aiosqlite hands
+to its connection's thread), and, as `cpu_ms`, the CPU time the process has used (all its
+threads). On
 SIGUSR1 (and at exit) it writes what it counted so far, as JSON, to COUNTS_FILE (through a
 temporary file and a rename, so a reader never sees half of it).
 
@@ -74,6 +76,33 @@ def _connect(dbapi_connection: Any, record: Any) -> None:
     COUNTS["connects"] += 1
 
 
+def _count_round_trips() -> None:
+    """Wraps the two places every database round trip passes: asyncio's socket transport
+    (counted when its protocol is asyncpg's) and aiosqlite's hand-over to its thread."""
+    import asyncio.selector_events
+
+    import aiosqlite.core
+
+    events: Any = asyncio.selector_events  # the transport class is private, untyped
+    transport = events._SelectorSocketTransport
+    write = transport.write
+
+    def counted_write(self: Any, data: Any) -> None:
+        if type(self._protocol).__module__.startswith("asyncpg"):
+            COUNTS["round_trips"] += 1
+        write(self, data)
+
+    transport.write = counted_write
+    connection: Any = aiosqlite.core.Connection
+    execute = connection._execute
+
+    async def counted_execute(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        COUNTS["round_trips"] += 1
+        return await execute(self, fn, *args, **kwargs)
+
+    connection._execute = counted_execute
+
+
 def dump(path: Path) -> None:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     COUNTS["cpu_ms"] = round((usage.ru_utime + usage.ru_stime) * 1000)
@@ -91,6 +120,7 @@ def main() -> int:
     event.listen(Engine, "begin", _begin)
     event.listen(Pool, "checkout", _checkout)
     event.listen(Pool, "connect", _connect)
+    _count_round_trips()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         dump(path)
