@@ -162,7 +162,7 @@ class ApprovalFlow:
             return None
         requirement = requirement_of(self.policy, command, exact)
         if requirement.ceilings:
-            async with self.approvals.engine.connect() as conn:
+            async with self.approvals.single.connect() as conn:
                 refusal = await over_ceiling(
                     conn, requirement, stored, now=self.approvals.clock(), tz=self.tz
                 )

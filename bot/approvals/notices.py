@@ -175,7 +175,7 @@ class Notices:
             )
             .order_by(approval_rows.c.id)
         )
-        async with self.approvals.engine.connect() as conn:
+        async with self.approvals.single.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
         return [Approval.from_row(r) for r in rows]
 

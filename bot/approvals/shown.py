@@ -155,6 +155,6 @@ async def _unshown(approvals: Approvals, before: datetime) -> list[Approval]:
         .order_by(approval_rows.c.id)
         .limit(100)
     )
-    async with approvals.engine.connect() as conn:
+    async with approvals.single.connect() as conn:
         rows = (await conn.execute(query)).mappings().all()
     return [Approval.from_row(r) for r in rows]

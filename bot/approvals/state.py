@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bot.storage.store import approval_votes, approvals, utcnow
+from bot.storage.store import approval_votes, approvals, single_statements, utcnow
 from bot.surface import MessageRef
 from commands.base import Reply
 
@@ -137,6 +137,9 @@ class Approvals:
         clock: Any = utcnow,
     ) -> None:
         self.engine = engine
+        # For a transaction of one statement (a read, a heartbeat, a finish): on PostgreSQL
+        # without BEGIN and COMMIT around it (bot/storage/store.py, `single_statements`).
+        self.single = single_statements(engine)
         self.ttl = ttl
         self.runner = runner
         self.clock = clock
@@ -200,7 +203,7 @@ class Approvals:
             return Approval.from_row(result.mappings().one())
 
     async def get(self, approval_id: int) -> Approval | None:
-        async with self.engine.connect() as conn:
+        async with self.single.connect() as conn:
             row = (
                 (await conn.execute(sa.select(approvals).where(approvals.c.id == approval_id)))
                 .mappings()
@@ -225,7 +228,7 @@ class Approvals:
             .order_by(approvals.c.id)
             .limit(limit)
         )
-        async with self.engine.connect() as conn:
+        async with self.single.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
         return [Approval.from_row(r) for r in rows]
 
@@ -347,7 +350,7 @@ class Approvals:
             .where(approval_votes.c.approval_id == approval_id)
             .order_by(approval_votes.c.at, approval_votes.c.user_id)
         )
-        async with self.engine.connect() as conn:
+        async with self.single.connect() as conn:
             return [str(user) for user in (await conn.execute(query)).scalars()]
 
     async def ballot(self, approval_id: int) -> tuple[list[str], list[tuple[str, str]]]:
@@ -357,7 +360,7 @@ class Approvals:
             .where(approval_votes.c.approval_id == approval_id)
             .order_by(approval_votes.c.at, approval_votes.c.user_id)
         )
-        async with self.engine.connect() as conn:
+        async with self.single.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [str(u) for u, _ in rows], [(str(u), str(r)) for u, r in rows if r is not None]
 
@@ -369,7 +372,7 @@ class Approvals:
             .where(approval_votes.c.reason.is_not(None))
             .order_by(approval_votes.c.at, approval_votes.c.user_id)
         )
-        async with self.engine.connect() as conn:
+        async with self.single.connect() as conn:
             return [(str(user), str(why)) for user, why in (await conn.execute(query)).all()]
 
     async def resolve(
@@ -410,7 +413,7 @@ class Approvals:
             .order_by(approvals.c.id)
             .limit(limit)
         )
-        async with self.engine.connect() as conn:
+        async with self.single.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
         return [Approval.from_row(r) for r in rows]
 
@@ -453,7 +456,7 @@ class Approvals:
         return self._why_not(row, None)  # the requester may withdraw: no "own request" here
 
     async def heartbeat(self, approval_id: int) -> None:
-        async with self.engine.begin() as conn:
+        async with self.single.begin() as conn:
             await conn.execute(
                 approvals.update()
                 .where(approvals.c.id == approval_id, approvals.c.runner == self.runner)
@@ -463,7 +466,7 @@ class Approvals:
     async def finish(self, approval_id: int, status: Status, outcome: str) -> None:
         """executing → done | failed | unknown (only the runner that claimed it)."""
         self._running.discard(approval_id)  # failing, it is left to the spool or the sweeper
-        async with self.engine.begin() as conn:
+        async with self.single.begin() as conn:
             await conn.execute(
                 approvals.update()
                 .where(
@@ -476,7 +479,7 @@ class Approvals:
     async def expire_due(self) -> list[Approval]:
         """pending requests past their TTL → expired; returns the ones this call expired."""
         now = self.clock()
-        async with self.engine.connect() as conn:
+        async with self.single.connect() as conn:
             due = (
                 (
                     await conn.execute(
@@ -509,7 +512,7 @@ class Approvals:
     async def orphaned(self, *, stale_after: timedelta) -> list[Approval]:
         """Executing rows whose runner is gone → unknown. Never re-executed."""
         now = self.clock()
-        async with self.engine.connect() as conn:
+        async with self.single.connect() as conn:
             rows = (
                 (
                     await conn.execute(
