@@ -510,18 +510,15 @@ class Approvals:
         return expired
 
     async def orphaned(self, *, stale_after: timedelta) -> list[Approval]:
-        """Executing rows whose runner is gone → unknown. Never re-executed."""
+        """Executing rows whose runner is gone → unknown, oldest first. Never re-executed."""
         now = self.clock()
+        query = (
+            sa.select(approvals)
+            .where(approvals.c.status == Status.EXECUTING.value)
+            .order_by(approvals.c.id)
+        )
         async with self.single.connect() as conn:
-            rows = (
-                (
-                    await conn.execute(
-                        sa.select(approvals).where(approvals.c.status == Status.EXECUTING.value)
-                    )
-                )
-                .mappings()
-                .all()
-            )
+            rows = (await conn.execute(query)).mappings().all()
         lost = []
         for row in (Approval.from_row(r) for r in rows):
             if row.runner == self.runner and row.id in self._running:

@@ -286,3 +286,79 @@ async def test_unsettled_unknowns_are_listed_oldest_first_fifty_at_most(db: Db) 
     listed = [a.id for a in await db.replica().unresolved()]
     assert listed == [ids[0], *ids[2:51]]
     assert [a.id for a in await db.replica().unresolved(limit=2)] == [ids[0], ids[2]]
+
+
+# --- who claimed, who said why, and what a claim costs -------------------------------------------
+
+
+async def test_the_last_needed_approval_claims_for_its_own_runner_at_that_time(db: Db) -> None:
+    asked = await db.request(needed=2)
+    assert (await db.replica().claim(asked.id, "U2"))[0] is Claim.WAITING
+    db.clock.advance(minutes=5)
+    claim, row = await db.replica("host-b:2:bbbb").claim(asked.id, "U3")
+    assert claim is Claim.WON and row is not None
+    stored = await db.row(asked.id)
+    at = START + timedelta(minutes=5)
+    assert (stored["runner"], stored["heartbeat_at"]) == ("host-b:2:bbbb", at)
+    assert (row.runner, row.heartbeat_at) == ("host-b:2:bbbb", at)
+
+
+async def test_votes_and_reasons_read_in_the_order_given_then_by_name(db: Db) -> None:
+    asked = await db.request(needed=5)
+    other = await db.request(needed=5, ref="r2")  # another request's votes are never read here
+    a = db.replica()
+    await a.claim(other.id, "U9", reason="for the other one")
+    await a.claim(asked.id, "U5", reason="the later name")  # the same minute as U4's
+    await a.claim(asked.id, "U4", reason="the same minute")
+    db.clock.advance(minutes=1)
+    await a.claim(asked.id, "U2", reason="a minute later")  # though its name sorts first
+    await a.claim(asked.id, "U3")  # no reason
+    order = ["U4", "U5", "U2", "U3"]
+    said = [("U4", "the same minute"), ("U5", "the later name"), ("U2", "a minute later")]
+    assert await a.votes(asked.id) == order
+    assert await a.reasons(asked.id) == said
+    assert await a.ballot(asked.id) == (order, said)
+
+
+async def test_a_reason_given_with_the_only_approval_needed_is_kept_with_its_vote(db: Db) -> None:
+    asked = await db.request(needed=1)
+    claim, _ = await db.replica().claim(asked.id, "U2", reason="the invoice is due")
+    assert claim is Claim.WON
+    assert await db.replica().ballot(asked.id) == (["U2"], [("U2", "the invoice is due")])
+
+
+async def test_a_request_one_approval_completes_is_claimed_in_two_statements(db: Db) -> None:
+    """Its conditional UPDATE and its vote: no lock, no count (bench/approval_cost.py)."""
+    asked = await db.request(needed=1)
+    sent: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(statement.split(None, 2)[1] if statement.startswith("INSERT") else statement)
+
+    sa.event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        claim, row = await db.replica().claim(asked.id, "U2")
+    finally:
+        sa.event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+    assert claim is Claim.WON and row is not None and row.status is Status.EXECUTING
+    assert len(sent) == 2 and sent[0].startswith("UPDATE approvals SET"), sent
+    assert sent[1] == "INTO", sent
+
+
+async def test_a_run_let_go_is_swept_once_stale_and_one_still_running_never(db: Db) -> None:
+    """A run that ended without a finish the database took (its answer kept) is this
+    replica's own row but no longer in flight: swept like any other once its heartbeat is
+    stale; a run still in flight never is, however old its heartbeat."""
+    a = db.replica()
+    ids = [(await db.request(ref=f"r{n}")).id for n in range(3)]
+    for approval_id in ids:
+        assert (await a.claim(approval_id, "U2"))[0] is Claim.WON
+    running, fresh, stale = ids
+    a.let_go(fresh)
+    a.let_go(stale)
+    db.clock.advance(minutes=10)
+    await a.heartbeat(fresh)
+    swept = await a.orphaned(stale_after=timedelta(minutes=2))
+    assert [row.id for row in swept] == [stale]
+    statuses = [(await db.row(approval_id))["status"] for approval_id in ids]
+    assert statuses == ["executing", "executing", "unknown"]
