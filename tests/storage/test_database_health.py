@@ -203,3 +203,34 @@ async def test_a_read_only_postgresql_database_is_not_writable(database_url: str
         assert await database_problem(engine) == NOT_WRITABLE
     finally:
         await engine.dispose()
+
+
+async def test_a_pooled_connection_the_server_ended_is_replaced_at_checkout(
+    database_url: str,
+) -> None:
+    """What a restart does to an idle pooled connection, done to one: the next checkout opens
+    a new connection instead of handing out the dead one (no ping: asyncpg knows it closed)."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL only")
+    engine = store.make_engine(database_url)
+    admin = store.make_engine(database_url)
+    pid_of = sa.text("SELECT pg_backend_pid()")
+    try:
+        async with engine.connect() as conn:
+            pooled = (await conn.execute(pid_of)).scalar()
+        async with admin.connect() as conn:
+            ended = sa.text("SELECT pg_terminate_backend(:pid)")
+            assert (await conn.execute(ended, {"pid": pooled})).scalar() is True
+        alive = sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
+        for _ in range(200):  # the server's end of it, then asyncpg's reading of the close
+            async with admin.connect() as conn:
+                if not (await conn.execute(alive, {"pid": pooled})).scalar():
+                    break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        async with engine.connect() as conn:
+            assert (await conn.execute(pid_of)).scalar() != pooled
+            assert (await conn.execute(sa.text("SELECT 1"))).scalar() == 1
+    finally:
+        await engine.dispose()
+        await admin.dispose()
