@@ -362,3 +362,17 @@ async def test_a_run_let_go_is_swept_once_stale_and_one_still_running_never(db: 
     assert [row.id for row in swept] == [stale]
     statuses = [(await db.row(approval_id))["status"] for approval_id in ids]
     assert statuses == ["executing", "executing", "unknown"]
+
+
+async def test_the_sweep_settles_the_oldest_request_first(db: Db) -> None:
+    """Whatever order the table hands rows back in (on PostgreSQL an updated row moves to the
+    end of its table), stale runs are swept in the order they were requested."""
+    a = db.replica()
+    first, second = [(await db.request(ref=f"r{n}")).id for n in range(2)]
+    for approval_id in (first, second):
+        assert (await a.claim(approval_id, "U2"))[0] is Claim.WON
+        a.let_go(approval_id)
+    await a.heartbeat(first)  # its row is written again, after the second's
+    db.clock.advance(minutes=10)
+    swept = await a.orphaned(stale_after=timedelta(minutes=2))
+    assert [row.id for row in swept] == [first, second]
