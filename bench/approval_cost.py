@@ -199,9 +199,13 @@ class Target:
 
     name: str
     checkout: Path
+    floor: bool = False  # bench/bare_approval.py, not the bot: no database, the same calls
 
     def environment(self) -> dict[str, str]:
         return {"PYTHONPATH": str(self.checkout)}
+
+    def command(self) -> list[str]:
+        return ["bare-approval"] if self.floor else ["serve"]
 
 
 def origin(target: Target) -> str:
@@ -238,7 +242,7 @@ async def start_replica(
     log = workdir / f"{name}.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [sys.executable, str(COUNTER), str(counts), "serve", "--host", "127.0.0.1"],
+            [sys.executable, str(COUNTER), str(counts), *target.command(), "--host", "127.0.0.1"],
             env={**os.environ, **environment, **target.environment(), "PORT": str(port)},
             cwd=target.checkout,
             stdout=output,
@@ -440,10 +444,17 @@ class Bench:
                 await asyncio.wait_for(changed.wait(), left)
 
     async def drained(self, deployment: Deployment) -> int:
-        """Waits until no delivery is pending or sending; returns the rows written so far."""
+        """Waits until no delivery is pending or sending; returns the rows written so far.
+        The floor has no outbox: until none of its requests is still making calls; returns
+        the Slack calls made so far."""
         deadline = time.monotonic() + ROUND_TIMEOUT
         while True:
-            waiting, rows = await deliveries_of(deployment.database_url)
+            if deployment.target.floor:
+                answers = [await self.http.get(f"{r.url}/pending") for r in deployment.replicas]
+                waiting = sum(int(a.json()["pending"]) for a in answers)
+                rows = len(self.slack.calls)
+            else:
+                waiting, rows = await deliveries_of(deployment.database_url)
             if not waiting:
                 return rows
             if time.monotonic() > deadline:
@@ -503,13 +514,15 @@ async def deployed(
     http: httpx.AsyncClient,
 ) -> AsyncIterator[Deployment]:
     async with contextlib.AsyncExitStack() as stack:
-        if database == "postgresql":
+        if target.floor:
+            url = f"sqlite:///{workdir / 'floor-unused.db'}"  # bot_environment wants one
+        elif database == "postgresql":
             assert postgresql is not None
             url = await stack.enter_async_context(fresh_postgres(postgresql))
         else:
             url = f"sqlite:///{workdir / f'{target.name}-{count}.db'}"
         environment = bot_environment(database_url=url, slack=slack, providers=providers)
-        if database == "postgresql":
+        if database == "postgresql" and not target.floor:
             await upgrade(environment, target)
         replicas: list[Replica] = []
         stack.push_async_callback(lambda: asyncio.gather(*(stop(r) for r in replicas)))
@@ -517,7 +530,7 @@ async def deployed(
             name = f"{target.name}-{database}-{count}-{n + 1}"
             replicas.append(await start_replica(name, environment, target, workdir))
         senders = [SlackSender(slack=slack, url=r.url, http=http) for r in replicas]
-        yield Deployment(target, database, url, replicas, senders)
+        yield Deployment(target, "none" if target.floor else database, url, replicas, senders)
 
 
 async def measure(
@@ -584,7 +597,7 @@ def round_trips(figures: Figures) -> float:
 
 def report(deployments: Sequence[Deployment], provider_ms: float) -> None:
     header = (
-        f"{'database':<10} {'repl':>4} {'rev':<4} {'click→done p50/p99 ms':>22} "
+        f"{'database':<10} {'repl':>4} {'rev':<5} {'click→done p50/p99 ms':>22} "
         f"{'overhead p50/p99 ms':>20} {'stmts':>6} {'reads':>6} {'writes':>6} {'other':>6} "
         f"{'txns':>5} {'commits':>7} {'trips':>6} {'conns':>5} {'appr/s':>7} {'cpu ms':>6} "
         f"{'click cpu':>9}"
@@ -597,7 +610,7 @@ def report(deployments: Sequence[Deployment], provider_ms: float) -> None:
         p99 = percentile(f.click_to_done_ms, 0.99)
         rate = sorted(f.rates)[len(f.rates) // 2]
         print(
-            f"{d.database:<10} {len(d.replicas):>4} {d.target.name:<4} "
+            f"{d.database:<10} {len(d.replicas):>4} {d.target.name:<5} "
             f"{p50:>10.1f} / {p99:>8.1f} {p50 - provider_ms:>9.1f} / {p99 - provider_ms:>8.1f} "
             f"{per(f, 'statements'):>6.1f} "
             + " ".join(f"{per(f, kind):>6.1f}" for kind in KINDS)
@@ -618,6 +631,22 @@ def report(deployments: Sequence[Deployment], provider_ms: float) -> None:
                 f"×{round_trips(bot) / max(round_trips(ref), 1e-9):.2f}, overhead p50 "
                 f"×{ratio(bot, ref, 0.50, provider_ms):.2f}, p99 "
                 f"×{ratio(bot, ref, 0.99, provider_ms):.2f}"
+            )
+    floors = [d.figures for d in deployments if d.target.floor]
+    for d in deployments:
+        if floors and not d.target.floor:
+            f, floor = d.figures, floors[0]
+            print(
+                f"{d.target.name}/floor on {d.database}, {len(d.replicas)} replica(s): "
+                f"overhead p50 "
+                f"×{ratio(f, floor, 0.50, provider_ms):.2f}, p99 "
+                f"×{ratio(f, floor, 0.99, provider_ms):.2f}, cpu per approval "
+                f"×{per(f, 'cpu_ms') / max(per(floor, 'cpu_ms'), 1e-9):.2f}"
+                + (
+                    f", click cpu ×{f.click_cpu_ms / max(floor.click_cpu_ms, 1e-9):.2f}"
+                    if f.click_cpu_ms and floor.click_cpu_ms
+                    else ""
+                )
             )
 
 
@@ -663,9 +692,10 @@ async def run(args: argparse.Namespace) -> None:
             ) as http,
         ):
             providers = voipcloud_env(vc_url, sandbox)
-            for database, count in settings:
+            for n, (database, count) in enumerate(settings):
+                floor = [Target("floor", ROOT, floor=True)] if n == 0 and not args.no_floor else []
                 deployments += await measure(
-                    targets,
+                    [*targets, *floor],
                     database,
                     count,
                     args,
@@ -692,7 +722,7 @@ async def run(args: argparse.Namespace) -> None:
             f"{m.removeprefix('slack ')} {n / max(1, d.figures.approvals):.1f}"
             for m, n in sorted(d.figures.slack.items())
         )
-        print(f"  {d.database:<10} {len(d.replicas)} {d.target.name:<4} {calls:5.1f}: {methods}")
+        print(f"  {d.database:<10} {len(d.replicas)} {d.target.name:<5} {calls:5.1f}: {methods}")
     if args.profile:
         first = deployments[0].database
         profile([d for d in deployments if d.database == first and len(d.replicas) == 1], args.top)
@@ -720,6 +750,11 @@ def main() -> None:
         help="a checkout of another revision of this repository, measured beside this one",
     )
     parser.add_argument("--profile", action="store_true", help="statements grouped by shape")
+    parser.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="leave out bench/bare_approval.py (the same calls with no database) beside SQLite",
+    )
     parser.add_argument(
         "--clicks-together",
         action="store_true",

@@ -1,6 +1,7 @@
 """`billing-bot serve`, counting every statement it sends to the database (for approval_cost.py).
 
     python bench/counted_serve.py COUNTS_FILE serve --host 127.0.0.1 --port 3000
+    python bench/counted_serve.py COUNTS_FILE bare-approval --host 127.0.0.1 --port 3002
 
 Runs `bot.cli.main` with the arguments after COUNTS_FILE, after registering SQLAlchemy events
 on every engine the process makes: `before_cursor_execute` (each statement, counted as a read
@@ -15,8 +16,10 @@ threads). On
 SIGUSR1 (and at exit) it writes what it counted so far, as JSON, to COUNTS_FILE (through a
 temporary file and a rename, so a reader never sees half of it).
 
-Which `bot` it runs is PYTHONPATH's choice (approval_cost.py sets it to this checkout or to
-the `--reference` one); this file imports nothing of the repository itself.
+With `bare-approval` first, it runs bench/bare_approval.py's `main` instead (the floor, which
+sends no statement: only its CPU time is of use). Which `bot` it runs is PYTHONPATH's choice
+(approval_cost.py sets it to this checkout or to the `--reference` one); this file imports
+nothing of the repository itself (bench/bare_approval.py imports two names of VoIPcloud's).
 """
 
 from __future__ import annotations
@@ -128,6 +131,10 @@ def main() -> int:
     signal.signal(signal.SIGUSR1, on_signal)
     atexit.register(dump, path)
     dump(path)
+    if sys.argv[2] == "bare-approval":  # the floor approval_cost.py runs beside the bot
+        from bench.bare_approval import main as floor  # PYTHONPATH is this checkout
+
+        return floor(sys.argv[3:])
     from bot.cli import main as cli
 
     return cli(sys.argv[2:])
