@@ -17,6 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from bot.storage import sqlite
+
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
     """Aware datetimes in, aware UTC datetimes out, whatever the backend keeps."""
@@ -248,6 +250,11 @@ def make_engine(url: str) -> AsyncEngine:
     url = async_url(url)
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine.sync_engine, "do_connect")
+        def _one_call_per_statement(dialect: Any, _: Any, cargs: Any, cparams: Any) -> Any:
+            # aiosqlite's connection, one call to its thread per statement (bot.storage.sqlite)
+            return dialect.loaded_dbapi.connect(*cargs, async_creator_fn=sqlite.connect, **cparams)
 
         @sa.event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_connection: Any, _: Any) -> None:

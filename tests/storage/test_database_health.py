@@ -9,7 +9,6 @@ import contextlib
 import os
 import sqlite3
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,17 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.ops.health import NOT_WRITABLE, UNREACHABLE, database_problem
 from bot.storage import store
 from bot.storage.audit import AuditLog, Entry
-
-# Holds SQLite's write lock from another process until it reads a line on stdin.
-HOLDER = """
-import sqlite3, sys
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-sys.stdin.readline()
-conn.execute("ROLLBACK")
-print("released", flush=True)
-"""
+from tests.support.sqlite_lock import write_lock_held
 
 
 @pytest.fixture
@@ -45,23 +34,6 @@ async def sqlite_db(tmp_path: Path) -> AsyncIterator[tuple[Path, AsyncEngine]]:
         yield path, engine
     finally:
         await engine.dispose()
-
-
-@contextlib.contextmanager
-def write_lock_held(path: Path) -> Iterator[None]:
-    """Another process holds the database's write lock for as long as the block runs."""
-    command = [sys.executable, "-c", HOLDER, str(path)]
-    with subprocess.Popen(
-        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    ) as holder:
-        assert holder.stdin is not None and holder.stdout is not None
-        try:
-            assert holder.stdout.readline().strip() == "locked"
-            yield
-        finally:
-            holder.stdin.write("\n")
-            holder.stdin.flush()
-            assert holder.stdout.readline().strip() == "released"
 
 
 def entry(detail: str) -> Entry:
