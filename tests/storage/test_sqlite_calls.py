@@ -6,7 +6,7 @@ the thread while the event loop goes on."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ async def engine(path: Path) -> AsyncIterator[AsyncEngine]:
 def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """The calls handed to a connection's thread, by the name of what ran there."""
     made: list[str] = []
-    handed = sqlite.Connection._execute
+    handed: Callable[..., Awaitable[Any]] = sqlite.Connection._execute
 
     async def counted(self: sqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
         made.append(getattr(fn, "__name__", repr(fn)))
@@ -185,8 +185,8 @@ async def test_a_cursor_hands_its_rows_out_in_parts(path: Path) -> None:
             )
             await cursor.execute("SELECT name FROM items ORDER BY id")
             assert await cursor.fetchone() == ("a",)
-            assert await cursor.fetchmany(1) == [("b",)]
-            assert await cursor.fetchall() == [("c",)]
+            assert list(await cursor.fetchmany(1)) == [("b",)]
+            assert list(await cursor.fetchall()) == [("c",)]
             assert await cursor.fetchone() is None
         await connection.commit()
     finally:
