@@ -82,15 +82,6 @@ class Cursor(aiosqlite.Cursor):
     async def close(self) -> None:
         self._rows = []  # the sqlite3 cursor was closed with its statement
 
-    @property
-    def arraysize(self) -> int:
-        return 1 if self._cursor is None else self._cursor.arraysize
-
-    @arraysize.setter
-    def arraysize(self, value: int) -> None:
-        if self._cursor is not None:
-            self._cursor.arraysize = value
-
 
 class Connection(aiosqlite.Connection):
     """aiosqlite's connection, making its cursors `Cursor`s and skipping empty commits."""

@@ -181,12 +181,13 @@ async def test_a_cursor_hands_its_rows_out_in_parts(path: Path) -> None:
     try:
         async with connection.cursor() as cursor:
             await cursor.executemany(
-                "INSERT INTO items (name) VALUES (?)", [("a",), ("b",), ("c",)]
+                "INSERT INTO items (name) VALUES (?)", [("a",), ("b",), ("c",), ("d",)]
             )
             await cursor.execute("SELECT name FROM items ORDER BY id")
             assert await cursor.fetchone() == ("a",)
-            assert list(await cursor.fetchmany(1)) == [("b",)]
-            assert list(await cursor.fetchall()) == [("c",)]
+            assert list(await cursor.fetchmany()) == [("b",)]  # arraysize rows: 1
+            assert list(await cursor.fetchmany(2)) == [("c",), ("d",)]
+            assert list(await cursor.fetchall()) == []
             assert await cursor.fetchone() is None
         await connection.commit()
     finally:
