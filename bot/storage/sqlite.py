@@ -7,14 +7,14 @@ rollback, including the rollback of every connection given back to the pool afte
 (https://docs.sqlalchemy.org/en/20/core/pooling.html#reset-on-return). Measured on a 2-core
 machine, a call costs some 140 µs of CPU between the two threads (a queue, a future, a wake-up
 of the loop through its self-pipe), where the sqlite3 call itself takes 2 µs: an approval's
-46 statements took 250 calls, and SQLite used twice PostgreSQL's CPU per approval
-(bench/approval_cost.py).
+46 statements took 255 calls, 83 here (bench/approval_cost.py).
 
 The connection here is aiosqlite's, with two changes the adapter cannot tell from the outside:
 its cursor executes, fetches every row and closes in one call (the rows wait in the cursor
 for `fetchall`), and a commit or rollback with no transaction open is not sent at all (the
 connection says whether one is: `in_transaction` is a flag of the connection, read without
-a call). The statements, their order and their transactions are the same as aiosqlite's, and
+a call; and no call handed to the thread may still be running there, where it could open
+one). The statements, their order and their transactions are the same as aiosqlite's, and
 a statement still runs in the connection's thread, never in the event loop's, so a slow query
 or a busy database never stops the bot answering Slack.
 
@@ -86,16 +86,42 @@ class Cursor(aiosqlite.Cursor):
 class Connection(aiosqlite.Connection):
     """aiosqlite's connection, making its cursors `Cursor`s and skipping empty commits."""
 
+    def __init__(self, connector: Callable[[], sqlite3.Connection], iter_chunk_size: int) -> None:
+        super().__init__(connector, iter_chunk_size)
+        # Calls handed to the thread, and the last that has finished there (set by the thread;
+        # they finish in the order they were handed).
+        self._handed = 0
+        self._finished = 0
+
+    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        self._handed += 1
+        number = self._handed
+
+        def call() -> Any:
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._finished = number
+
+        run: Callable[..., Awaitable[Any]] = super()._execute
+        return await run(call)
+
+    def _nothing_open(self) -> bool:
+        """No transaction open, and none about to be: a statement handed to the thread whose
+        caller stopped waiting (cancelled) may still open one there, and a commit or rollback
+        asked for after it must run after it."""
+        return self._finished == self._handed and not self._conn.in_transaction
+
     @contextmanager
     async def cursor(self) -> aiosqlite.Cursor:
         return Cursor(self)
 
     async def commit(self) -> None:
-        if self._conn.in_transaction:
+        if not self._nothing_open():
             await super().commit()
 
     async def rollback(self) -> None:
-        if self._conn.in_transaction:
+        if not self._nothing_open():
             await super().rollback()
 
 

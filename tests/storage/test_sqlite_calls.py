@@ -192,3 +192,39 @@ async def test_a_cursor_hands_its_rows_out_in_parts(path: Path) -> None:
         await connection.commit()
     finally:
         await connection.close()
+
+
+# A read that keeps the connection's thread busy for a while (a few hundred ms here).
+SLOW_READ = (
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000)"
+    " SELECT count(*) FROM n"
+)
+
+
+async def test_a_rollback_after_a_cancelled_write_waits_for_it(path: Path) -> None:
+    """A write handed to the thread and no longer awaited (its caller cancelled) still runs
+    there; the rollback that follows must run after it, not be skipped because no
+    transaction was open yet when it was asked for."""
+    connection = await sqlite.connect(str(path))
+    try:
+        async with connection.cursor() as busy, connection.cursor() as cursor:
+            reading = asyncio.ensure_future(busy.execute(SLOW_READ))
+            writing = asyncio.ensure_future(
+                cursor.execute("INSERT INTO items (name) VALUES ('cancelled')")
+            )
+            await asyncio.sleep(0)  # both handed to the thread, the write queued behind
+            writing.cancel()
+            await connection.rollback()
+            await reading
+            await busy.execute("SELECT 1")  # queued last: the write has run by now
+        assert not connection.in_transaction, "the write's transaction was left open"
+    finally:
+        await connection.close()
+    async with aiosqlite_plain(path) as other:
+        assert await other.execute_fetchall("SELECT name FROM items") == []
+
+
+def aiosqlite_plain(path: Path) -> Any:
+    import aiosqlite
+
+    return aiosqlite.connect(str(path))
