@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -220,11 +221,5 @@ async def test_a_rollback_after_a_cancelled_write_waits_for_it(path: Path) -> No
         assert not connection.in_transaction, "the write's transaction was left open"
     finally:
         await connection.close()
-    async with aiosqlite_plain(path) as other:
-        assert await other.execute_fetchall("SELECT name FROM items") == []
-
-
-def aiosqlite_plain(path: Path) -> Any:
-    import aiosqlite
-
-    return aiosqlite.connect(str(path))
+    async with aiosqlite.connect(str(path)) as other:  # the write was rolled back
+        assert list(await other.execute_fetchall("SELECT name FROM items")) == []
