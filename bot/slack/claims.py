@@ -95,18 +95,26 @@ def wait(row_id: int, *, next_at: datetime, attempts: int) -> sa.Update:
     return statement.returning(BEHIND)
 
 
-def finish(row_id: int, **values: Any) -> sa.Update:
-    """Row `row_id` set to `values`; returns whether rows of the same message wait behind it
-    (never, for a row without a key: NULL equals no key)."""
-    statement = deliveries.update().where(deliveries.c.id == row_id).values(**values)
-    return statement.returning(WAITING_BEHIND)
+# The two statements every message runs, built once, their values given as parameters:
+# building one and making its cache key took as long as running it (350 of 700 µs of CPU for a
+# finish, on either database), ten times an approval.
+
+# A row finished: FINISH with `finish(…)`'s parameters; returns whether rows of the same message
+# wait behind it (never, for a row without a key: NULL equals no key).
+FINISH: sa.Update = (
+    deliveries.update().where(deliveries.c.id == sa.bindparam("row_id")).returning(WAITING_BEHIND)
+)
 
 
-def posted(key: str) -> sa.Select[Any]:
-    """Where the post of the message `key` names went, when one was written already."""
-    return (
-        sa.select(deliveries.c.channel, deliveries.c.result_ts)
-        .where(deliveries.c.key == key, deliveries.c.method == POST)
-        .order_by(deliveries.c.id)
-        .limit(1)
-    )
+def finish(row_id: int, **values: Any) -> dict[str, Any]:
+    """FINISH's parameters: row `row_id` set to `values` (their names make the SET clause)."""
+    return {"row_id": row_id, **values}
+
+
+# Where the post of the message `key` names went, when one was written already.
+POSTED: sa.Select[Any] = (
+    sa.select(deliveries.c.channel, deliveries.c.result_ts)
+    .where(deliveries.c.key == sa.bindparam("key"), deliveries.c.method == POST)
+    .order_by(deliveries.c.id)
+    .limit(1)
+)

@@ -164,7 +164,7 @@ class Outbox:
         A key names one message: a second post of it is not written (an end shown again)."""
         if key is not None:
             async with self.engine.connect() as conn:
-                found = (await conn.execute(claims.posted(key))).first()
+                found = (await conn.execute(claims.POSTED, {"key": key})).first()
             if found is not None:
                 return MessageRef(found.channel, found.result_ts) if found.result_ts else None
         key = key or (f"message:{uuid.uuid4().hex}" if files else None)
@@ -377,7 +377,7 @@ class Outbox:
     async def _finish(self, row: Row, status: str, ref: MessageRef | None = None) -> bool:
         """True when rows of the same message wait behind this one."""
         # What was shown is Slack's now: the bodies (files, private notes) are not kept.
-        statement = claims.finish(
+        values = claims.finish(
             row.id,
             status=status,
             done_at=self.clock(),
@@ -388,7 +388,7 @@ class Outbox:
             lease_until=None,
         )
         async with self.engine.begin() as conn:
-            return bool((await conn.execute(statement)).scalar())
+            return bool((await conn.execute(claims.FINISH, values)).scalar())
 
     async def _failed(self, row: Row, exc: Exception) -> None:
         failure = classify(exc)

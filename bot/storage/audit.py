@@ -83,18 +83,25 @@ def fit(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+# The append's statements, built once (building one and making its cache key cost as much CPU
+# as running it; four appends an approval).
+_LOCKS: dict[str, tuple[sa.TextClause, dict[str, Any]]] = {
+    "postgresql": (sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK}),
+    "sqlite": (sa.text("UPDATE audit SET seq = seq WHERE seq < :none"), {"none": 0}),
+}
+_HEAD = sa.select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
+_INSERT = audit.insert()
+
+
 def _append_lock(dialect: str) -> tuple[sa.TextClause, dict[str, Any]]:
     """PostgreSQL: the appends' transaction advisory lock, held until commit. SQLite: a write
     that changes nothing takes the database's one write lock, held until commit (a read alone
     would not: another process could append between this one's read and its insert)."""
-    if dialect == "postgresql":
-        return sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK}
-    return sa.text("UPDATE audit SET seq = seq WHERE seq < :none"), {"none": 0}
+    return _LOCKS["postgresql" if dialect == "postgresql" else "sqlite"]
 
 
 async def _head(conn: AsyncConnection) -> Link | None:
-    query = sa.select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
-    found = (await conn.execute(query)).first()
+    found = (await conn.execute(_HEAD)).first()
     return Link(int(found.seq), str(found.hash)) if found is not None else None
 
 
@@ -110,7 +117,7 @@ async def _last_by(conn: AsyncConnection, until: datetime) -> Link | None:
 
 
 async def _insert(conn: AsyncConnection, row: dict[str, Any], head: Link | None) -> int | None:
-    result = await conn.execute(audit.insert().values(**row, **seal(row, head)))
+    result = await conn.execute(_INSERT, {**row, **seal(row, head)})
     key = result.inserted_primary_key
     return int(key[0]) if key and key[0] is not None else None
 
