@@ -497,6 +497,25 @@ async def test_the_worker_sends_a_retry_when_it_is_due(
     assert texts(slack, "chat.postMessage") == ["Result"]
 
 
+async def test_the_worker_wakes_for_a_retry_instead_of_sleeping_to_its_next_pass(
+    outbox: Outbox, slack: SlackApiDouble, clock: Clock
+) -> None:
+    """A row retried after Retry-After: 1 is not due when anything else wakes the worker (the
+    post itself); only the wake-up set for its time (a real second) sends it, long before the
+    worker's hour-long pass."""
+    worker = asyncio.create_task(outbox.run(every=3600))
+    try:
+        slack.inject("chat.postMessage", Fault(status=429, retry_after=1))
+        await outbox.post(CHANNEL, {"text": "Result"})
+        clock.advance(seconds=1)  # due by the outbox's clock; nothing has woken the worker
+        await slack.wait_for("chat.postMessage", 2, timeout=15)
+    finally:
+        worker.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await worker
+    assert texts(slack, "chat.postMessage") == ["Result"]
+
+
 async def test_the_worker_outlives_a_database_that_is_away(
     outbox_of: OutboxOf, tmp_path: Path, caplog: Any
 ) -> None:
