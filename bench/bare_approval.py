@@ -31,17 +31,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import gc
 import itertools
 import os
 import traceback
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from typing import Any
 
 import httpx
-import uvicorn
-from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 from starlette.applications import Starlette
@@ -49,6 +45,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bench.bare_bolt import serve, web
 from commands.voipcloud.client import MOVE_FUNDS, TOKEN_HEADER
 
 APPROVERS = ("U0APPROVER", "U2", "U3", "U0ADMIN")  # tests.support.e2e.ROLES: who is told
@@ -159,32 +156,11 @@ def build() -> Starlette:
     floor = Floor(client, http)
     app.command("/voipcloud")(floor.command)
     app.action("approve")(floor.click)
-    handler = AsyncSlackRequestHandler(app)
-
-    async def events(request: Request) -> Response:
-        return await handler.handle(request)
-
-    async def readyz(request: Request) -> Response:
-        return JSONResponse({"ok": True})
 
     async def pending(request: Request) -> Response:
         return JSONResponse({"pending": len(floor.running)})
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        gc.collect()
-        gc.freeze()  # as bot.slack.app.settle_heap does once `serve` is ready
-        try:
-            yield
-        finally:
-            await http.aclose()
-
-    routes = [
-        Route("/slack/events", events, methods=["POST"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/pending", pending, methods=["GET"]),
-    ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return web(app, http, routes=[Route("/pending", pending, methods=["GET"])], freeze=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,15 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3002")))
     options = parser.parse_args(argv)
-    uvicorn.run(
-        build(),
-        host=options.host,
-        port=options.port,
-        log_config=None,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-    )
+    serve(build(), host=options.host, port=options.port, log_level="warning")
     return 0
 
 

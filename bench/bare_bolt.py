@@ -17,8 +17,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import httpx
@@ -57,6 +58,19 @@ def build(provider_url: str) -> Starlette:
             channel=str(body["channel_id"]), text=f"provider answered {answer.status_code}"
         )
 
+    return web(app, http)
+
+
+def web(
+    app: AsyncApp,
+    http: httpx.AsyncClient,
+    *,
+    routes: Sequence[Route] = (),
+    freeze: bool = False,
+) -> Starlette:
+    """`app` at POST /slack/events and GET /readyz (plus `routes`), closing `http` at the end;
+    with `freeze`, start-up's objects are left out of garbage collection once it is serving,
+    as bot.slack.app.settle_heap does (bench/bare_approval.py uses both)."""
     handler = AsyncSlackRequestHandler(app)
 
     async def events(request: Request) -> Response:
@@ -67,16 +81,35 @@ def build(provider_url: str) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        if freeze:
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:
             await http.aclose()
 
-    routes = [
-        Route("/slack/events", events, methods=["POST"]),
-        Route("/readyz", readyz, methods=["GET"]),
-    ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(
+        routes=[
+            Route("/slack/events", events, methods=["POST"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            *routes,
+        ],
+        lifespan=lifespan,
+    )
+
+
+def serve(web_app: Starlette, *, host: str, port: int, log_level: str) -> None:
+    """uvicorn with the options `billing-bot serve` gives it."""
+    uvicorn.run(
+        web_app,
+        host=host,
+        port=port,
+        log_config=None,
+        log_level=log_level,
+        access_log=False,
+        lifespan="on",
+    )
 
 
 def main() -> None:
@@ -84,14 +117,11 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=3001)
     options = parser.parse_args()
-    uvicorn.run(
+    serve(
         build(os.environ["BENCH_PROVIDER_URL"]),
         host=options.host,
         port=options.port,
-        log_config=None,
         log_level="info",
-        access_log=False,
-        lifespan="on",
     )
 
 
